@@ -1,0 +1,235 @@
+"""Key generation and envelope encryption under ``UAA_KEK``; ``kid`` is the RFC 7638 thumbprint.
+
+Each private key is serialized (PKCS#8 DER), encrypted with AES-256-GCM under a fresh 256-bit data
+key, and the data key is encrypted with AES-256-GCM under the key-encryption key (KEK). Both use the
+``kid`` as associated data, so a wrapped blob cannot be moved to another key row.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from jwcrypto import jwk
+
+from tokens.models import SigningKey
+
+logger = logging.getLogger(__name__)
+
+NONCE_BYTES = 12
+
+
+class KeyDecryptionError(ImproperlyConfigured):
+    """A stored private key cannot be unwrapped with any configured KEK: a wrong ``UAA_KEK``."""
+
+
+@dataclass(frozen=True)
+class KeyEncryptionKey:
+    kek_id: str
+    key: bytes
+
+
+def _decode_kek(text: str) -> bytes:
+    text = text.strip()
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise ImproperlyConfigured("UAA_KEK must be base64url-encoded 32-byte keys.") from exc
+    if len(raw) != 32:
+        raise ImproperlyConfigured("UAA_KEK must be base64url-encoded 32-byte keys.")
+    return raw
+
+
+def new_kek() -> str:
+    """A fresh key-encryption key, base64url encoded (what ``UAA_KEK`` holds)."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+def ensure_kek_file(path: Path) -> None:
+    """Create the local development KEK file if it does not exist yet (DEBUG only)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_kek() + "\n")
+
+
+@cache
+def _keks_from(value: str, file: str) -> tuple[KeyEncryptionKey, ...]:
+    text = value
+    if not text and file:
+        path = Path(file)
+        if settings.DEBUG:
+            ensure_kek_file(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"UAA_KEK_FILE {file} cannot be read.") from exc
+    keys = [_decode_kek(part) for part in text.replace("\n", ",").split(",") if part.strip()]
+    if not keys:
+        raise ImproperlyConfigured("UAA_KEK is empty.")
+    return tuple(KeyEncryptionKey(kek_id=hashlib.sha256(k).hexdigest()[:16], key=k) for k in keys)
+
+
+def configured_keks() -> tuple[KeyEncryptionKey, ...]:
+    """The configured KEKs, current first. Older ones are accepted for unwrapping during a KEK rotation."""
+    return _keks_from(settings.UAA_KEK, settings.UAA_KEK_FILE)
+
+
+def _generate_private_key(
+    algorithm: str,
+) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
+    if algorithm == SigningKey.Algorithm.RS256:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == SigningKey.Algorithm.ES256:
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == SigningKey.Algorithm.EDDSA:
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unsupported algorithm {algorithm}")
+
+
+def wrap_private_key(*, der: bytes, kid: str, kek: KeyEncryptionKey) -> tuple[bytes, bytes]:
+    """Encrypt ``der`` under a fresh data key and wrap that data key under ``kek``."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(NONCE_BYTES)
+    wrapped_private = nonce + AESGCM(data_key).encrypt(nonce, der, kid.encode())
+    kek_nonce = os.urandom(NONCE_BYTES)
+    wrapped_data_key = kek_nonce + AESGCM(kek.key).encrypt(kek_nonce, data_key, kid.encode())
+    return wrapped_private, wrapped_data_key
+
+
+def unwrap_private_key(key: SigningKey) -> bytes:
+    """Recover the PKCS#8 DER private key, trying the KEK it names first, then every configured KEK."""
+    keks = sorted(configured_keks(), key=lambda k: k.kek_id != key.kek_id)
+    wrapped_data_key = bytes(key.wrapped_data_key)
+    for kek in keks:
+        try:
+            data_key = AESGCM(kek.key).decrypt(
+                wrapped_data_key[:NONCE_BYTES], wrapped_data_key[NONCE_BYTES:], key.kid.encode()
+            )
+        except InvalidTag:
+            continue
+        blob = bytes(key.wrapped_private_key)
+        return AESGCM(data_key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key.kid.encode())
+    raise KeyDecryptionError(
+        f"No configured UAA_KEK can decrypt signing key {key.kid} (wrapped under KEK {key.kek_id}). "
+        "Check UAA_KEK / UAA_KEK_FILE: UAA will not sign with a new, unpublished key instead."
+    )
+
+
+def create_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey.State.NEXT) -> SigningKey:
+    """Generate a key pair, wrap the private half under the current KEK and store it."""
+    private_key = _generate_private_key(algorithm)
+    der = private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = jwk.JWK.from_pyca(private_key.public_key())
+    kid = public.thumbprint()
+    kek = configured_keks()[0]
+    wrapped_private, wrapped_data_key = wrap_private_key(der=der, kid=kid, kek=kek)
+    public_jwk = {**public.export_public(as_dict=True), "kid": kid, "alg": algorithm, "use": "sig"}
+    return SigningKey.objects.create(
+        kid=kid,
+        algorithm=algorithm,
+        state=state,
+        public_jwk=public_jwk,
+        wrapped_private_key=wrapped_private,
+        wrapped_data_key=wrapped_data_key,
+        kek_id=kek.kek_id,
+        created_at=now,
+        activated_at=now if state == SigningKey.State.ACTIVE else None,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    kid: str
+    algorithm: str
+    jwk: jwk.JWK
+
+
+def load_private_jwk(key: SigningKey) -> LoadedKey:
+    private = serialization.load_der_private_key(unwrap_private_key(key), password=None)
+    loaded = jwk.JWK.from_pyca(private)
+    return LoadedKey(kid=key.kid, algorithm=key.algorithm, jwk=loaded)
+
+
+_cache_lock = threading.Lock()
+_active_cache: dict[str, tuple[float, LoadedKey]] = {}
+
+
+def clear_key_cache() -> None:
+    with _cache_lock:
+        _active_cache.clear()
+
+
+def ensure_active_key(*, algorithm: str) -> SigningKey:
+    """The active key for ``algorithm``; a database without one heals itself by creating one."""
+    key = SigningKey.objects.active().for_algorithm(algorithm).first()
+    if key is not None:
+        return key
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            incoming = (
+                SigningKey.objects.next_in_line().for_algorithm(algorithm).order_by("created_at").first()
+            )
+            if incoming is not None:
+                incoming.activate(now=now)
+                key = incoming
+            else:
+                key = create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.ACTIVE)
+    except IntegrityError:
+        # Another process activated one at the same moment (one active key per algorithm).
+        return SigningKey.objects.active().for_algorithm(algorithm).get()
+    logger.warning("tokens.signing_key_created", extra={"kid": key.kid, "alg": algorithm})
+    return key
+
+
+def active_signing_key(algorithm: str) -> LoadedKey:
+    """The active private key for ``algorithm``, cached per process for ``UAA_KEY_CACHE_SECONDS``."""
+    now = time.monotonic()
+    cached = _active_cache.get(algorithm)
+    if cached and cached[0] > now:
+        return cached[1]
+    loaded = load_private_jwk(ensure_active_key(algorithm=algorithm))
+    with _cache_lock:
+        _active_cache[algorithm] = (now + settings.UAA_KEY_CACHE_SECONDS, loaded)
+    return loaded
+
+
+_public_cache: dict[str, tuple[float, jwk.JWK | None]] = {}
+
+
+def published_public_key(kid: str) -> jwk.JWK | None:
+    """The public key for ``kid`` if it is still published (next, active or retired), else ``None``."""
+    now = time.monotonic()
+    cached = _public_cache.get(kid)
+    if cached and cached[0] > now:
+        return cached[1]
+    row = SigningKey.objects.publishable().filter(kid=kid).values_list("public_jwk", flat=True).first()
+    public = jwk.JWK(**row) if row else None
+    with _cache_lock:
+        _public_cache[kid] = (now + settings.UAA_KEY_CACHE_SECONDS, public)
+    return public
+
+
+def clear_public_key_cache() -> None:
+    with _cache_lock:
+        _public_cache.clear()

@@ -1,0 +1,37 @@
+"""First-run setup for a local server: a key-encryption key, signing keys, and an admin user."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from accounts.models import User
+from accounts.services import create_user
+from tokens.keys import ensure_active_key, ensure_kek_file
+
+
+class Command(BaseCommand):
+    help = "Ensure a KEK (DEBUG only), an active signing key per algorithm in use, and an admin user."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--admin-email", default="admin@example.com")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.DEBUG and not settings.UAA_KEK and settings.UAA_KEK_FILE:
+            ensure_kek_file(Path(settings.UAA_KEK_FILE))
+        for algorithm in sorted({"RS256", settings.UAA_ACCESS_TOKEN_ALG}):
+            key = ensure_active_key(algorithm=algorithm)
+            self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state})")
+        if User.objects.filter(is_superuser=True).exists():
+            self.stdout.write("admin user: already present")
+            return
+        password = secrets.token_urlsafe(18)
+        create_user(email=options["admin_email"], password=password, is_staff=True, is_superuser=True)
+        self.stdout.write(self.style.SUCCESS(f"admin user: {options['admin_email']}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"password:   {password}   (shown once; change it in the admin)")
+        )

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from tokens import views
+
+app_name = "tokens"
+
+urlpatterns = [path("jwks.json", views.jwks, name="jwks")]

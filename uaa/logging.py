@@ -1,0 +1,85 @@
+"""JSON log formatter and a filter that redacts secret-bearing keys (a second line of defence)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "client_secret",
+        "code",
+        "code_verifier",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "id_token_hint",
+        "token",
+        "authorization",
+        "cookie",
+        "secret",
+        "assertion",
+        "client_assertion",
+        "otp",
+    }
+)
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_INLINE_SECRET = re.compile(
+    r"(?i)\b(password|client_secret|code_verifier|access_token|refresh_token|id_token|code|token)=([^&\s]+)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/=]+")
+
+
+def redact_text(text: str) -> str:
+    """Mask ``key=value`` pairs of known secret keys and Authorization credentials in free text."""
+    text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}=[redacted]", text)
+    return _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    if key.lower() in SECRET_KEYS:
+        return "[redacted]"
+    if isinstance(value, dict):
+        return {k: redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Redact secret-bearing extra fields and inline ``key=value`` secrets in messages."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD:
+                record.__dict__[key] = redact_value(key, value)
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        if record.args:
+            if isinstance(record.args, dict):
+                record.args = {k: redact_value(str(k), v) for k, v in record.args.items()}
+            else:
+                record.args = tuple(redact_value("", a) for a in record.args)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event, and every ``extra=`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                body[key] = value
+        if record.exc_info:
+            body["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str)

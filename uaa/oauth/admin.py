@@ -1,0 +1,103 @@
+"""Clients in Django admin: the secret is shown exactly once, on creation or rotation, never stored raw."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from oauth2_provider.generators import generate_client_secret
+
+from uaa.oauth.models import Client, Consent
+from uaa.oauth.services import rotate_client_secret
+
+
+class ClientForm(forms.ModelForm):
+    class Meta:
+        model = Client
+        fields = [
+            "name",
+            "client_type",
+            "authorization_grant_type",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "trusted",
+            "algorithm",
+            "default_audience",
+            "allowed_origins",
+        ]
+
+
+class ClientAdmin(admin.ModelAdmin):
+    form = ClientForm
+    list_display = [
+        "name",
+        "client_id",
+        "client_type",
+        "authorization_grant_type",
+        "redirect_uris",
+        "trusted",
+        "created",
+    ]
+    list_filter = ["client_type", "authorization_grant_type", "trusted", "algorithm", "created"]
+    search_fields = ["name", "client_id", "redirect_uris"]
+    readonly_fields = ["client_id", "created", "updated"]
+    actions = ["rotate_secret"]
+    fieldsets = (
+        (None, {"fields": ("name", "client_id", "client_type", "authorization_grant_type", "trusted")}),
+        ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")}),
+        ("Tokens", {"fields": ("algorithm", "default_audience")}),
+        ("Dates", {"fields": ("created", "updated")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: Client, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            raw = generate_client_secret() if obj.client_type == Client.CLIENT_CONFIDENTIAL else ""
+            obj.client_secret = raw
+            obj.hash_client_secret = True
+            request._uaa_new_secret = raw or None  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: Client, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        return self._secret_page(request, obj, getattr(request, "_uaa_new_secret", None), created=True)
+
+    def _secret_page(
+        self, request: HttpRequest, obj: Client, secret: str | None, *, created: bool
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "client": obj,
+            "client_secret": secret,
+            "created": created,
+            "title": "Client credentials",
+        }
+        return TemplateResponse(request, "admin/oauth/client/credentials.html", context)
+
+    @admin.action(description="Rotate the secret of the selected client (shown once)")
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Client]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one confidential client to rotate its secret.", level="error"
+            )
+            return None
+        client = queryset.get()
+        try:
+            secret = rotate_client_secret(client=client)
+        except ValueError:
+            self.message_user(request, "Public clients have no secret.", level="error")
+            return None
+        return self._secret_page(request, client, secret, created=False)
+
+
+@admin.register(Consent)
+class ConsentAdmin(admin.ModelAdmin):
+    list_display = ["user", "client", "scopes", "granted_at"]
+    search_fields = ["user__email", "client__name", "client__client_id"]
+    readonly_fields = ["user", "client", "scopes", "granted_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,96 @@
+"""Authorization codes: their sign-in context, their redemption, and what a replay revokes.
+
+RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization server MUST
+deny the request and SHOULD revoke (when possible) all tokens previously issued based on that
+authorization code." Codes are kept only as SHA-256 checksums once spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauthlib.common import Request as OAuthlibRequest
+
+from uaa.oauth.models import AuthorizationCode, RedeemedCode
+
+logger = logging.getLogger(__name__)
+
+
+def _checksum(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def record_auth_context(*, grant: AuthorizationCode, context: dict[str, Any] | None) -> None:
+    """Copy the SSO session's authentication context (auth_time, amr, acr, sid) onto a new code."""
+    if not context:
+        return
+    auth_time = context.get("auth_time")
+    grant.auth_time = parse_datetime(auth_time) if isinstance(auth_time, str) else auth_time
+    grant.amr = list(context.get("amr") or [])
+    grant.acr = context.get("acr") or ""
+    grant.session_id = context.get("sid") or ""
+    grant.save(update_fields=["auth_time", "amr", "acr", "session_id"])
+
+
+def _apply_context(request: OAuthlibRequest, source: AuthorizationCode | RedeemedCode) -> None:
+    request.uaa_auth_time = source.auth_time
+    request.uaa_amr = list(source.amr or [])
+    request.uaa_acr = source.acr
+    request.uaa_sid = source.session_id
+
+
+def load_auth_context(*, code: str, client: Any, request: OAuthlibRequest) -> None:
+    grant = AuthorizationCode.objects.filter(code=code, application=client).first()
+    if grant is not None:
+        _apply_context(request, grant)
+        request.uaa_grant_context = grant
+        if not getattr(request, "resource", None) and grant.resource:
+            request.resource = list(grant.resource)
+
+
+def load_family_context(*, family: Any, request: OAuthlibRequest) -> None:
+    if family is None:
+        return
+    redemption = RedeemedCode.objects.filter(refresh_token_family=family).first()
+    if redemption is not None:
+        _apply_context(request, redemption)
+
+
+def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
+    """Record the spent code with the tokens it produced (same transaction as the token issue)."""
+    grant = getattr(request, "uaa_grant_context", None)
+    RedeemedCode.objects.create(
+        code_checksum=_checksum(code),
+        client_id=request.client.client_id,
+        access_token_checksum=getattr(request, "uaa_access_token_checksum", ""),
+        refresh_token_family=getattr(request, "uaa_refresh_token_family", None),
+        auth_time=getattr(grant, "auth_time", None),
+        session_id=getattr(grant, "session_id", ""),
+        amr=list(getattr(grant, "amr", []) or []),
+        acr=getattr(grant, "acr", ""),
+        expires=timezone.now() + timedelta(seconds=settings.UAA_REFRESH_TOKEN_LIFETIME),
+    )
+
+
+def revoke_tokens_of_replayed_code(*, code: str) -> bool:
+    """Revoke everything a spent code produced. Returns whether ``code`` was a spent code."""
+    redemption = RedeemedCode.objects.filter(code_checksum=_checksum(code)).first()
+    if redemption is None:
+        return False
+    access_tokens = get_access_token_model().objects.filter(token_checksum=redemption.access_token_checksum)
+    if redemption.refresh_token_family:
+        get_refresh_token_model().revoke_family(redemption.refresh_token_family)
+    for token in access_tokens:
+        token.revoke()
+    logger.warning(
+        "oauth.authorization_code_replayed",
+        extra={"client_id": redemption.client_id, "code_sha256": redemption.code_checksum[:8]},
+    )
+    return True

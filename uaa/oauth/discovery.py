@@ -1,0 +1,71 @@
+"""OpenID Connect Discovery 1.0 §3 and RFC 8414 §2 metadata: exactly what UAA offers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+
+from tokens.models import SigningKey
+
+
+def _url(name: str) -> str:
+    return settings.UAA_ISSUER + reverse(name)
+
+
+def authorization_server_metadata() -> dict[str, Any]:
+    """RFC 8414 §2."""
+    return {
+        "issuer": settings.UAA_ISSUER,
+        "authorization_endpoint": _url("oauth:authorize"),
+        "token_endpoint": _url("oauth:token"),
+        "jwks_uri": _url("tokens:jwks"),
+        "revocation_endpoint": _url("oauth:revoke"),
+        "introspection_endpoint": _url("oauth:introspect"),
+        "userinfo_endpoint": _url("oauth:userinfo"),
+        "end_session_endpoint": _url("oauth:logout"),
+        "scopes_supported": list(settings.UAA_SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "access_token_signing_alg_values_supported": [settings.UAA_ACCESS_TOKEN_ALG],
+    }
+
+
+def openid_configuration() -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0 §3: the RFC 8414 document plus the OIDC members."""
+    return {
+        **authorization_server_metadata(),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [choice for choice, _ in SigningKey.Algorithm.choices],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "acr",
+            "sid",
+            "name",
+            "given_name",
+            "family_name",
+            "updated_at",
+            "email",
+            "email_verified",
+        ],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+    }

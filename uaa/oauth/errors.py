@@ -1,0 +1,102 @@
+"""One class per RFC 6749 error code, plus the single error renderer.
+
+Descriptions are fixed strings for client developers. Internals (tracebacks, SQL, library exception
+text, whether a user exists) never reach a client: anything that is not an ``OAuthError`` becomes
+``server_error`` with a request id the operator can search the logs for.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import ClassVar
+
+from django.http import HttpRequest, JsonResponse
+
+logger = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    code: ClassVar[str] = "invalid_request"
+    status: ClassVar[int] = HTTPStatus.BAD_REQUEST
+    description: ClassVar[str] = "The request is missing a parameter or is otherwise malformed."
+
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description or self.description)
+        if description:
+            self.description = description  # type: ignore[misc]
+
+
+class InvalidRequest(OAuthError):
+    pass
+
+
+class PayloadTooLarge(OAuthError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    description = "The request body is too large."
+
+
+class InvalidClient(OAuthError):
+    code = "invalid_client"
+    status = HTTPStatus.UNAUTHORIZED
+    description = "Client authentication failed."
+
+
+class InvalidGrant(OAuthError):
+    code = "invalid_grant"
+    description = "The grant is invalid, expired, revoked or was issued to another client."
+
+
+class UnauthorizedClient(OAuthError):
+    code = "unauthorized_client"
+    description = "The client is not allowed to use this grant type."
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+    description = "The grant type is not supported."
+
+
+class InvalidScope(OAuthError):
+    code = "invalid_scope"
+    description = "The requested scope is invalid, unknown or malformed."
+
+
+class InvalidToken(OAuthError):
+    code = "invalid_token"
+    status = HTTPStatus.UNAUTHORIZED
+    description = "The access token is invalid, expired or revoked."
+
+
+class MethodNotAllowed(OAuthError):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+    description = "This endpoint does not accept that HTTP method."
+
+
+class ServerError(OAuthError):
+    code = "server_error"
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    description = "The server met an unexpected condition. Quote the request id when reporting it."
+
+
+def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonResponse:
+    """Render any exception as an RFC 6749 §5.2 error body; unexpected ones become ``server_error``."""
+    request_id = getattr(request, "request_id", None)
+    if not isinstance(exc, OAuthError):
+        logger.error(
+            "oauth.unexpected_error",
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"request_id": request_id},
+        )
+        exc = ServerError()
+    body: dict[str, str] = {"error": exc.code, "error_description": exc.description}
+    if isinstance(exc, ServerError) and request_id:
+        body["request_id"] = request_id
+    response = JsonResponse(body, status=exc.status, headers=NO_STORE)
+    if isinstance(exc, InvalidClient):
+        response["WWW-Authenticate"] = 'Basic realm="uaa", charset="UTF-8"'
+    if isinstance(exc, InvalidToken):
+        response["WWW-Authenticate"] = f'Bearer realm="uaa", error="{exc.code}"'
+    return response

@@ -1,0 +1,116 @@
+"""Request hygiene for the JSON endpoints (token, revocation, introspection, userinfo).
+
+RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once; the token endpoint takes
+``application/x-www-form-urlencoded`` bodies in UTF-8 (Appendix B). Anything else is a clean 4xx,
+and nothing on these endpoints becomes a 500 page or a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+
+from uaa.oauth.errors import (
+    NO_STORE,
+    InvalidRequest,
+    MethodNotAllowed,
+    OAuthError,
+    PayloadTooLarge,
+    error_response,
+)
+
+FORM = "application/x-www-form-urlencoded"
+REPEATABLE = frozenset({"resource"})  # RFC 8707 §2 allows several resource parameters
+
+View = Callable[..., HttpResponse]
+
+
+def _pairs(raw: bytes | str) -> list[tuple[str, str]]:
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict")
+
+
+def check_parameters(pairs: Iterable[tuple[str, str]]) -> None:
+    seen: set[str] = set()
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest("Parameters must not contain NUL characters.")
+        if name in seen and name not in REPEATABLE:
+            raise InvalidRequest("Parameters must not be repeated.")
+        seen.add(name)
+
+
+def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: bool) -> None:
+    if request.method not in methods:
+        raise MethodNotAllowed()
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError as exc:
+        raise InvalidRequest("Content-Length is malformed.") from exc
+    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise PayloadTooLarge()
+    try:
+        body = request.body
+        query = _pairs(request.META.get("QUERY_STRING", ""))
+        form = _pairs(body) if body else []
+    except RequestDataTooBig as exc:
+        raise PayloadTooLarge() from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("The request must be UTF-8 encoded.") from exc
+    if request.method == "POST" and (body or form_body):
+        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type != FORM:
+            raise InvalidRequest(f"The request body must be {FORM}.")
+    check_parameters(query)
+    check_parameters(form)
+    if request.method == "POST" and query and form_body:
+        names = {name for name, _ in form}
+        if any(name in names for name, _ in query):
+            raise InvalidRequest("Parameters must not be repeated.")
+
+
+def _finish(response: HttpResponse) -> HttpResponse:
+    for header, value in NO_STORE.items():
+        response[header] = value
+    if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return response
+    if response.status_code == HTTPStatus.UNAUTHORIZED and response.get("Content-Type", "").startswith(
+        "application/json"
+    ):
+        try:
+            code = json.loads(response.content or b"{}").get("error")
+        except ValueError:
+            code = None
+        if code == "invalid_client":
+            response["WWW-Authenticate"] = 'Basic realm="uaa", charset="UTF-8"'
+    return response
+
+
+def oauth_endpoint(*, methods: tuple[str, ...] = ("POST",), form_body: bool = True) -> Callable[[View], View]:
+    """Wrap a JSON OAuth endpoint: hygiene checks first, RFC-shaped errors always, ``no-store`` on all."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            try:
+                check_request(request, methods=methods, form_body=form_body)
+                response = view(request, *args, **kwargs)
+            except OAuthError as exc:
+                return error_response(exc, request)
+            except Exception as exc:
+                return error_response(exc, request)
+            if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+                return error_response(RuntimeError("endpoint answered 5xx"), request)
+            return _finish(response)
+
+        wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -1,0 +1,58 @@
+"""Client services: register a client and rotate its secret. Raw secrets are returned once, stored hashed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from oauth2_provider.generators import generate_client_secret
+
+from uaa.oauth.models import Client
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    client: Client
+    client_secret: str | None  # raw, shown exactly once; None for public clients
+
+
+@transaction.atomic
+def register_client(
+    *,
+    name: str,
+    client_type: str,
+    grant_type: str,
+    redirect_uris: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+    trusted: bool = False,
+    algorithm: str = Client.RS256,
+    default_audience: list[str] | None = None,
+) -> IssuedCredentials:
+    raw_secret = generate_client_secret() if client_type == Client.CLIENT_CONFIDENTIAL else ""
+    client = Client(
+        name=name,
+        client_type=client_type,
+        authorization_grant_type=grant_type,
+        redirect_uris=" ".join(redirect_uris or []),
+        post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
+        trusted=trusted,
+        algorithm=algorithm,
+        default_audience=" ".join(default_audience or []),
+        client_secret=raw_secret,
+        hash_client_secret=True,
+    )
+    client.full_clean(exclude=["client_secret", "client_id"])
+    client.save()
+    return IssuedCredentials(client=client, client_secret=raw_secret or None)
+
+
+@transaction.atomic
+def rotate_client_secret(*, client: Client) -> str:
+    """A new secret for a confidential client; the old one stops working at once."""
+    if client.client_type != Client.CLIENT_CONFIDENTIAL:
+        raise ValueError("Only confidential clients have a secret.")
+    raw_secret = generate_client_secret()
+    client.client_secret = raw_secret
+    client.hash_client_secret = True
+    client.save(update_fields=["client_secret", "hash_client_secret", "updated"])
+    return raw_secret

@@ -1,0 +1,165 @@
+"""UAAOAuth2Validator: glue between django-oauth-toolkit and UAA. Each hook is short and delegates."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.common import Request as OAuthlibRequest
+
+from tokens.formats import sign_jwt, verify_jwt
+from uaa.oauth import codes
+from uaa.oauth.claims import claims_for_user
+
+logger = logging.getLogger(__name__)
+
+
+class UAAOAuth2Validator(OAuth2Validator):
+    # --- clients -------------------------------------------------------------------------------
+    def validate_grant_type(
+        self,
+        client_id: str,
+        grant_type: str,
+        client: Any,
+        request: OAuthlibRequest,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        """Only the grants UAA offers: authorization_code, refresh_token, client_credentials."""
+        if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
+            return False
+        return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+
+    # --- authorization codes -------------------------------------------------------------------
+    def _create_authorization_code(
+        self, request: OAuthlibRequest, code: dict[str, str], expires: Any = None
+    ) -> Any:
+        grant = super()._create_authorization_code(request, code, expires)
+        codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
+        return grant
+
+    def validate_code(
+        self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            codes.load_auth_context(code=code, client=client, request=request)
+            return True
+        # RFC 6749 §4.1.2: a code used twice revokes the tokens issued on its first use.
+        codes.revoke_tokens_of_replayed_code(code=code)
+        return False
+
+    def _create_access_token(
+        self,
+        expires: datetime,
+        request: OAuthlibRequest,
+        token: dict[str, Any],
+        source_refresh_token: Any = None,
+    ) -> Any:
+        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        request.uaa_access_token_checksum = access_token.token_checksum
+        return access_token
+
+    def _create_refresh_token(
+        self,
+        request: OAuthlibRequest,
+        refresh_token_code: str,
+        access_token: Any,
+        previous_refresh_token: Any,
+    ) -> Any:
+        refresh_token = super()._create_refresh_token(
+            request, refresh_token_code, access_token, previous_refresh_token
+        )
+        request.uaa_refresh_token_family = refresh_token.token_family
+        return refresh_token
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        codes.remember_redemption(code=code, request=request)
+
+    # --- refresh tokens ------------------------------------------------------------------------
+    def validate_refresh_token(
+        self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
+        return True
+
+    def refresh_id_token(self, request: OAuthlibRequest) -> bool:
+        """OIDC Core §12.2: a refresh response MAY carry a new ID token; UAA keeps it to the code exchange."""
+        return False
+
+    # --- access tokens -------------------------------------------------------------------------
+    def _load_access_token(self, token: str) -> Any:
+        """A stored, unrevoked token whose signature verifies against a still-published key."""
+        if verify_jwt(token) is None:
+            return None
+        return super()._load_access_token(token)
+
+    # --- OpenID Connect ------------------------------------------------------------------------
+    def validate_silent_login(self, request: OAuthlibRequest) -> bool:
+        # prompt=none is decided by uaa.oauth.views.AuthorizeView, which sees the SSO session.
+        return True
+
+    def validate_silent_authorization(self, request: OAuthlibRequest) -> bool:
+        return True
+
+    def get_claim_dict(self, request: OAuthlibRequest) -> dict[str, Any]:
+        claims = {name: value for name, value in claims_for_user(request.user).items() if value is not None}
+        return {"sub": str(request.user.pk), **claims}
+
+    def get_discovery_claims(self, request: Any) -> list[str]:
+        return ["sub", "name", "given_name", "family_name", "updated_at", "email", "email_verified"]
+
+    def get_id_token_dictionary(
+        self, token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
+    ) -> tuple[dict[str, Any], datetime]:
+        claims = self.get_oidc_claims(token, token_handler, request)
+        now = timezone.now()
+        expires = now + timedelta(seconds=settings.UAA_ID_TOKEN_LIFETIME)
+        auth_time = getattr(request, "uaa_auth_time", None) or now
+        claims.update(
+            iss=settings.UAA_ISSUER,
+            exp=int(expires.timestamp()),
+            auth_time=int(auth_time.timestamp()),
+            jti=str(uuid.uuid4()),
+        )
+        if getattr(request, "uaa_amr", None):
+            claims["amr"] = list(request.uaa_amr)
+        if getattr(request, "uaa_acr", None):
+            claims["acr"] = request.uaa_acr
+        if getattr(request, "uaa_sid", None):
+            claims["sid"] = request.uaa_sid
+        return claims, expires
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
+    ) -> str:
+        """OIDC Core §2: sign the ID token with the active key of the client's registered algorithm."""
+        claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(claims)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce
+        serialized = sign_jwt(claims=id_token, algorithm=request.client.algorithm, typ="JWT")
+        request.id_token = self._save_id_token(id_token["jti"], request, expires)
+        request.access_token = request.id_token
+        return serialized
+
+    def _get_key_for_token(self, token: str) -> Any:
+        """The published key named by the token's ``kid`` (ID tokens outlive key rotation)."""
+        from jwcrypto import jws
+
+        from tokens.keys import published_public_key
+
+        parsed = jws.JWS()
+        parsed.deserialize(token)
+        header = parsed.jose_header
+        kid = header.get("kid") if isinstance(header, dict) else None
+        return published_public_key(kid) if isinstance(kid, str) else None

@@ -1,0 +1,256 @@
+"""Discovery, the authorization (consent) endpoint, introspection, JWKS, and error pages. Thin."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
+from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
+
+from accounts.sessions import auth_context, session_is_fresh
+from tokens.introspection import introspect
+from uaa.oauth import consent
+from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
+from uaa.oauth.errors import InvalidClient, InvalidRequest
+from uaa.oauth.models import Client
+
+logger = logging.getLogger(__name__)
+
+
+def _prompts(request: HttpRequest) -> set[str]:
+    return set(request.GET.get("prompt", "").split())
+
+
+class AuthorizeView(AuthorizationView):
+    """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt/max_age, consent and RFC 9207 ``iss``."""
+
+    template_name = "oauth/consent.html"
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
+        scopes, credentials = super().validate_authorization_request(request)
+        if credentials.get("code_challenge_method") != "S256":
+            raise OAuthToolkitError(
+                error=oauthlib_errors.InvalidRequestError(
+                    description="PKCE is required: send code_challenge with code_challenge_method=S256.",
+                    state=credentials.get("state"),
+                    redirect_uri=credentials.get("redirect_uri"),
+                ),
+                redirect_uri=credentials.get("redirect_uri"),
+            )
+        return scopes, credentials
+
+    # --- responses ----------------------------------------------------------------------------
+    def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
+        redirect, context = OAuthLibMixin.error_response(self, error, **kwargs)
+        if redirect:
+            return self.redirect(self._with_iss(context["url"]), application)
+        oauth_error = context["error"]
+        status = getattr(oauth_error, "status_code", HTTPStatus.BAD_REQUEST)
+        return render(
+            self.request,
+            "oauth/error.html",
+            {
+                "error": getattr(oauth_error, "error", "invalid_request"),
+                "description": getattr(oauth_error, "description", ""),
+            },
+            status=status if status < HTTPStatus.INTERNAL_SERVER_ERROR else HTTPStatus.BAD_REQUEST,
+        )
+
+    @staticmethod
+    def _with_iss(url: str) -> str:
+        if "iss=" in url:
+            return url
+        separator = "#" if "#" in url else ("&" if "?" in url else "?")
+        return f"{url}{separator}{urlencode({'iss': settings.UAA_ISSUER})}"
+
+    def _redirect_error(self, credentials: dict[str, Any], application: Client, error: str) -> HttpResponse:
+        params = {"error": error}
+        if credentials.get("state"):
+            params["state"] = credentials["state"]
+        params["iss"] = settings.UAA_ISSUER
+        uri = credentials["redirect_uri"]
+        separator = "&" if "?" in uri else "?"
+        return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
+
+    def _reauthenticate(self) -> HttpResponse:
+        query = self.request.GET.copy()
+        query.pop("prompt", None)
+        next_url = f"{self.request.path}?{query.urlencode()}"
+        return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
+
+    def create_authorization_response(
+        self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
+    ) -> tuple[str, dict[str, str], str, int]:
+        credentials["uaa_auth"] = auth_context(request)
+        if allow:
+            consent.remember(user=request.user, client_id=credentials["client_id"], scopes=scopes.split())
+        return super().create_authorization_response(request, scopes, credentials, allow)
+
+    # --- the endpoint -------------------------------------------------------------------------
+    def handle_no_permission(self) -> HttpResponse:
+        if "none" in _prompts(self.request):
+            try:
+                _scopes, credentials = self.validate_authorization_request(self.request)
+            except OAuthToolkitError as error:
+                return self.error_response(error, application=None)
+            application = Client.objects.get(client_id=credentials["client_id"])
+            return self._redirect_error(credentials, application, "login_required")
+        return super().handle_no_permission()
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            scopes, credentials = self.validate_authorization_request(request)
+        except OAuthToolkitError as error:
+            return self.error_response(error, application=None)
+        application = Client.objects.get(client_id=credentials["client_id"])
+        prompts = _prompts(request)
+        try:
+            max_age = int(request.GET["max_age"]) if "max_age" in request.GET else None
+        except ValueError:
+            return self._redirect_error(credentials, application, "invalid_request")
+        if "login" in prompts or not session_is_fresh(request, max_age=max_age):
+            if "none" in prompts:
+                return self._redirect_error(credentials, application, "login_required")
+            return self._reauthenticate()
+        needs_consent = "consent" in prompts or not (
+            application.trusted
+            or consent.covers(user=request.user, client_id=application.client_id, scopes=scopes)
+        )
+        if needs_consent and "none" in prompts:
+            return self._redirect_error(credentials, application, "consent_required")
+        if not needs_consent:
+            try:
+                uri, _headers, _body, _status = self.create_authorization_response(
+                    request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
+                )
+            except OAuthToolkitError as error:
+                return self.error_response(error, application)
+            return self.redirect(uri, application)
+        return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        all_scopes = settings.UAA_SCOPES
+        context["scope_items"] = [
+            (scope, all_scopes.get(scope, scope)) for scope in context.get("scopes", [])
+        ]
+        return context
+
+
+@require_GET
+def openid_configuration_view(request: HttpRequest) -> JsonResponse:
+    """OpenID Connect Discovery 1.0 §4."""
+    response = JsonResponse(openid_configuration())
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_GET
+def authorization_server_metadata_view(request: HttpRequest) -> JsonResponse:
+    """RFC 8414 §3."""
+    response = JsonResponse(authorization_server_metadata())
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def introspect_view(request: HttpRequest) -> JsonResponse:
+    """RFC 7662 §2: the caller authenticates as a confidential client; inactive tokens say only that."""
+    client_id = _authenticated_client_id(request, get_oauthlib_core())
+    caller = Client.objects.filter(client_id=client_id).first()
+    if caller is None or caller.client_type != Client.CLIENT_CONFIDENTIAL:
+        raise InvalidClient()
+    token = request.POST.get("token")
+    if not token:
+        raise InvalidRequest("The token parameter is required.")
+    return JsonResponse(introspect(token=token, hint=request.POST.get("token_type_hint"), caller=caller))
+
+
+def _authenticated_client_id(request: HttpRequest, core: Any) -> str | None:
+    from oauthlib.common import Request as OAuthlibRequest
+
+    uri, method, body, headers = core._extract_params(request)
+    oauth_request = OAuthlibRequest(uri, method, body, headers)
+    if core.server.request_validator.authenticate_client(oauth_request):
+        return oauth_request.client.client_id
+    return None
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return render(
+        request,
+        "oauth/error.html",
+        {
+            "error": "Form expired",
+            "description": "The form was open too long or cookies are blocked. Go back and try again.",
+        },
+        status=HTTPStatus.FORBIDDEN,
+    )
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(
+        request,
+        "oauth/error.html",
+        {"error": "Bad request", "description": "The request was malformed."},
+        status=400,
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(
+        request,
+        "oauth/error.html",
+        {"error": "Forbidden", "description": "You may not open this page."},
+        status=403,
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return render(
+        request,
+        "oauth/error.html",
+        {"error": "Not found", "description": "There is no page at this address."},
+        status=404,
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "oauth/error.html",
+        {
+            "error": "Something went wrong",
+            "description": "The server met an unexpected condition.",
+            "request_id": getattr(request, "request_id", ""),
+        },
+        status=500,
+    )
+
+
+class LogoutView(RPInitiatedLogoutView):
+    """OpenID Connect RP-Initiated Logout 1.0 on django-oauth-toolkit, with our templates."""
+
+    template_name = "oauth/logout.html"
+
+    def error_response(self, error: Any) -> HttpResponse:
+        return render(
+            self.request,
+            "oauth/error.html",
+            {"error": "Sign-out request refused", "description": getattr(error, "description", "")},
+            status=getattr(error, "status_code", HTTPStatus.BAD_REQUEST),
+        )

@@ -1,0 +1,277 @@
+"""The only settings module: 12-factor, from the environment, with local-safe defaults.
+
+Local defaults (a fixed SECRET_KEY, an issuer on localhost, a key-encryption key kept in a file
+under ``var/``) apply only when ``DEBUG`` is asked for. Without ``DEBUG`` a missing ``SECRET_KEY``,
+``UAA_ISSUER`` or ``UAA_KEK``/``UAA_KEK_FILE`` stops the process with ``ImproperlyConfigured``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("UAA_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+DEBUG = env.bool("DEBUG", default=False)
+REQUIRED = environ.Env.NOTSET  # a missing value raises ImproperlyConfigured
+
+SECRET_KEY = env("SECRET_KEY", default="local-only-not-secret-" + "x" * 40 if DEBUG else REQUIRED)
+UAA_ISSUER = env("UAA_ISSUER", default="http://localhost:8000" if DEBUG else REQUIRED).rstrip("/")
+
+# Key-encryption keys (KEKs) wrap the private halves of signing keys (tokens/keys.py). UAA_KEK holds
+# one or more base64url-encoded 32-byte keys, comma separated, the first one current; UAA_KEK_FILE
+# names a file holding the same. Neither is ever stored in the database.
+UAA_KEK = env("UAA_KEK", default="")
+UAA_KEK_FILE = env("UAA_KEK_FILE", default=str(VAR_DIR / "dev.kek") if DEBUG else "")
+if not UAA_KEK and not UAA_KEK_FILE:
+    raise ImproperlyConfigured("Set UAA_KEK (or UAA_KEK_FILE): the key-encryption key for signing keys.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "oauth2_provider",
+    "rest_framework",
+    "django_otp",
+    "accounts",
+    "tokens",
+    "uaa.oauth",
+]
+
+MIDDLEWARE = [
+    "uaa.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "uaa.middleware.SecurityHeadersMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "uaa.urls"
+WSGI_APPLICATION = "uaa.wsgi.application"
+ASGI_APPLICATION = "uaa.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if "DATABASE_URL" not in env.ENVIRON:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded default: a SQLite file under var/
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'uaa.sqlite3'}")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://uaa")}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "uaa.oauth.hashers.ClientSecretHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Hashed, compressed static files once `collectstatic` has run (the Dockerfile sets UAA_STATIC_MANIFEST=1);
+# otherwise files are served straight from the source tree.
+UAA_STATIC_MANIFEST = env.bool("UAA_STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if UAA_STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not UAA_STATIC_MANIFEST
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Request hygiene: small bodies are all an authorization server ever needs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("UAA_MAX_BODY_BYTES", default=64 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
+
+# Sessions and cookies: the SSO session.
+SECURE = UAA_ISSUER.startswith("https://")
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_NAME = "uaa_session"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = SECURE
+SESSION_COOKIE_AGE = env.int("UAA_SESSION_MAX_AGE", default=12 * 3600)
+CSRF_COOKIE_NAME = "uaa_csrf"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SECURE = SECURE
+CSRF_FAILURE_VIEW = "uaa.oauth.views.csrf_failure"
+
+# Transport security: on whenever the issuer is https.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("UAA_BEHIND_PROXY", True) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+
+# Tokens and keys.
+UAA_ACCESS_TOKEN_LIFETIME = env.int("UAA_ACCESS_TOKEN_LIFETIME", default=600)
+UAA_ID_TOKEN_LIFETIME = env.int("UAA_ID_TOKEN_LIFETIME", default=600)
+UAA_REFRESH_TOKEN_LIFETIME = env.int("UAA_REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)
+UAA_AUTHORIZATION_CODE_LIFETIME = env.int("UAA_AUTHORIZATION_CODE_LIFETIME", default=60)
+UAA_JWKS_MAX_AGE = env.int("UAA_JWKS_MAX_AGE", default=600)
+UAA_KEY_CACHE_SECONDS = env.int("UAA_KEY_CACHE_SECONDS", default=30)
+UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")
+
+UAA_SCOPES = {
+    "openid": "Sign you in with your account",
+    "profile": "See your name",
+    "email": "See your e-mail address",
+    "offline_access": "Stay signed in to the application when you are not using it",
+}
+UAA_SCOPES.update(env.dict("UAA_EXTRA_SCOPES", default={}))
+
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Client"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth.AuthorizationCode"
+OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "uaa.oauth.validators.UAAOAuth2Validator",
+    "OAUTH2_SERVER_CLASS": "oauthlib.openid.Server",
+    "OIDC_SERVER_CLASS": "oauthlib.openid.Server",
+    "SCOPES_BACKEND_CLASS": "uaa.oauth.scopes.UAAScopes",
+    "ACCESS_TOKEN_GENERATOR": "tokens.formats.rfc9068.generate_access_token",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
+    "CLIENT_SECRET_HASHER": "uaa_sha256",
+    "APPLICATION_ADMIN_CLASS": "uaa.oauth.admin.ClientAdmin",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": UAA_ACCESS_TOKEN_LIFETIME,
+    "ID_TOKEN_EXPIRE_SECONDS": UAA_ID_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": UAA_REFRESH_TOKEN_LIFETIME,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": UAA_AUTHORIZATION_CODE_LIFETIME,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "PKCE_REQUIRED": True,
+    "OIDC_ENABLED": True,
+    "OIDC_ISS_ENDPOINT": UAA_ISSUER,
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": False,
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "ALLOWED_REDIRECT_URI_SCHEMES": env.list(
+        "UAA_REDIRECT_URI_SCHEMES", default=["https", "http"] if DEBUG else ["https"]
+    ),
+    "ALLOW_URI_WILDCARDS": False,
+    "ALLOW_LOCALHOST_LOOPBACK": False,
+    "ERROR_RESPONSE_WITH_SCOPES": False,
+    # RFC 9700 switches: every one on.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": not DEBUG,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
+
+REST_FRAMEWORK = {"DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
+
+# Celery: Redis (or any broker) in production; an embedded filesystem broker on a laptop.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=env("REDIS_URL", default="filesystem://"))
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+UAA_CLEAR_EXPIRED_TOKENS_EVERY = env.int("UAA_CLEAR_EXPIRED_TOKENS_EVERY", default=3600)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "uaa.logging.RedactSecretsFilter"}},
+    "formatters": {
+        "json": {"()": "uaa.logging.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env("UAA_LOG_FORMAT", default="plain" if DEBUG else "json"),
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env("UAA_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "oauthlib": {"level": "WARNING"},
+        "oauth2_provider": {"level": "WARNING"},
+    },
+}

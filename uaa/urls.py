@@ -1,0 +1,56 @@
+"""Root URLconf: /oauth/, /.well-known/, /accounts/, /admin/."""
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import include, path
+from oauth2_provider import views as dot
+
+from accounts.views import admin_login
+from uaa.oauth import views
+from uaa.oauth.http import oauth_endpoint
+
+handler400 = "uaa.oauth.views.bad_request"
+handler403 = "uaa.oauth.views.permission_denied"
+handler404 = "uaa.oauth.views.page_not_found"
+handler500 = "uaa.oauth.views.server_error"
+
+admin.site.site_header = "UAA administration"
+admin.site.site_title = "UAA"
+admin.site.login = admin_login  # type: ignore[method-assign]
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+oauth_patterns = (
+    [
+        path("authorize", views.AuthorizeView.as_view(), name="authorize"),
+        path("token", oauth_endpoint()(dot.TokenView.as_view()), name="token"),
+        path("revoke", oauth_endpoint()(dot.RevokeTokenView.as_view()), name="revoke"),
+        path("introspect", oauth_endpoint()(views.introspect_view), name="introspect"),
+        path(
+            "userinfo",
+            oauth_endpoint(methods=("GET", "POST"), form_body=False)(dot.UserInfoView.as_view()),
+            name="userinfo",
+        ),
+        path("logout", views.LogoutView.as_view(), name="logout"),
+    ],
+    "oauth",
+)
+
+urlpatterns = [
+    path("", lambda request: redirect("accounts:home")),
+    path("healthz", healthz, name="healthz"),
+    path("oauth/", include(oauth_patterns)),
+    path(".well-known/openid-configuration", views.openid_configuration_view, name="openid-configuration"),
+    path(
+        ".well-known/oauth-authorization-server",
+        views.authorization_server_metadata_view,
+        name="oauth-authorization-server",
+    ),
+    path(".well-known/", include("tokens.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+]
