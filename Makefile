@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` (a whole server on embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+DEV    := DEBUG=1
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test install lint format check-deploy clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+# Migrate, create a dev key-encryption key, a signing key and an admin user (password printed once),
+# then run the web server with a Celery worker and beat on the embedded filesystem broker.
+run: $(STAMP)
+	$(DEV) $(BIN)/python manage.py migrate --noinput
+	$(DEV) $(BIN)/python manage.py bootstrap
+	@echo "UAA on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(DEV) $(BIN)/celery -A uaa worker --beat --pool=solo --loglevel=WARNING \
+	  --schedule=var/celerybeat-schedule & \
+	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# The whole suite on the embedded defaults (SQLite); DATABASE_URL=postgres://... runs it on PostgreSQL.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache staticfiles
