@@ -46,7 +46,6 @@ class AuthorizeView(AuthorizationView):
                 error=oauthlib_errors.InvalidRequestError(
                     description="PKCE is required: send code_challenge with code_challenge_method=S256.",
                     state=credentials.get("state"),
-                    redirect_uri=credentials.get("redirect_uri"),
                 ),
                 redirect_uri=credentials.get("redirect_uri"),
             )
