@@ -22,9 +22,3 @@ def clear_expired_tokens_task() -> None:
     clear_expired()
     deleted, _ = RedeemedCode.objects.filter(expires__lt=timezone.now()).delete()
     logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted})
-
-
-@shared_task(name="tokens.ping")
-def ping_task() -> str:
-    """A no-op the health checks and worker tests use to prove a round trip through the broker."""
-    return "pong"

@@ -19,6 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--admin-email", default="admin@example.com")
+        parser.add_argument(
+            "--no-admin", action="store_true", help="keys only (production: use createsuperuser)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.DEBUG and not settings.UAA_KEK and settings.UAA_KEK_FILE:
@@ -26,6 +29,8 @@ class Command(BaseCommand):
         for algorithm in sorted({"RS256", settings.UAA_ACCESS_TOKEN_ALG}):
             key = ensure_active_key(algorithm=algorithm)
             self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state})")
+        if options["no_admin"]:
+            return
         if User.objects.filter(is_superuser=True).exists():
             self.stdout.write("admin user: already present")
             return
