@@ -16,9 +16,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -140,7 +140,7 @@ def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_guni
             "--json",
         )
     )
-    body = f"grant_type=client_credentials&client_id={credentials['client_id']}&client_secret={credentials['client_secret']}"
+    body = urlencode({"grant_type": "client_credentials", **credentials})
     request = urllib.request.Request(
         discovery["token_endpoint"],
         data=body.encode(),
