@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -24,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 
@@ -171,65 +169,43 @@ def load_private_jwk(key: SigningKey) -> LoadedKey:
 
 
 _cache_lock = threading.Lock()
-_active_cache: dict[str, tuple[float, LoadedKey]] = {}
+_unwrapped: dict[str, LoadedKey] = {}
 
 
 def clear_key_cache() -> None:
     with _cache_lock:
-        _active_cache.clear()
+        _unwrapped.clear()
 
 
 def ensure_active_key(*, algorithm: str) -> SigningKey:
-    """The active key for ``algorithm``; a database without one heals itself by creating one."""
-    key = SigningKey.objects.active().for_algorithm(algorithm).first()
-    if key is not None:
-        return key
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            incoming = (
-                SigningKey.objects.next_in_line().for_algorithm(algorithm).order_by("created_at").first()
-            )
-            if incoming is not None:
-                incoming.activate(now=now)
-                key = incoming
-            else:
-                key = create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.ACTIVE)
-    except IntegrityError:
-        # Another process activated one at the same moment (one active key per algorithm).
-        return SigningKey.objects.active().for_algorithm(algorithm).get()
-    logger.warning("tokens.signing_key_created", extra={"kid": key.kid, "alg": algorithm})
-    return key
+    """The active key for ``algorithm``; a database without one heals itself (tokens.rotation)."""
+    from tokens.rotation import ensure_active_key as heal
+
+    return heal(algorithm=algorithm, now=timezone.now())
 
 
 def active_signing_key(algorithm: str) -> LoadedKey:
-    """The active private key for ``algorithm``, cached per process for ``UAA_KEY_CACHE_SECONDS``."""
-    now = time.monotonic()
-    cached = _active_cache.get(algorithm)
-    if cached and cached[0] > now:
-        return cached[1]
-    loaded = load_private_jwk(ensure_active_key(algorithm=algorithm))
-    with _cache_lock:
-        _active_cache[algorithm] = (now + settings.UAA_KEY_CACHE_SECONDS, loaded)
+    """The active private key for ``algorithm``.
+
+    Which key is active is read from the database on every call (one indexed query), so a rotation or
+    a revocation takes effect on every process at once; only the unwrapped key material is cached.
+    """
+    kid = SigningKey.objects.active().for_algorithm(algorithm).values_list("kid", flat=True).first()
+    if kid is None:
+        kid = ensure_active_key(algorithm=algorithm).kid
+    loaded = _unwrapped.get(kid)
+    if loaded is None:
+        loaded = load_private_jwk(SigningKey.objects.get(kid=kid))
+        with _cache_lock:
+            _unwrapped[kid] = loaded
     return loaded
 
 
-_public_cache: dict[str, tuple[float, jwk.JWK | None]] = {}
-
-
 def published_public_key(kid: str) -> jwk.JWK | None:
-    """The public key for ``kid`` if it is still published (next, active or retired), else ``None``."""
-    now = time.monotonic()
-    cached = _public_cache.get(kid)
-    if cached and cached[0] > now:
-        return cached[1]
+    """The public key for ``kid`` if it is published right now (next, active or retired), else ``None``."""
     row = SigningKey.objects.publishable().filter(kid=kid).values_list("public_jwk", flat=True).first()
-    public = jwk.JWK(**row) if row else None
-    with _cache_lock:
-        _public_cache[kid] = (now + settings.UAA_KEY_CACHE_SECONDS, public)
-    return public
+    return jwk.JWK(**row) if row else None
 
 
 def clear_public_key_cache() -> None:
-    with _cache_lock:
-        _public_cache.clear()
+    """Nothing to clear: published keys are read from the database on every verification."""

@@ -48,7 +48,10 @@ class SigningKey(models.Model):
     wrapped_private_key = models.BinaryField(editable=False)
     wrapped_data_key = models.BinaryField(editable=False)
     kek_id = models.CharField("key-encryption key id", max_length=16, editable=False)
-    created_at = models.DateTimeField()
+    created_at = models.DateTimeField(help_text="Also when the key was first published in the JWKS.")
+    activate_after = models.DateTimeField(
+        null=True, blank=True, help_text="Earliest activation: publication plus the JWKS cache lifetime."
+    )
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
@@ -61,7 +64,10 @@ class SigningKey(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["algorithm"], condition=Q(state="active"), name="one_active_signing_key_per_algorithm"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["algorithm"], condition=Q(state="next"), name="one_next_signing_key_per_algorithm"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -71,3 +77,31 @@ class SigningKey(models.Model):
         self.state = self.State.ACTIVE
         self.activated_at = now
         self.save(update_fields=["state", "activated_at"])
+
+    def retire(self, *, now: datetime) -> None:
+        self.state = self.State.RETIRED
+        self.retired_at = now
+        self.save(update_fields=["state", "retired_at"])
+
+    def expire(self, *, now: datetime) -> None:
+        self.state = self.State.EXPIRED
+        self.expired_at = now
+        self.save(update_fields=["state", "expired_at"])
+
+    def revoke(self, *, now: datetime) -> None:
+        self.state = self.State.REVOKED
+        self.revoked_at = now
+        self.save(update_fields=["state", "revoked_at"])
+
+
+class KeySeries(models.Model):
+    """One row per algorithm: the lock every rotation of that algorithm's keys takes, and "rotate now"."""
+
+    algorithm = models.CharField(max_length=10, choices=SigningKey.Algorithm.choices, primary_key=True)
+    rotation_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "key series"
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} keys"

@@ -177,6 +177,17 @@ UAA_AUTHORIZATION_CODE_LIFETIME = env.int("UAA_AUTHORIZATION_CODE_LIFETIME", def
 UAA_JWKS_MAX_AGE = env.int("UAA_JWKS_MAX_AGE", default=600)
 UAA_KEY_CACHE_SECONDS = env.int("UAA_KEY_CACHE_SECONDS", default=30)
 UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")
+if UAA_ACCESS_TOKEN_ALG not in ("RS256", "ES256", "EdDSA"):
+    raise ImproperlyConfigured("UAA_ACCESS_TOKEN_ALG must be RS256, ES256 or EdDSA.")
+
+# Key lifecycle (tokens/rotation.py): next → active → retired → expired.
+UAA_KEY_ROTATION_PERIOD = env.int("UAA_KEY_ROTATION_PERIOD", default=30 * 24 * 3600)
+# A `next` key is published this long before it may sign: at least one JWKS cache lifetime.
+UAA_KEY_PREPUBLISH_SECONDS = env.int("UAA_KEY_PREPUBLISH_SECONDS", default=2 * UAA_JWKS_MAX_AGE)
+if UAA_KEY_PREPUBLISH_SECONDS < UAA_JWKS_MAX_AGE:
+    raise ImproperlyConfigured("UAA_KEY_PREPUBLISH_SECONDS must be at least UAA_JWKS_MAX_AGE.")
+# A retired key stays published for the longest token lifetime + the JWKS cache lifetime + this margin.
+UAA_KEY_RETENTION_MARGIN = env.int("UAA_KEY_RETENTION_MARGIN", default=300)
 
 UAA_SCOPES = {
     "openid": "Sign you in with your account",

@@ -1,0 +1,10 @@
+"""Signals other parts of UAA hook into. The audit ledger (a later issue) listens here.
+
+``signing_key_changed(sender=SigningKey, event, key, at, **extra)`` is sent inside the transaction
+that changes the key, for the events ``published``, ``activated``, ``retired``, ``expired`` and
+``revoked``: a receiver that writes a record in the same database commits or rolls back with it.
+"""
+
+from django.dispatch import Signal
+
+signing_key_changed = Signal()
