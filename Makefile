@@ -24,8 +24,7 @@ run: $(STAMP)
 	$(DEV) $(BIN)/python manage.py bootstrap
 	@echo "UAA on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	@trap 'kill 0' INT TERM EXIT; \
-	$(DEV) $(BIN)/celery -A uaa worker --beat --pool=solo --loglevel=WARNING \
-	  --schedule=var/celerybeat-schedule & \
+	$(DEV) $(BIN)/celery -A uaa worker --beat --pool=solo --loglevel=WARNING & \
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite on the embedded defaults (SQLite); DATABASE_URL=postgres://... runs it on PostgreSQL.

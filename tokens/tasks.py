@@ -1,15 +1,28 @@
-"""Celery entry points: load, call a service, retry."""
+"""Celery entry points: call a service, retry."""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 from oauth2_provider.models import clear_expired
 
+from tokens.rotation import rotate_signing_keys
 from uaa.oauth.models import RedeemedCode
 
 logger = logging.getLogger(__name__)
+
+
+@shared_task(name="tokens.rotate_signing_keys", autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def rotate_signing_keys_task() -> dict[str, list[str]]:
+    """Advance the signing-key lifecycle (tokens.rotation). Idempotent: it acts only when a key is due."""
+    report = rotate_signing_keys(now=timezone.now())
+    if report.changed:
+        logger.info(
+            "tokens.rotation_ran", extra={"activated": report.activated, "published": report.published}
+        )
+    return {"published": report.published, "activated": report.activated, "expired": report.expired}
 
 
 @shared_task(
@@ -17,8 +30,6 @@ logger = logging.getLogger(__name__)
 )
 def clear_expired_tokens_task() -> None:
     """django-oauth-toolkit's expired-token cleanup, plus spent codes whose tokens are gone."""
-    from django.utils import timezone
-
     clear_expired()
     deleted, _ = RedeemedCode.objects.filter(expires__lt=timezone.now()).delete()
     logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted})

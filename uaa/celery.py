@@ -1,4 +1,10 @@
-"""Celery app and beat schedule (schedule only, no logic: tasks live in tokens/tasks.py)."""
+"""Celery app (schedule only, no logic: tasks live in tokens/tasks.py).
+
+Beat uses django-celery-beat's database scheduler, so operators see and change the schedule in
+Django admin (Periodic tasks). The default entries are seeded by the migration
+``tokens/migrations/0003_default_schedule.py``: signing-key rotation every 5 minutes (it acts only
+when a key is due) and expired-token cleanup every hour.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "uaa.settings")
 app = Celery("uaa")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tokens"])
-
-
-@app.on_after_finalize.connect
-def setup_periodic_tasks(sender: Celery, **kwargs: object) -> None:
-    from django.conf import settings
-
-    sender.add_periodic_task(
-        settings.UAA_CLEAR_EXPIRED_TOKENS_EVERY,
-        sender.signature("tokens.clear_expired_tokens"),
-        name="clear expired tokens",
-    )

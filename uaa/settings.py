@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "oauth2_provider",
     "rest_framework",
     "django_otp",
+    "django_celery_beat",
     "accounts",
     "tokens",
     "uaa.oauth",
@@ -263,8 +264,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-UAA_CLEAR_EXPIRED_TOKENS_EVERY = env.int("UAA_CLEAR_EXPIRED_TOKENS_EVERY", default=3600)
+# The schedule lives in the database (Django admin → Periodic tasks), seeded by tokens/migrations/0003.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 LOGGING = {
     "version": 1,

@@ -57,7 +57,6 @@ def process_env(tmp_path: Path) -> dict[str, str]:
         DATABASE_URL=f"sqlite:///{tmp_path / 'uaa.sqlite3'}",
         CELERY_BROKER_URL=broker,
         ALLOWED_HOSTS="127.0.0.1,localhost",
-        UAA_CLEAR_EXPIRED_TOKENS_EVERY="1",
         UAA_LOG_FORMAT="plain",
     )
     (tmp_path / "var" / "broker" / "processed").mkdir(parents=True)
@@ -162,18 +161,39 @@ def _expired_redeemed_code(database: Path) -> None:
         )
 
 
+def _run_every_second(database: Path) -> None:
+    """What an operator does in Django admin: make both scheduled tasks run every second."""
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "INSERT INTO django_celery_beat_intervalschedule (every, period) VALUES (1, 'seconds')"
+        )
+        interval = connection.execute("SELECT max(id) FROM django_celery_beat_intervalschedule").fetchone()[0]
+        connection.execute("UPDATE django_celery_beat_periodictask SET interval_id = ?", (interval,))
+        connection.execute("UPDATE django_celery_beat_periodictasks SET last_update = datetime('now')")
+
+
+def _active_keys(database: Path) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT algorithm FROM tokens_signingkey WHERE state = 'active'").fetchall()
+    return sorted(row[0] for row in rows)
+
+
 def _redeemed_codes(database: Path) -> int:
     with sqlite3.connect(database) as connection:
         return int(connection.execute("SELECT count(*) FROM oauth_redeemedcode").fetchone()[0])
 
 
-def test_celery_beat_and_worker_commands_run_the_expired_token_cleanup_through_the_broker(
+def test_celery_beat_and_worker_commands_run_the_scheduled_tasks_through_the_broker(
     process_env, processes, tmp_path
 ):
+    """Beat reads the schedule from the database, the broker carries the tasks, the worker runs them:
+    the key rotation heals a key table with no key, and the cleanup removes an expired code record."""
     manage(process_env, "migrate", "--noinput")
     database = tmp_path / "uaa.sqlite3"
     _expired_redeemed_code(database)
+    _run_every_second(database)
     assert _redeemed_codes(database) == 1
+    assert _active_keys(database) == []
 
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
     worker = [part.replace("--concurrency=2", "--concurrency=1") for part in compose_command("worker")]
@@ -185,4 +205,6 @@ def test_celery_beat_and_worker_commands_run_the_expired_token_cleanup_through_t
     processes.append(start(beat, process_env, beat_log))
 
     wait_for(lambda: _redeemed_codes(database) == 0, "beat → broker → worker → cleanup", worker_log)
+    wait_for(lambda: _active_keys(database) == ["RS256"], "beat → broker → worker → rotation", worker_log)
     assert "tokens.clear_expired_tokens" in beat_log.read_text()
+    assert "tokens.rotate_signing_keys" in beat_log.read_text()
