@@ -112,23 +112,25 @@ def wrap_private_key(*, der: bytes, kid: str, kek: KeyEncryptionKey) -> tuple[by
     return wrapped_private, wrapped_data_key
 
 
-def unwrap_private_key(key: SigningKey) -> bytes:
-    """Recover the PKCS#8 DER private key, trying the KEK it names first, then every configured KEK."""
+def _unwrap_data_key(key: SigningKey) -> bytes:
+    """The key's data key, trying the KEK it names first, then every configured KEK."""
     keks = sorted(configured_keks(), key=lambda k: k.kek_id != key.kek_id)
-    wrapped_data_key = bytes(key.wrapped_data_key)
+    wrapped = bytes(key.wrapped_data_key)
     for kek in keks:
         try:
-            data_key = AESGCM(kek.key).decrypt(
-                wrapped_data_key[:NONCE_BYTES], wrapped_data_key[NONCE_BYTES:], key.kid.encode()
-            )
+            return AESGCM(kek.key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key.kid.encode())
         except InvalidTag:
             continue
-        blob = bytes(key.wrapped_private_key)
-        return AESGCM(data_key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key.kid.encode())
     raise KeyDecryptionError(
         f"No configured UAA_KEK can decrypt signing key {key.kid} (wrapped under KEK {key.kek_id}). "
         "Check UAA_KEK / UAA_KEK_FILE: UAA will not sign with a new, unpublished key instead."
     )
+
+
+def unwrap_private_key(key: SigningKey) -> bytes:
+    """Recover the PKCS#8 DER private key."""
+    blob = bytes(key.wrapped_private_key)
+    return AESGCM(_unwrap_data_key(key)).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key.kid.encode())
 
 
 def create_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey.State.NEXT) -> SigningKey:
@@ -209,3 +211,40 @@ def published_public_key(kid: str) -> jwk.JWK | None:
 
 def clear_public_key_cache() -> None:
     """Nothing to clear: published keys are read from the database on every verification."""
+
+
+def verify_stored_keys() -> int:
+    """Unwrap every published key with the configured KEKs; raise ``KeyDecryptionError`` on a failure.
+
+    Run at start-up (``manage.py bootstrap``), so a wrong ``UAA_KEK`` stops the deploy loudly instead of
+    surfacing later as failed token requests.
+    """
+    count = 0
+    for key in SigningKey.objects.publishable():
+        unwrap_private_key(key)
+        count += 1
+    return count
+
+
+def rewrap_signing_keys() -> int:
+    """Re-wrap every stored private key under the current (first) KEK; older KEKs must still be configured.
+
+    Each key's data key is re-encrypted in its own small transaction; the private key itself is untouched,
+    so signing and verification continue throughout.
+    """
+    from django.db import transaction
+
+    current = configured_keks()[0]
+    count = 0
+    for key_id in SigningKey.objects.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
+        with transaction.atomic():
+            key = SigningKey.objects.select_for_update().get(pk=key_id)
+            if key.kek_id == current.kek_id:
+                continue
+            data_key = _unwrap_data_key(key)
+            nonce = os.urandom(NONCE_BYTES)
+            key.wrapped_data_key = nonce + AESGCM(current.key).encrypt(nonce, data_key, key.kid.encode())
+            key.kek_id = current.kek_id
+            key.save(update_fields=["wrapped_data_key", "kek_id"])
+            count += 1
+    return count

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from accounts.services import create_user
-from tokens.keys import ensure_active_key, ensure_kek_file
+from tokens.keys import KeyDecryptionError, ensure_active_key, ensure_kek_file, verify_stored_keys
 
 
 class Command(BaseCommand):
@@ -26,6 +26,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.DEBUG and not settings.UAA_KEK and settings.UAA_KEK_FILE:
             ensure_kek_file(Path(settings.UAA_KEK_FILE))
+        try:
+            verified = verify_stored_keys()
+        except KeyDecryptionError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"stored signing keys readable with UAA_KEK: {verified}")
         for algorithm in sorted({"RS256", settings.UAA_ACCESS_TOKEN_ALG}):
             key = ensure_active_key(algorithm=algorithm)
             self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state})")
