@@ -33,6 +33,16 @@ def _prompts(request: HttpRequest) -> set[str]:
     return set(request.GET.get("prompt", "").split())
 
 
+def _max_age(request: HttpRequest) -> int | None:
+    """OIDC Core §3.1.2.1 ``max_age``: a non-negative integer number of seconds; ValueError otherwise."""
+    if "max_age" not in request.GET:
+        return None
+    value = request.GET["max_age"]
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError("max_age must be a non-negative integer")
+    return int(value)
+
+
 class AuthorizeView(AuthorizationView):
     """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt/max_age, consent and RFC 9207 ``iss``."""
 
@@ -85,8 +95,10 @@ class AuthorizeView(AuthorizationView):
         return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
 
     def _reauthenticate(self) -> HttpResponse:
+        """Send the user to sign in; that sign-in satisfies prompt=login and max_age, so both are dropped."""
         query = self.request.GET.copy()
         query.pop("prompt", None)
+        query.pop("max_age", None)  # else max_age=0 could never be met and the user would loop
         next_url = f"{self.request.path}?{query.urlencode()}"
         return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
 
@@ -107,7 +119,7 @@ class AuthorizeView(AuthorizationView):
                 return self.error_response(error, application=None)
             application = Client.objects.get(client_id=credentials["client_id"])
             return self._redirect_error(credentials, application, "login_required")
-        return super().handle_no_permission()
+        return self._reauthenticate()
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -117,7 +129,7 @@ class AuthorizeView(AuthorizationView):
         application = Client.objects.get(client_id=credentials["client_id"])
         prompts = _prompts(request)
         try:
-            max_age = int(request.GET["max_age"]) if "max_age" in request.GET else None
+            max_age = _max_age(request)
         except ValueError:
             return self._redirect_error(credentials, application, "invalid_request")
         if "login" in prompts or not session_is_fresh(request, max_age=max_age):
