@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
-from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -257,6 +257,11 @@ class LogoutView(RPInitiatedLogoutView):
     """OpenID Connect RP-Initiated Logout 1.0 on django-oauth-toolkit, with our templates."""
 
     template_name = "oauth/logout.html"
+
+    def get_request_application(self, id_token: Any, client_id: str | None) -> Client | None:
+        if client_id and not Client.objects.filter(client_id=client_id).exists():
+            raise InvalidOIDCClientError()  # DOT would let Client.DoesNotExist become a 500
+        return super().get_request_application(id_token, client_id)
 
     def error_response(self, error: Any) -> HttpResponse:
         return render(
