@@ -7,6 +7,7 @@ under ``var/``) apply only when ``DEBUG`` is asked for. Without ``DEBUG`` a miss
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -95,6 +96,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A file, not shared-cache memory, so tests with several connections see real SQLite locking.
+    # One file per test run (pid), so that concurrent runs never share it; the runner deletes it at the end.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://uaa")}
