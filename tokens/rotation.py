@@ -59,13 +59,12 @@ class RotationReport:
 
 
 def algorithms_in_use() -> list[str]:
-    """RS256 always (OIDC Core §15.1), the access-token algorithm, and every algorithm that has keys."""
-    from uaa.oauth.models import Client
+    """Every algorithm UAA offers keeps a key series of its own: RS256 (OIDC Core §15.1), ES256, EdDSA.
 
-    wanted = {SigningKey.Algorithm.RS256.value, settings.UAA_ACCESS_TOKEN_ALG}
-    wanted |= set(Client.objects.values_list("algorithm", flat=True).distinct())
-    wanted |= set(SigningKey.objects.publishable().values_list("algorithm", flat=True).distinct())
-    return sorted(alg for alg in wanted if alg in SigningKey.Algorithm.values)
+    Keeping all of them published means a client switching to ES256 or EdDSA never makes UAA sign
+    with a key that resource servers have not had the chance to cache.
+    """
+    return list(SigningKey.Algorithm.values)
 
 
 def _lock(algorithm: str) -> KeySeries:

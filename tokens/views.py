@@ -12,14 +12,18 @@ from django.views.decorators.http import require_GET
 from tokens.jwks import build_jwks
 from tokens.keys import ensure_active_key
 from tokens.models import SigningKey
+from tokens.rotation import algorithms_in_use
 
 
 @require_GET
 def jwks(request: HttpRequest) -> HttpResponse:
     """RFC 7517 §5: the public keys clients use to verify our signatures."""
     keys = list(SigningKey.objects.publishable().order_by("created_at"))
-    if not any(key.state == SigningKey.State.ACTIVE and key.algorithm == "RS256" for key in keys):
-        ensure_active_key(algorithm="RS256")  # a database without a usable key heals itself
+    signing = {key.algorithm for key in keys if key.state == SigningKey.State.ACTIVE}
+    missing = [algorithm for algorithm in algorithms_in_use() if algorithm not in signing]
+    if missing:  # a database without a usable key heals itself rather than serving an empty JWKS
+        for algorithm in missing:
+            ensure_active_key(algorithm=algorithm)
         keys = list(SigningKey.objects.publishable().order_by("created_at"))
     document = build_jwks(keys)
     body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()

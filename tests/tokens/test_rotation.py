@@ -38,6 +38,14 @@ def policy(settings) -> KeyPolicy:
     return KeyPolicy.from_settings()
 
 
+@pytest.fixture
+def only_rs256_due(db) -> None:
+    """ES256 and EdDSA keys that are not due during these tests, so reports speak of RS256 alone."""
+    later = T0 + timedelta(days=10)
+    for algorithm in ("ES256", "EdDSA"):
+        ensure_active_key(algorithm=algorithm, now=later)
+
+
 def states(algorithm: str = "RS256") -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     for key in SigningKey.objects.for_algorithm(algorithm).order_by("created_at"):
@@ -49,13 +57,14 @@ def published_kids(http: HttpClient) -> set[str]:
     return {key["kid"] for key in http.get("/.well-known/jwks.json").json()["keys"]}
 
 
-def test_a_database_without_keys_gets_one_active_key_per_algorithm_in_use(db, policy):
+def test_a_database_without_keys_gets_one_active_key_per_algorithm(db, policy):
     report = rotate_signing_keys(now=T0)
-    assert {SigningKey.objects.get(kid=kid).algorithm for kid in report.activated} == {"RS256"}
-    assert SigningKey.objects.active().count() == 1
+    activated = {SigningKey.objects.get(kid=kid).algorithm for kid in report.activated}
+    assert activated == {"RS256", "ES256", "EdDSA"}
+    assert SigningKey.objects.active().count() == 3
 
 
-def test_the_next_key_is_published_one_prepublication_window_before_it_is_due(db, policy):
+def test_the_next_key_is_published_one_prepublication_window_before_it_is_due(db, policy, only_rs256_due):
     active = ensure_active_key(algorithm="RS256", now=T0)
     early = rotate_signing_keys(
         now=T0 + policy.period - policy.prepublish - timedelta(seconds=1), policy=policy
@@ -66,7 +75,9 @@ def test_the_next_key_is_published_one_prepublication_window_before_it_is_due(db
     assert states() == {"active": [active.kid], "next": report.published}
 
 
-def test_the_next_key_signs_only_after_it_was_published_for_the_jwks_cache_lifetime(db, policy):
+def test_the_next_key_signs_only_after_it_was_published_for_the_jwks_cache_lifetime(
+    db, policy, only_rs256_due
+):
     active = ensure_active_key(algorithm="RS256", now=T0)
     published_at = T0 + policy.period - policy.prepublish
     incoming = rotate_signing_keys(now=published_at, policy=policy).published[0]
@@ -80,7 +91,9 @@ def test_the_next_key_signs_only_after_it_was_published_for_the_jwks_cache_lifet
     assert policy.prepublish.total_seconds() >= 300  # at least the JWKS max-age
 
 
-def test_a_retired_key_stays_published_until_its_tokens_expired_plus_one_cache_lifetime(db, policy, client):
+def test_a_retired_key_stays_published_until_its_tokens_expired_plus_one_cache_lifetime(
+    db, policy, only_rs256_due, client
+):
     old = ensure_active_key(algorithm="RS256", now=T0)
     rotate_signing_keys(now=T0 + policy.period - policy.prepublish, policy=policy)
     rotated_at = T0 + policy.period
@@ -96,7 +109,7 @@ def test_a_retired_key_stays_published_until_its_tokens_expired_plus_one_cache_l
     assert old.kid not in published_kids(client)
 
 
-def test_rotation_is_idempotent(db, policy):
+def test_rotation_is_idempotent(db, policy, only_rs256_due):
     ensure_active_key(algorithm="RS256", now=T0)
     moment = T0 + policy.period - policy.prepublish
     first = rotate_signing_keys(now=moment, policy=policy)
@@ -105,10 +118,12 @@ def test_rotation_is_idempotent(db, policy):
     assert len(first.published) == 1
     assert not second.changed
     assert not third.changed
-    assert SigningKey.objects.count() == 2
+    assert SigningKey.objects.for_algorithm("RS256").count() == 2
 
 
-def test_rotate_now_publishes_at_once_and_switches_after_the_prepublication_window(db, policy):
+def test_rotate_now_publishes_at_once_and_switches_after_the_prepublication_window(
+    db, policy, only_rs256_due
+):
     active = ensure_active_key(algorithm="RS256", now=T0)
     report = request_rotation(algorithm="RS256", now=T0 + timedelta(minutes=1))
     assert len(report.published) == 1 and not report.activated
@@ -213,8 +228,9 @@ def test_concurrent_rotations_yield_exactly_one_new_key(policy):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert SigningKey.objects.filter(state="next").count() == 1
-    assert SigningKey.objects.count() == 2
+    assert SigningKey.objects.for_algorithm("RS256").filter(state="next").count() == 1
+    assert SigningKey.objects.for_algorithm("RS256").count() == 2
+    assert SigningKey.objects.active().count() == 3  # ES256 and EdDSA healed exactly once too
 
 
 def test_the_jwks_cache_lifetime_matches_the_prepublication_window(client, db, settings):
@@ -224,7 +240,7 @@ def test_the_jwks_cache_lifetime_matches_the_prepublication_window(client, db, s
     assert settings.UAA_KEY_PREPUBLISH_SECONDS >= 120
 
 
-def test_freezegun_time_drives_the_scheduled_task(db, policy):
+def test_freezegun_time_drives_the_scheduled_task(db, policy, only_rs256_due):
     from tokens.tasks import rotate_signing_keys_task
 
     with freeze_time(T0):
@@ -268,5 +284,6 @@ def test_concurrent_rotation_processes_yield_exactly_one_new_key(settings):
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
     published = [line for out, _ in outputs for line in out.splitlines() if line.startswith("published:")]
     assert len(published) == 1
-    assert SigningKey.objects.filter(state="next").count() == 1
-    assert SigningKey.objects.count() == 2
+    assert SigningKey.objects.for_algorithm("RS256").filter(state="next").count() == 1
+    assert SigningKey.objects.for_algorithm("RS256").count() == 2
+    assert SigningKey.objects.active().count() == 3

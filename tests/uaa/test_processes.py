@@ -124,7 +124,7 @@ def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_guni
     discovery = json.load(urllib.request.urlopen(f"{base}/.well-known/openid-configuration"))
     assert discovery["issuer"] == base
     jwks = json.load(urllib.request.urlopen(discovery["jwks_uri"]))
-    assert [key["alg"] for key in jwks["keys"]] == ["RS256"]
+    assert sorted(key["alg"] for key in jwks["keys"]) == ["ES256", "EdDSA", "RS256"]
 
     credentials = json.loads(
         manage(
@@ -205,6 +205,9 @@ def test_celery_beat_and_worker_commands_run_the_scheduled_tasks_through_the_bro
     processes.append(start(beat, process_env, beat_log))
 
     wait_for(lambda: _redeemed_codes(database) == 0, "beat → broker → worker → cleanup", worker_log)
-    wait_for(lambda: _active_keys(database) == ["RS256"], "beat → broker → worker → rotation", worker_log)
+    every_algorithm = ["ES256", "EdDSA", "RS256"]
+    wait_for(
+        lambda: _active_keys(database) == every_algorithm, "beat → broker → worker → rotation", worker_log
+    )
     assert "tokens.clear_expired_tokens" in beat_log.read_text()
     assert "tokens.rotate_signing_keys" in beat_log.read_text()

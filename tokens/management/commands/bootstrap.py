@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import User
 from accounts.services import create_user
 from tokens.keys import KeyDecryptionError, ensure_active_key, ensure_kek_file, verify_stored_keys
+from tokens.rotation import algorithms_in_use
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         except KeyDecryptionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"stored signing keys readable with UAA_KEK: {verified}")
-        for algorithm in sorted({"RS256", settings.UAA_ACCESS_TOKEN_ALG}):
+        for algorithm in algorithms_in_use():
             key = ensure_active_key(algorithm=algorithm)
             self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state})")
         if options["no_admin"]:
