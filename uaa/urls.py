@@ -27,7 +27,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 oauth_patterns = (
     [
         path("authorize", views.AuthorizeView.as_view(), name="authorize"),
-        path("token", oauth_endpoint()(dot.TokenView.as_view()), name="token"),
+        path("token", oauth_endpoint()(views.TokenView.as_view()), name="token"),
         path("revoke", oauth_endpoint()(dot.RevokeTokenView.as_view()), name="revoke"),
         path("introspect", oauth_endpoint()(views.introspect_view), name="introspect"),
         path(

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 
 from uaa.oauth.errors import (
     NO_STORE,
@@ -45,6 +45,11 @@ def check_parameters(pairs: Iterable[tuple[str, str]]) -> None:
         if name in seen and name not in REPEATABLE:
             raise InvalidRequest("Parameters must not be repeated.")
         seen.add(name)
+
+
+def check_form(data: QueryDict) -> None:
+    """``check_parameters`` over parameters Django has already parsed (the browser endpoints)."""
+    check_parameters((name, value) for name, values in data.lists() for value in values)
 
 
 def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: bool) -> None:
@@ -81,6 +86,9 @@ def _finish(response: HttpResponse) -> HttpResponse:
         response[header] = value
     if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
         return response
+    untyped = response.get("Content-Type", "").startswith("text/html")
+    if response.status_code >= HTTPStatus.BAD_REQUEST and untyped:
+        response["Content-Type"] = "application/json"  # oauthlib's error bodies, which DOT sends untyped
     if response.status_code == HTTPStatus.UNAUTHORIZED and response.get("Content-Type", "").startswith(
         "application/json"
     ):
@@ -102,6 +110,10 @@ def oauth_endpoint(*, methods: tuple[str, ...] = ("POST",), form_body: bool = Tr
             try:
                 check_request(request, methods=methods, form_body=form_body)
                 response = view(request, *args, **kwargs)
+            except MethodNotAllowed as exc:
+                response = error_response(exc, request)
+                response["Allow"] = ", ".join(methods)  # RFC 9110 §15.5.6
+                return response
             except OAuthError as exc:
                 return error_response(exc, request)
             except Exception as exc:

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
+from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
@@ -23,7 +24,8 @@ from accounts.sessions import auth_context, session_is_fresh
 from tokens.introspection import introspect
 from uaa.oauth import consent
 from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
-from uaa.oauth.errors import InvalidClient, InvalidRequest
+from uaa.oauth.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
+from uaa.oauth.http import check_form
 from uaa.oauth.models import Client
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,39 @@ def _max_age(request: HttpRequest) -> int | None:
     return int(value)
 
 
-class AuthorizeView(AuthorizationView):
+class CheckedParameters:
+    """RFC 6749 §3.1 and Appendix A on the browser endpoints: no repeated parameters, no NUL characters.
+
+    Such a request cannot be trusted to name its redirect URI, so the user gets the error page.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            check_form(request.GET)
+            check_form(request.POST)
+        except OAuthError as exc:
+            return render(
+                request,
+                "oauth/error.html",
+                {"error": "Bad request", "description": exc.description},
+                status=HTTPStatus.BAD_REQUEST,
+            )
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class TokenView(DOTTokenView):
+    """RFC 6749 §3.2: grant types UAA does not offer are refused before django-oauth-toolkit sees them."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        grant_type = request.POST.get("grant_type")
+        if not grant_type:
+            raise InvalidRequest("The grant_type parameter is required.")
+        if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
+            raise UnsupportedGrantType()
+        return super().post(request, *args, **kwargs)
+
+
+class AuthorizeView(CheckedParameters, AuthorizationView):
     """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt/max_age, consent and RFC 9207 ``iss``."""
 
     template_name = "oauth/consent.html"
@@ -253,7 +287,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     )
 
 
-class LogoutView(RPInitiatedLogoutView):
+class LogoutView(CheckedParameters, RPInitiatedLogoutView):
     """OpenID Connect RP-Initiated Logout 1.0 on django-oauth-toolkit, with our templates."""
 
     template_name = "oauth/logout.html"
