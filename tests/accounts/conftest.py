@@ -1,0 +1,23 @@
+"""Fixtures for tests/accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def real_password_hashing() -> None:
+    """Marks a test that needs the configured hashers (Argon2); see ``_fast_password_hashing``."""
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """Argon2 costs ~0.3 s per hash; only the tests that ask for ``real_password_hashing`` pay it."""
+    if "real_password_hashing" in request.fixturenames:
+        return
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "uaa.oauth.hashers.ClientSecretHasher",
+    ]
