@@ -7,7 +7,8 @@ import json
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
-from django.views.decorators.http import require_GET
+from django.utils.http import parse_etags
+from django.views.decorators.http import require_safe
 
 from tokens.jwks import build_jwks
 from tokens.keys import ensure_active_key
@@ -15,7 +16,7 @@ from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use
 
 
-@require_GET
+@require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
     """RFC 7517 §5: the public keys clients use to verify our signatures."""
     keys = list(SigningKey.objects.publishable().order_by("created_at"))
@@ -33,10 +34,16 @@ def jwks(request: HttpRequest) -> HttpResponse:
         "ETag": etag,
         "Access-Control-Allow-Origin": "*",
     }
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+    if _none_match(etag, request.headers.get("If-None-Match", "")):
         response: HttpResponse = HttpResponseNotModified()
     else:
         response = HttpResponse(body, content_type="application/jwk-set+json")
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+def _none_match(etag: str, header: str) -> bool:
+    """RFC 9110 §13.1.2: If-None-Match compares weakly (a ``W/`` prefix is ignored); ``*`` matches."""
+    tags = parse_etags(header)
+    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
