@@ -126,6 +126,15 @@ def test_metadata_is_public_and_cacheable(client, db, path):
 
 
 @pytest.mark.parametrize("path", DOCUMENTS)
+def test_metadata_answers_head_like_get(client, db, path):
+    """RFC 9110 §9.3.2: HEAD is GET without the content (monitoring and caches use it)."""
+    response = client.head(path)
+    assert response.status_code == HTTPStatus.OK
+    assert response["Content-Type"] == "application/json"
+    assert response.content == b""
+
+
+@pytest.mark.parametrize("path", DOCUMENTS)
 def test_metadata_refuses_post(client, db, path):
     """RFC 8414 §3.1: the metadata is requested with GET."""
     assert client.post(path).status_code == HTTPStatus.METHOD_NOT_ALLOWED

@@ -12,7 +12,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
@@ -195,7 +195,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         return context
 
 
-@require_GET
+@require_safe
 def openid_configuration_view(request: HttpRequest) -> JsonResponse:
     """OpenID Connect Discovery 1.0 §4."""
     response = JsonResponse(openid_configuration())
@@ -204,7 +204,7 @@ def openid_configuration_view(request: HttpRequest) -> JsonResponse:
     return response
 
 
-@require_GET
+@require_safe
 def authorization_server_metadata_view(request: HttpRequest) -> JsonResponse:
     """RFC 8414 §3."""
     response = JsonResponse(authorization_server_metadata())
