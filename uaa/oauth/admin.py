@@ -77,7 +77,7 @@ class ClientAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/oauth/client/credentials.html", context)
 
-    @admin.action(description="Rotate the secret of the selected client (shown once)")
+    @admin.action(description="Rotate the secret of the selected client (shown once)", permissions=["change"])
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Client]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(

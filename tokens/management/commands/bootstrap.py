@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_email
 
 from accounts.models import User
 from accounts.services import create_user
@@ -25,6 +27,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        email = options["admin_email"].strip().lower()
+        if not options["no_admin"]:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                raise CommandError(
+                    f"--admin-email {options['admin_email']!r} is not an e-mail address."
+                ) from exc
         if settings.DEBUG and not settings.UAA_KEK and settings.UAA_KEK_FILE:
             ensure_kek_file(Path(settings.UAA_KEK_FILE))
         try:
@@ -40,9 +50,13 @@ class Command(BaseCommand):
         if User.objects.filter(is_superuser=True).exists():
             self.stdout.write("admin user: already present")
             return
+        if User.objects.filter(email__iexact=email).exists():
+            raise CommandError(
+                f"{email} already belongs to a user who is not an admin; pass another --admin-email."
+            )
         password = secrets.token_urlsafe(18)
-        create_user(email=options["admin_email"], password=password, is_staff=True, is_superuser=True)
-        self.stdout.write(self.style.SUCCESS(f"admin user: {options['admin_email']}"))
+        create_user(email=email, password=password, is_staff=True, is_superuser=True)
+        self.stdout.write(self.style.SUCCESS(f"admin user: {email}"))
         self.stdout.write(
             self.style.SUCCESS(f"password:   {password}   (shown once; change it in the admin)")
         )
