@@ -386,3 +386,24 @@ def test_consent_post_with_a_tampered_redirect_uri_never_redirects_there(browser
     response = browser.post("/oauth/authorize", data)
     assert "evil.example" not in response.get("Location", "")
     assert response.status_code == HTTPStatus.BAD_REQUEST
+
+
+@pytest.mark.parametrize("parameter", ["request", "request_uri"])
+def test_request_objects_are_refused_as_not_supported(browser, request_for, parameter):
+    """OIDC Core §6: should an OP not support this parameter and an RP uses it, the OP MUST return
+    request_not_supported (request_uri_not_supported); discovery says both are unsupported."""
+    request = request_for()
+    value = "eyJhbGciOiJub25lIn0.e30." if parameter == "request" else "https://rp.example.com/request.jwt"
+    response = browser.get(request.url(**{parameter: value}))
+    assert response.status_code == HTTPStatus.FOUND
+    params = query_of(response["Location"])
+    assert params["error"] == f"{parameter}_not_supported"
+    assert params["state"] == request.state
+    assert params["iss"] == ISSUER
+    assert "code" not in params
+
+
+def test_request_object_with_prompt_none_is_refused_before_sign_in(client, request_for):
+    """OIDC Core §6 / §3.1.2.6: the error reaches the RP even when nobody is signed in."""
+    response = client.get(request_for().url(prompt="none", request="eyJhbGciOiJub25lIn0.e30."))
+    assert query_of(response["Location"])["error"] == "request_not_supported"

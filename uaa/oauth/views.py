@@ -85,6 +85,16 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
     # --- validation ----------------------------------------------------------------------------
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
         scopes, credentials = super().validate_authorization_request(request)
+        for parameter in ("request", "request_uri"):  # OIDC Core §6: not supported, so MUST be refused
+            if parameter in request.GET:
+                raise OAuthToolkitError(
+                    error=oauthlib_errors.CustomOAuth2Error(
+                        error=f"{parameter}_not_supported",
+                        description=f"The {parameter} parameter is not supported.",
+                        state=credentials.get("state"),
+                    ),
+                    redirect_uri=credentials.get("redirect_uri"),
+                )
         if credentials.get("code_challenge_method") != "S256":
             raise OAuthToolkitError(
                 error=oauthlib_errors.InvalidRequestError(
