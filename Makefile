@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-DEV    := DEBUG=1
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+DEV    := DEBUG=1 UAA_ISSUER=$${UAA_ISSUER:-http://localhost:$(PORT)}
 
 .PHONY: run test install lint format check-deploy clean
 
@@ -22,7 +22,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(DEV) $(BIN)/python manage.py migrate --noinput
 	$(DEV) $(BIN)/python manage.py bootstrap
-	@echo "UAA on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "UAA on http://localhost:$(PORT)/  (admin: http://localhost:$(PORT)/admin/)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(DEV) $(BIN)/celery -A uaa worker --beat --pool=solo --loglevel=WARNING & \
 	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)

@@ -8,6 +8,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from django.http import HttpRequest
+
 SECRET_KEYS = frozenset(
     {
         "password",
@@ -29,20 +31,30 @@ SECRET_KEYS = frozenset(
 )
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _INLINE_SECRET = re.compile(
-    r"(?i)\b(password|client_secret|code_verifier|access_token|refresh_token|id_token|code|token)=([^&\s]+)"
+    r"(?i)\b(" + "|".join(sorted(SECRET_KEYS, key=len, reverse=True)) + r")=([^&\s'\"]+)"
 )
+# A JWT anywhere in free text (three base64url parts starting with a JSON header).
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/=]+")
 
 
 def redact_text(text: str) -> str:
     """Mask ``key=value`` pairs of known secret keys and Authorization credentials in free text."""
     text = _INLINE_SECRET.sub(lambda m: f"{m.group(1)}=[redacted]", text)
+    text = _JWT.sub("[redacted-jwt]", text)
     return _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
+
+
+def describe_request(request: HttpRequest) -> str:
+    """A request as logs may show it: method and path, never the query string, body or headers."""
+    return f"{request.method} {request.path}"
 
 
 def redact_value(key: str, value: Any) -> Any:
     if key.lower() in SECRET_KEYS:
         return "[redacted]"
+    if isinstance(value, HttpRequest):  # Django's django.request logger passes the request itself
+        return describe_request(value)
     if isinstance(value, dict):
         return {k: redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, str):
@@ -79,7 +91,11 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                body[key] = value
+                body[key] = (
+                    value
+                    if isinstance(value, str | int | float | bool | None | list | dict)
+                    else redact_text(str(value))
+                )
         if record.exc_info:
             body["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(body, default=str)
