@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import sign_jwt, verify_jwt
 from uaa.oauth import codes
@@ -35,6 +36,12 @@ class UAAOAuth2Validator(OAuth2Validator):
             return False
         return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
 
+    def get_default_redirect_uri(
+        self, client_id: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        """OIDC Core §3.1.2.1: redirect_uri is REQUIRED, so the token request needs it (RFC 6749 §4.1.3)."""
+        return None
+
     def _load_application(self, client_id: str | None, request: OAuthlibRequest) -> Any:
         """DOT's lookup, minus the query: psycopg 3 answers a NUL in client_id with DataError (a 500)."""
         if client_id and "\x00" in client_id:
@@ -52,12 +59,32 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
+        if request.code_verifier is not None and not codes.is_well_formed_verifier(request.code_verifier):
+            raise oauthlib_errors.InvalidRequestError(
+                description="code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636).",
+                request=request,
+            )
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)
             return True
         # RFC 6749 §4.1.2: a code used twice revokes the tokens issued on its first use.
         codes.revoke_tokens_of_replayed_code(code=code)
         return False
+
+    def confirm_redirect_uri(
+        self,
+        client_id: str,
+        code: str,
+        redirect_uri: str,
+        client: Any,
+        request: OAuthlibRequest,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        """RFC 6749 §5.2: a redirect_uri other than the authorization request's is invalid_grant."""
+        if not super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs):
+            raise oauthlib_errors.InvalidGrantError(request=request)
+        return True
 
     def _create_access_token(
         self,
