@@ -122,6 +122,8 @@ class UAAOAuth2Validator(OAuth2Validator):
     ) -> bool:
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
             return False
+        if not request.user.is_active:
+            return False  # a deactivated account's grants end with it
         codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
         return True
 

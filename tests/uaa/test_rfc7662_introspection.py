@@ -1,0 +1,196 @@
+"""RFC 7662 token introspection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+
+import pytest
+from django.test import Client as HttpClient
+from freezegun import freeze_time
+
+from tests.oauth_client import basic_auth, form_post
+from tests.uaa.endpoints import introspect, refresh, revoke, token_request, unverified_claims, verified
+
+INACTIVE = {"active": False}
+
+
+@pytest.fixture
+def tokens(code_flow, confidential_client):
+    return code_flow(confidential_client)["tokens"]
+
+
+@pytest.fixture
+def resource_server(client_factory):
+    """A confidential client standing in for a resource server that introspects tokens issued to others."""
+    return client_factory(name="Resource server", grant_type="client-credentials", redirect_uris=[])
+
+
+def _assert_inactive(response):
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json() == INACTIVE
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_active_access_token_is_described(resource_server, confidential_client, tokens, user):
+    """RFC 7662 §2.2: active, scope, client_id, username, token_type, exp, iat, sub, aud, iss, jti."""
+    response = introspect(resource_server, tokens["access_token"])
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
+    body = response.json()
+    claims = verified(tokens["access_token"])[1]
+    assert body["active"] is True
+    assert body["token_type"] == "Bearer"
+    assert set(body["scope"].split()) == {"openid", "profile", "email"}
+    assert body["client_id"] == confidential_client.client_id
+    assert body["sub"] == str(user.pk)
+    assert body["username"] == user.email
+    assert body["iss"] == "http://testserver"
+    for claim in ("exp", "iat", "aud", "jti", "auth_time"):
+        assert body[claim] == claims[claim]
+
+
+def test_client_credentials_token_is_described_with_the_client_as_subject(resource_server, service_client):
+    """RFC 7662 §2.2 and RFC 9068 §2.2: sub is the client_id when no user is involved; no username."""
+    access_token = token_request(service_client, {"grant_type": "client_credentials"}).json()["access_token"]
+    body = introspect(resource_server, access_token).json()
+    assert body["active"] is True
+    assert body["sub"] == service_client.client_id
+    assert body["client_id"] == service_client.client_id
+    assert body["aud"] == "https://api.example.com"
+    assert "username" not in body
+
+
+def test_introspection_requires_client_authentication(tokens):
+    """RFC 7662 §2.1: the endpoint MUST require some form of authorization; RFC 6749 §5.2 invalid_client."""
+    response = form_post(HttpClient(), "/oauth/introspect", {"token": tokens["access_token"]})
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
+    assert response["WWW-Authenticate"].startswith("Basic")
+    assert "active" not in response.json()
+
+
+def test_introspection_with_a_wrong_secret_is_invalid_client(resource_server, tokens):
+    """RFC 7662 §2.1 and RFC 6749 §5.2: failed Basic authentication is 401 with WWW-Authenticate."""
+    response = form_post(
+        HttpClient(),
+        "/oauth/introspect",
+        {"token": tokens["access_token"]},
+        auth=basic_auth(resource_server.client_id, "wrong"),
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
+    assert response["WWW-Authenticate"].startswith("Basic")
+
+
+def test_malformed_basic_header_at_introspection_is_invalid_client(tokens):
+    """RFC 6749 §2.3.1, §5.2: an undecodable Basic header is a failed authentication, not a server error."""
+    response = form_post(
+        HttpClient(), "/oauth/introspect", {"token": tokens["access_token"]}, auth="Basic !!not-base64!!"
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_public_clients_cannot_introspect(public_client, tokens):
+    """RFC 7662 §2.1 and §4: only authenticated callers learn about tokens; a public client has no secret."""
+    response = introspect(public_client, tokens["access_token"])
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
+    for auth in (basic_auth(public_client.client_id, ""), basic_auth(public_client.client_id, "x")):
+        response = form_post(HttpClient(), "/oauth/introspect", {"token": tokens["access_token"]}, auth=auth)
+        assert response.status_code == HTTPStatus.UNAUTHORIZED
+        assert "active" not in response.json()
+
+
+def test_bearer_token_is_not_introspection_authorization(tokens):
+    """RFC 7662 §2.1: UAA requires client authentication (RFC 6749 §2.3), not a bearer token."""
+    response = form_post(
+        HttpClient(),
+        "/oauth/introspect",
+        {"token": tokens["access_token"]},
+        auth=f"Bearer {tokens['access_token']}",
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert "active" not in response.json()
+
+
+def test_expired_access_token_is_exactly_inactive(resource_server, tokens):
+    """RFC 7662 §2.2: an expired token is not active, and nothing else is said about it."""
+    exp = unverified_claims(tokens["access_token"])["exp"]
+    with freeze_time(datetime.fromtimestamp(exp, UTC) + timedelta(seconds=1)):
+        _assert_inactive(introspect(resource_server, tokens["access_token"]))
+
+
+def test_revoked_access_token_is_exactly_inactive(resource_server, confidential_client, tokens):
+    """RFC 7662 §2.2 and RFC 7009 §2.1: a revoked token is not active."""
+    revoke(confidential_client, tokens["access_token"])
+    _assert_inactive(introspect(resource_server, tokens["access_token"]))
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "x" * 3000])
+def test_garbage_is_exactly_inactive(resource_server, db, token):
+    """RFC 7662 §2.2: a token that is not one of ours is simply not active."""
+    _assert_inactive(introspect(resource_server, token))
+
+
+def test_tampered_access_token_is_exactly_inactive(resource_server, tokens):
+    """RFC 7662 §2.2: only tokens we issued, unchanged, are active."""
+    header, payload, signature = tokens["access_token"].split(".")
+    _assert_inactive(introspect(resource_server, f"{header}.{payload}.{signature[:-4]}AAAA"))
+
+
+def test_id_token_is_not_an_active_access_token(resource_server, tokens):
+    """RFC 7662 §2.2: introspection describes access and refresh tokens; an ID token is neither."""
+    _assert_inactive(introspect(resource_server, tokens["id_token"]))
+
+
+def test_refresh_token_is_described_to_its_own_client(confidential_client, tokens, user):
+    """RFC 7662 §2.1: refresh tokens MAY be introspected; UAA tells only the client that holds it."""
+    for hint in (None, "refresh_token", "access_token"):
+        extra = {"token_type_hint": hint} if hint else {}
+        body = introspect(confidential_client, tokens["refresh_token"], **extra).json()
+        assert body["active"] is True
+        assert body["token_type"] == "refresh_token"
+        assert body["client_id"] == confidential_client.client_id
+        assert body["sub"] == str(user.pk)
+        assert body["exp"] > unverified_claims(tokens["access_token"])["exp"]
+
+
+def test_refresh_token_is_inactive_to_any_other_client(resource_server, client_factory, tokens):
+    """RFC 7662 §4: the server decides what to tell whom; another client learns nothing about it."""
+    _assert_inactive(introspect(resource_server, tokens["refresh_token"]))
+    _assert_inactive(
+        introspect(client_factory(name="Other RP"), tokens["refresh_token"], token_type_hint="refresh_token")
+    )
+
+
+def test_rotated_refresh_token_is_inactive(confidential_client, tokens):
+    """RFC 9700 §4.14.2: a refresh token that was used is invalid from then on."""
+    refresh(confidential_client, tokens["refresh_token"])
+    _assert_inactive(introspect(confidential_client, tokens["refresh_token"]))
+
+
+def test_expired_refresh_token_is_inactive(confidential_client, tokens, settings):
+    """RFC 7662 §2.2: an expired refresh token is not active."""
+    exp = unverified_claims(tokens["access_token"])["exp"]
+    later = datetime.fromtimestamp(exp, UTC) + timedelta(seconds=settings.UAA_REFRESH_TOKEN_LIFETIME + 1)
+    with freeze_time(later):
+        _assert_inactive(introspect(confidential_client, tokens["refresh_token"]))
+
+
+def test_missing_token_parameter_is_invalid_request(resource_server):
+    """RFC 7662 §2.1: token is REQUIRED; RFC 6749 §5.2 invalid_request."""
+    response = form_post(HttpClient(), "/oauth/introspect", {}, auth=resource_server.basic)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_introspection_refuses_get(resource_server, tokens):
+    """RFC 7662 §2.1: the protected resource calls the endpoint using an HTTP POST request."""
+    response = HttpClient().get(
+        "/oauth/introspect", {"token": tokens["access_token"]}, HTTP_AUTHORIZATION=resource_server.basic
+    )
+    assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    assert b"active" not in response.content
