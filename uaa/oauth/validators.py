@@ -19,6 +19,8 @@ from uaa.oauth.claims import claims_for_user
 
 logger = logging.getLogger(__name__)
 
+INVALID_TARGET = "The resource must be an absolute URI without a fragment, and within what was granted."
+
 
 class UAAOAuth2Validator(OAuth2Validator):
     # --- clients -------------------------------------------------------------------------------
@@ -34,13 +36,36 @@ class UAAOAuth2Validator(OAuth2Validator):
         """Only the grants UAA offers: authorization_code, refresh_token, client_credentials."""
         if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
             return False
-        return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
+        if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):
+            return False
+        if grant_type == "client_credentials":
+            self._resolve_resources(request)
+        return True
+
+    def authenticate_client(self, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
+        """RFC 6749 §2.3: one client per request; a body client_id naming another client fails."""
+        if not super().authenticate_client(request, *args, **kwargs):
+            return False
+        return not request.client_id or request.client_id == request.client.client_id
 
     def get_default_redirect_uri(
         self, client_id: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> None:
         """OIDC Core §3.1.2.1: redirect_uri is REQUIRED, so the token request needs it (RFC 6749 §4.1.3)."""
         return None
+
+    def _resolve_resources(self, request: OAuthlibRequest) -> None:
+        """RFC 8707 §2: settle the resources (repeated, inherited, narrowed) before the token is signed.
+
+        django-oauth-toolkit settles them only when it saves the token, after ``aud`` was written, and
+        its ``invalid_target`` would then escape the grant's JSON error handling.
+        """
+        try:
+            self._check_and_set_request_resource(request)
+        except oauthlib_errors.CustomOAuth2Error as exc:
+            raise oauthlib_errors.CustomOAuth2Error(
+                error="invalid_target", description=INVALID_TARGET, request=request
+            ) from exc
 
     def _load_application(self, client_id: str | None, request: OAuthlibRequest) -> Any:
         """DOT's lookup, minus the query: psycopg 3 answers a NUL in client_id with DataError (a 500)."""
@@ -66,6 +91,7 @@ class UAAOAuth2Validator(OAuth2Validator):
             )
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)
+            self._resolve_resources(request)
             return True
         # RFC 6749 §4.1.2: a code used twice revokes the tokens issued on its first use.
         codes.revoke_tokens_of_replayed_code(code=code)
@@ -125,6 +151,7 @@ class UAAOAuth2Validator(OAuth2Validator):
         if not request.user.is_active:
             return False  # a deactivated account's grants end with it
         codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
+        self._resolve_resources(request)
         return True
 
     def refresh_id_token(self, request: OAuthlibRequest) -> bool:
