@@ -159,6 +159,14 @@ class UAAOAuth2Validator(OAuth2Validator):
         return False
 
     # --- access tokens -------------------------------------------------------------------------
+    def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthlibRequest) -> bool:
+        """RFC 6750 §2.1 only: never from the query (RFC 9700 §4.3.2) or a form body; an active user's."""
+        if "Authorization" not in request.headers or request.access_token is not None:
+            return False
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        return request.user is None or request.user.is_active
+
     def _load_access_token(self, token: str) -> Any:
         """A stored, unrevoked token whose signature verifies against a still-published key."""
         if verify_jwt(token) is None:
