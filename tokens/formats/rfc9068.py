@@ -56,6 +56,10 @@ def access_token_claims(request: OAuthlibRequest, *, now: int) -> dict[str, Any]
 
 
 def generate_access_token(request: OAuthlibRequest, refresh_token: bool = False) -> str:
-    """oauthlib token generator: a signed RFC 9068 access token for ``request``."""
+    """oauthlib token generator: a signed RFC 9068 access token for ``request``.
+
+    ``request.uaa_access_token_exp`` tells the validator when the stored record must expire: at ``exp``.
+    """
     claims = access_token_claims(request, now=int(time.time()))
+    request.uaa_access_token_exp = claims["exp"]
     return sign_jwt(claims=claims, algorithm=settings.UAA_ACCESS_TOKEN_ALG, typ=TYP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -119,6 +119,8 @@ class UAAOAuth2Validator(OAuth2Validator):
         token: dict[str, Any],
         source_refresh_token: Any = None,
     ) -> Any:
+        # RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it.
+        expires = datetime.fromtimestamp(request.uaa_access_token_exp, UTC)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
         request.uaa_access_token_checksum = access_token.token_checksum
         return access_token
