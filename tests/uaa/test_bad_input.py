@@ -118,6 +118,17 @@ def test_body_just_under_the_limit_is_read(client, auth, settings, url):
 
 
 @pytest.mark.parametrize("url", JSON_ENDPOINTS)
+@pytest.mark.parametrize("where", ["body", "query"])
+def test_too_many_parameters_are_invalid_request(client, auth, settings, url, where):
+    """RFC 6749 §5.2 invalid_request: more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS is refused, not a 500."""
+    fields = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    body = "grant_type=client_credentials&token=t" + ("&" + fields if where == "body" else "")
+    target = url + ("?" + fields if where == "query" else "")
+    response = post_raw(client, target, body, HTTP_AUTHORIZATION=auth)
+    assert_clean_error(response, status=HTTPStatus.BAD_REQUEST, error="invalid_request")
+
+
+@pytest.mark.parametrize("url", JSON_ENDPOINTS)
 @pytest.mark.parametrize(
     "body", [b"grant_type=%FF%FE", b"token=%C0%AF", b"grant_type=\xff\xfe", b"to\xc3ken=a"]
 )
@@ -402,6 +413,30 @@ def test_authorization_request_without_parameters_is_an_error_page(browser):
     response = browser.get("/oauth/authorize")
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.templates[0].name == "oauth/error.html"
+
+
+@pytest.mark.parametrize("url", ["/accounts/login", "/oauth/authorize", "/oauth/logout"])
+@pytest.mark.parametrize("problem", ["oversized", "too many fields"])
+def test_oversized_or_overfull_forms_get_the_400_page(browser, settings, url, problem):
+    """Django's request limits on the HTML endpoints end in our 400 page, never a 500."""
+    if problem == "oversized":
+        body = "state=" + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    else:
+        body = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    browser.raise_request_exception = False
+    response = post_raw(browser, url, body)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.templates[0].name == "oauth/error.html"
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("url", ["/accounts/login", "/oauth/authorize", "/.well-known/openid-configuration"])
+def test_a_foreign_host_header_gets_the_400_page(client, db, url):
+    """RFC 9110 §7.2: a request naming a host not in ALLOWED_HOSTS is refused (no host-header poisoning)."""
+    client.raise_request_exception = False
+    response = client.get(url, HTTP_HOST="evil.example")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert b"evil.example" not in response.content
 
 
 # --- logout and unknown URLs ----------------------------------------------------------------------

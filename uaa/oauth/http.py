@@ -73,6 +73,8 @@ def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: 
         content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if content_type != FORM:
             raise InvalidRequest(f"The request body must be {FORM}.")
+    if max(len(query), len(form)) > settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:
+        raise InvalidRequest("The request has too many parameters.")
     check_parameters(query)
     check_parameters(form)
     if request.method == "POST" and query and form_body:
