@@ -9,7 +9,9 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client as HttpClient
 
 from accounts.services import create_user
+from tests.conftest import REDIRECT_URI
 from tests.factories import PASSWORD, UserFactory
+from tests.oauth_client import AuthorizationRequest, query_of
 
 LOGIN = "/accounts/login"
 HOME = "/accounts/"
@@ -238,3 +240,20 @@ def test_sign_in_page_is_shown_to_a_signed_in_user(browser):
     response = browser.get(LOGIN)
     assert response.status_code == HTTPStatus.OK
     assert b'name="password"' in response.content
+
+
+def test_deactivating_a_user_ends_their_open_sessions(browser, user, confidential_client):
+    """ASVS V3.3.4: a deactivated account loses access at once, including sessions already open."""
+    user.is_active = False
+    user.save()
+    assert browser.get(HOME).status_code == HTTPStatus.FOUND
+    request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
+    response = browser.get(request.url(prompt="none"))
+    assert query_of(response["Location"])["error"] == "login_required"
+
+
+def test_changing_the_password_ends_other_sessions(browser, user):
+    """ASVS V3.3.3: after a password change, other sessions must sign in again."""
+    user.set_password("a brand new password 2030")
+    user.save()
+    assert browser.get(HOME).status_code == HTTPStatus.FOUND
