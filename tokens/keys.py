@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -103,6 +104,15 @@ def _generate_private_key(
     raise ValueError(f"unsupported algorithm {algorithm}")
 
 
+class WrappedKey(Protocol):
+    """What the envelope helpers need of a stored key: ``SigningKey`` and the ledger's ``AuditKey``."""
+
+    kid: str
+    kek_id: str
+    wrapped_private_key: bytes | memoryview
+    wrapped_data_key: bytes | memoryview
+
+
 def wrap_private_key(*, der: bytes, kid: str, kek: KeyEncryptionKey) -> tuple[bytes, bytes]:
     """Encrypt ``der`` under a fresh data key and wrap that data key under ``kek``."""
     data_key = AESGCM.generate_key(bit_length=256)
@@ -113,7 +123,7 @@ def wrap_private_key(*, der: bytes, kid: str, kek: KeyEncryptionKey) -> tuple[by
     return wrapped_private, wrapped_data_key
 
 
-def _unwrap_data_key(key: SigningKey) -> bytes:
+def _unwrap_data_key(key: WrappedKey) -> bytes:
     """The key's data key, trying the KEK it names first, then every configured KEK."""
     keks = sorted(configured_keks(), key=lambda k: k.kek_id != key.kek_id)
     wrapped = bytes(key.wrapped_data_key)
@@ -123,15 +133,22 @@ def _unwrap_data_key(key: SigningKey) -> bytes:
         except InvalidTag:
             continue
     raise KeyDecryptionError(
-        f"No configured UAA_KEK can decrypt signing key {key.kid} (wrapped under KEK {key.kek_id}). "
+        f"No configured UAA_KEK can decrypt key {key.kid} (wrapped under KEK {key.kek_id}). "
         "Check UAA_KEK / UAA_KEK_FILE: UAA will not sign with a new, unpublished key instead."
     )
 
 
-def unwrap_private_key(key: SigningKey) -> bytes:
+def unwrap_private_key(key: WrappedKey) -> bytes:
     """Recover the PKCS#8 DER private key."""
     blob = bytes(key.wrapped_private_key)
     return AESGCM(_unwrap_data_key(key)).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], key.kid.encode())
+
+
+def rewrap_data_key(key: WrappedKey, kek: KeyEncryptionKey) -> bytes:
+    """``key``'s data key, unwrapped with whichever configured KEK wrapped it, wrapped under ``kek``."""
+    data_key = _unwrap_data_key(key)
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(kek.key).encrypt(nonce, data_key, key.kid.encode())
 
 
 def create_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey.State.NEXT) -> SigningKey:
@@ -257,9 +274,7 @@ def rewrap_signing_keys() -> int:
             key = SigningKey.objects.select_for_update().get(pk=key_id)
             if key.kek_id == current.kek_id:
                 continue
-            data_key = _unwrap_data_key(key)
-            nonce = os.urandom(NONCE_BYTES)
-            key.wrapped_data_key = nonce + AESGCM(current.key).encrypt(nonce, data_key, key.kid.encode())
+            key.wrapped_data_key = rewrap_data_key(key, current)
             key.kek_id = current.kek_id
             key.save(update_fields=["wrapped_data_key", "kek_id"])
             count += 1

@@ -2,11 +2,14 @@
 
 The private half is stored only wrapped (tokens/keys.py): AES-256-GCM under a per-key data key,
 itself wrapped under the key-encryption key from ``UAA_KEK``. Nothing in the database alone decrypts it.
+
+The audit ledger lives here too: ``AuditKey`` (Ed25519, wrapped the same way), ``LedgerRecord`` (the
+append-only leaves) and ``TreeHead`` (signed Merkle tree heads); the services are in tokens/ledger.py.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import models
 from django.db.models import Q
@@ -105,3 +108,159 @@ class KeySeries(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} keys"
+
+
+class AuditKeyQuerySet(models.QuerySet["AuditKey"]):
+    def active(self) -> AuditKeyQuerySet:
+        return self.filter(state=AuditKey.State.ACTIVE)
+
+
+class AuditKey(models.Model):
+    """An Ed25519 key that signs audit tree heads; separate from token keys, wrapped under ``UAA_KEK`` alike.
+
+    Every audit key ever used stays published (``/.well-known/audit-keys.json`` and every export): tree
+    heads it signed must verify years after it was retired.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "active (signs tree heads)"
+        RETIRED = "retired", "retired (published, no longer signing)"
+
+    kid = models.CharField("key id (RFC 7638 thumbprint)", max_length=64, unique=True, editable=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    public_jwk = models.JSONField(editable=False)
+    wrapped_private_key = models.BinaryField(editable=False)
+    wrapped_data_key = models.BinaryField(editable=False)
+    kek_id = models.CharField("key-encryption key id", max_length=16, editable=False)
+    created_at = models.DateTimeField()
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AuditKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"], condition=Q(state="active"), name="one_active_audit_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"audit key {self.kid[:12]} ({self.state})"
+
+
+class AppendOnly(Exception):
+    """Ledger records are written once: never updated (except being sealed) and never deleted one by one."""
+
+
+class LedgerRecordQuerySet(models.QuerySet["LedgerRecord"]):
+    def sealed(self) -> LedgerRecordQuerySet:
+        return self.filter(leaf_index__isnull=False)
+
+    def unsealed(self) -> LedgerRecordQuerySet:
+        return self.filter(leaf_index__isnull=True)
+
+    def in_leaf_order(self) -> LedgerRecordQuerySet:
+        return self.sealed().order_by("leaf_index")
+
+
+class LedgerRecord(models.Model):
+    """One audit event: a leaf of the RFC 9162 Merkle tree (tokens/ledger.py, docs/audit-ledger.md).
+
+    ``body`` is the record itself, RFC 8785 canonical JSON; the leaf is its UTF-8 bytes. The other
+    columns copy a few of its members for the admin's filters. ``leaf_index`` and ``leaf_hash`` are set
+    once, when a tree head seals the record; nothing else ever changes (a database trigger refuses it).
+    """
+
+    class Event(models.TextChoices):
+        AUTHORIZATION_GRANTED = "authorization.granted", "authorization granted"
+        AUTHORIZATION_DENIED = "authorization.denied", "authorization denied"
+        TOKEN_ISSUED = "token.issued", "token issued"
+        TOKEN_REVOKED = "token.revoked", "token revoked"
+        REFRESH_TOKEN_REUSED = "refresh_token.reused", "refresh token reuse detected"
+        CODE_REPLAYED = "code.replayed", "authorization code replayed"
+        CLIENT_AUTHENTICATION_FAILED = "client_authentication.failed", "client authentication failed"
+        SIGN_IN_SUCCEEDED = "sign_in.succeeded", "sign-in succeeded"
+        SIGN_IN_FAILED = "sign_in.failed", "sign-in failed"
+        SIGNED_OUT = "sign_out", "signed out"
+        CLIENT_REGISTERED = "client.registered", "client registered"
+        CLIENT_SECRET_ROTATED = "client.secret_rotated", "client secret rotated"
+        ADMIN_CHANGE = "admin.change", "admin change"
+        KEY_PUBLISHED = "key.published", "signing key published"
+        KEY_ACTIVATED = "key.activated", "signing key activated"
+        KEY_RETIRED = "key.retired", "signing key retired"
+        KEY_EXPIRED = "key.expired", "signing key expired"
+        KEY_REVOKED = "key.revoked", "signing key revoked"
+        AUDIT_KEY_CREATED = "audit_key.created", "audit key created"
+        AUDIT_KEY_RETIRED = "audit_key.retired", "audit key retired"
+        LEDGER_PRUNED = "ledger.pruned", "ledger records pruned after export"
+
+    event = models.CharField(max_length=64, choices=Event.choices, db_index=True, editable=False)
+    at = models.DateTimeField(db_index=True, editable=False)
+    client_id = models.CharField(max_length=255, blank=True, db_index=True, editable=False)
+    actor = models.CharField("actor (sub)", max_length=255, blank=True, db_index=True, editable=False)
+    body = models.TextField("record (RFC 8785 JSON)", editable=False)
+    leaf_index = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    leaf_hash = models.CharField(max_length=64, blank=True, editable=False)
+
+    objects = LedgerRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit record"
+        indexes = [
+            models.Index(fields=["id"], condition=Q(leaf_index__isnull=True), name="ledger_unsealed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} at {self.at:%Y-%m-%d %H:%M:%S} ({self.leaf_index})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise AppendOnly("audit records cannot be changed")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise AppendOnly("audit records are pruned only after export (manage.py audit prune)")
+
+
+class TreeHead(models.Model):
+    """A signed tree head (RFC 9162 §4.10): size, root hash and time, signed by an audit key.
+
+    ``frontier`` holds the roots of the perfect subtrees covering ``[0, tree_size)``: the next seal
+    extends the tree from it, and it stands in for records pruned below this size. ``consistency`` is
+    the RFC 9162 §2.1.4 proof that this tree extends the previous head's.
+    """
+
+    tree_size = models.PositiveBigIntegerField(db_index=True, editable=False)
+    root_hash = models.CharField(max_length=64, editable=False)
+    timestamp = models.BigIntegerField("timestamp (ms since the epoch)", editable=False)
+    audit_key = models.ForeignKey(AuditKey, on_delete=models.PROTECT, to_field="kid", editable=False)
+    signature = models.CharField("Ed25519 signature (base64url)", max_length=128, editable=False)
+    frontier = models.JSONField(default=list, editable=False)
+    consistency = models.JSONField(default=list, editable=False)
+    pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="Records below this size were exported and pruned at this time."
+    )
+
+    class Meta:
+        ordering = ["-tree_size", "-timestamp"]
+        verbose_name = "signed tree head"
+
+    def __str__(self) -> str:
+        return f"tree head {self.tree_size} {self.root_hash[:12]}"
+
+    @property
+    def signed_at(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
+
+    def as_dict(self) -> dict[str, object]:
+        """The head as exported (tree-heads.jsonl) and as the standalone verifier reads it."""
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "timestamp": self.timestamp,
+            "kid": self.audit_key_id,
+            "signature": self.signature,
+            "consistency": list(self.consistency),
+        }

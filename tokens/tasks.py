@@ -8,6 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 from oauth2_provider.models import clear_expired
 
+from tokens.ledger import seal_tree_head
 from tokens.rotation import rotate_signing_keys
 from uaa.oauth.models import RedeemedCode
 
@@ -33,3 +34,10 @@ def clear_expired_tokens_task() -> None:
     clear_expired()
     deleted, _ = RedeemedCode.objects.filter(expires__lt=timezone.now()).delete()
     logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted})
+
+
+@shared_task(name="tokens.seal_audit_ledger", autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def seal_audit_ledger_task() -> int | None:
+    """Seal the audit records appended since the last tree head (tokens.ledger); the new tree size."""
+    head = seal_tree_head(now=timezone.now())
+    return head.tree_size if head else None

@@ -4,4 +4,7 @@ from tokens import views
 
 app_name = "tokens"
 
-urlpatterns = [path("jwks.json", views.jwks, name="jwks")]
+urlpatterns = [
+    path("jwks.json", views.jwks, name="jwks"),
+    path("audit-keys.json", views.audit_keys, name="audit-keys"),
+]

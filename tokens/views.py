@@ -1,4 +1,4 @@
-"""The JWKS endpoint."""
+"""The JWKS endpoint and the audit keys (the public keys of the audit ledger)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 
+from tokens.audit_keys import audit_jwks
 from tokens.jwks import build_jwks
 from tokens.keys import ensure_active_key
 from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use
+from tokens.verifier import canonical_json
 
 
 @require_safe
@@ -40,6 +42,16 @@ def jwks(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(body, content_type="application/jwk-set+json")
     for name, value in headers.items():
         response[name] = value
+    return response
+
+
+@require_safe
+def audit_keys(request: HttpRequest) -> HttpResponse:
+    """RFC 7517 JWK Set of every audit key (RFC 8037 Ed25519): what verifies the ledger's tree heads."""
+    body = canonical_json(audit_jwks())
+    response = HttpResponse(body, content_type="application/jwk-set+json")
+    response["Cache-Control"] = f"public, max-age={settings.UAA_JWKS_MAX_AGE}"
+    response["Access-Control-Allow-Origin"] = "*"
     return response
 
 

@@ -13,6 +13,7 @@ from django.core.validators import validate_email
 
 from accounts.models import User
 from accounts.services import create_user
+from tokens.audit_keys import verify_audit_keys
 from tokens.keys import KeyDecryptionError, ensure_active_key, ensure_kek_file, verify_stored_keys
 from tokens.rotation import algorithms_in_use
 
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         if settings.DEBUG and not settings.UAA_KEK and settings.UAA_KEK_FILE:
             ensure_kek_file(Path(settings.UAA_KEK_FILE))
         try:
-            verified = verify_stored_keys()
+            verified = verify_stored_keys() + verify_audit_keys()
         except KeyDecryptionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"stored signing keys readable with UAA_KEK: {verified}")

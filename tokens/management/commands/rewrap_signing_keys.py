@@ -1,4 +1,4 @@
-"""Key-encryption-key rotation: re-wrap every private key under the first key in UAA_KEK."""
+"""Key-encryption-key rotation: re-wrap every private key (signing and audit keys) under the first UAA_KEK."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tokens.audit_keys import rewrap_audit_keys
 from tokens.keys import KeyDecryptionError, configured_keks, rewrap_signing_keys
 
 
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            count = rewrap_signing_keys()
+            count = rewrap_signing_keys() + rewrap_audit_keys()
         except KeyDecryptionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"re-wrapped {count} key(s) under KEK {configured_keks()[0].kek_id}")

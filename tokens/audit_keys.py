@@ -1,0 +1,109 @@
+"""Audit keys: the Ed25519 keys that sign the ledger's tree heads (RFC 8032, published as RFC 8037 JWKs).
+
+Separate from the token signing keys, wrapped under ``UAA_KEK`` with the same envelope helpers
+(tokens/keys.py), rotatable. A retired audit key stays published forever: an auditor verifies old tree
+heads with it years later.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from django.db import transaction
+
+from tokens import ledger
+from tokens.keys import configured_keks, rewrap_data_key, unwrap_private_key, wrap_private_key
+from tokens.models import AuditKey, LedgerRecord
+from tokens.verifier import b64url, jwk_thumbprint
+
+_cache_lock = threading.Lock()
+_private: dict[str, ed25519.Ed25519PrivateKey] = {}
+
+
+def create_audit_key(*, now: datetime) -> AuditKey:
+    """A new active audit key; the caller retires the previous one in the same transaction."""
+    private_key = ed25519.Ed25519PrivateKey.generate()
+    raw_public = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    public_jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw_public)}
+    kid = jwk_thumbprint(public_jwk)
+    der = private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kek = configured_keks()[0]
+    wrapped_private, wrapped_data_key = wrap_private_key(der=der, kid=kid, kek=kek)
+    key = AuditKey.objects.create(
+        kid=kid,
+        public_jwk={**public_jwk, "kid": kid, "alg": "EdDSA", "use": "sig"},
+        wrapped_private_key=wrapped_private,
+        wrapped_data_key=wrapped_data_key,
+        kek_id=kek.kek_id,
+        created_at=now,
+    )
+    ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_CREATED, at=now, subject=kid)
+    return key
+
+
+def locked_active_audit_key(*, now: datetime) -> AuditKey:
+    """The active audit key, row-locked until the transaction ends (the sealing lock); created if none."""
+    key = AuditKey.objects.select_for_update().active().first()
+    return key or create_audit_key(now=now)
+
+
+@transaction.atomic
+def rotate_audit_key(*, now: datetime) -> AuditKey:
+    """Retire the active audit key and start signing with a new one (the next seal uses it)."""
+    old = AuditKey.objects.select_for_update().active().first()
+    if old is not None:
+        old.state = AuditKey.State.RETIRED
+        old.retired_at = now
+        old.save(update_fields=["state", "retired_at"])
+        ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, subject=old.kid)
+    return create_audit_key(now=now)
+
+
+def sign(key: AuditKey, message: bytes) -> bytes:
+    """Ed25519 signature of ``message``; the unwrapped private key is cached per process by ``kid``."""
+    private = _private.get(key.kid)
+    if private is None:
+        loaded = serialization.load_der_private_key(unwrap_private_key(key), password=None)
+        if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+            raise TypeError(f"audit key {key.kid} is not an Ed25519 key")
+        private = loaded
+        with _cache_lock:
+            _private[key.kid] = private
+    return private.sign(message)
+
+
+def audit_jwks() -> dict[str, list[dict[str, object]]]:
+    """RFC 7517 JWK Set of every audit key, oldest first (none is ever removed)."""
+    return {"keys": [dict(key.public_jwk) for key in AuditKey.objects.order_by("created_at")]}
+
+
+def rewrap_audit_keys() -> int:
+    """Re-wrap every audit key's data key under the current KEK (``manage.py rewrap_signing_keys``)."""
+    current = configured_keks()[0]
+    count = 0
+    for key_id in AuditKey.objects.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
+        with transaction.atomic():
+            key = AuditKey.objects.select_for_update().get(pk=key_id)
+            if key.kek_id == current.kek_id:
+                continue
+            key.wrapped_data_key = rewrap_data_key(key, current)
+            key.kek_id = current.kek_id
+            key.save(update_fields=["wrapped_data_key", "kek_id"])
+            count += 1
+    return count
+
+
+def verify_audit_keys() -> int:
+    """Unwrap every audit key with the configured KEKs (``manage.py bootstrap``); raises on a wrong KEK."""
+    count = 0
+    for key in AuditKey.objects.all():
+        unwrap_private_key(key)
+        count += 1
+    return count

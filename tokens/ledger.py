@@ -1,0 +1,319 @@
+"""The audit ledger: RFC 9162-style Merkle tree of RFC 8785 canonical JSON records (docs/audit-ledger.md).
+
+* ``append_record`` is a plain INSERT, made inside the transaction of the event it records: a grant and
+  its record commit or roll back together. No lock, no ordering on the request path.
+* ``seal_tree_head`` (Celery beat every few seconds, or ``manage.py audit seal``) gives unsealed records
+  the next leaf indexes in id order, extends the tree from the previous head's frontier, and signs
+  (size, root, timestamp) with the audit key. Sealing is serialized by a row lock on that key.
+* Proofs (inclusion, consistency) and the export use the algorithms of tokens/verifier.py, the module an
+  auditor runs offline.
+
+Records never hold secrets or whole tokens: ``jti``, SHA-256 digests, identifiers and request metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from tokens.models import LedgerRecord, TreeHead
+from tokens.verifier import (
+    FORMAT,
+    MerkleTree,
+    Report,
+    b64url,
+    canonical_json,
+    leaf_hash,
+    tree_head_message,
+    verify_ledger,
+)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT_MAX = 512
+SEAL_BATCH = 5000
+
+
+def sha256_hex(value: str | bytes) -> str:
+    """The digest a record holds in place of a token, code or assertion."""
+    return hashlib.sha256(value.encode("utf-8") if isinstance(value, str) else value).hexdigest()
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def request_metadata(request: HttpRequest | None) -> dict[str, str]:
+    """``ip``, ``user_agent`` and ``request_id`` of a Django request, for ``append_record(**...)``."""
+    if request is None:
+        return {}
+    return {
+        "ip": request.META.get("REMOTE_ADDR", ""),
+        "user_agent": request.META.get("HTTP_USER_AGENT", ""),
+        "request_id": getattr(request, "request_id", ""),
+    }
+
+
+def build_record(
+    *,
+    event: str,
+    at: datetime,
+    client_id: str = "",
+    sub: str = "",
+    subject: str = "",
+    grant_type: str = "",
+    scope: Sequence[str] = (),
+    aud: Sequence[str] = (),
+    jti: str = "",
+    hashes: Mapping[str, str] | None = None,
+    amr: Sequence[str] = (),
+    acr: str = "",
+    ip: str = "",
+    user_agent: str = "",
+    request_id: str = "",
+    evidence: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record as a JSON object; empty members are left out (docs/audit-ledger.md lists them)."""
+    record: dict[str, Any] = {
+        "v": 1,
+        "event": str(event),
+        "at": _utc(at),
+        "client_id": client_id,
+        "sub": sub,
+        "subject": subject,
+        "grant_type": grant_type,
+        "scope": list(scope),
+        "aud": list(aud),
+        "jti": jti,
+        "hashes": dict(hashes or {}),
+        "amr": list(amr),
+        "acr": acr,
+        "ip": ip,
+        "user_agent": user_agent[:USER_AGENT_MAX],
+        "request_id": request_id,
+        "evidence": dict(evidence or {}),
+        "detail": dict(detail or {}),
+    }
+    return {name: value for name, value in record.items() if value not in ("", [], {}, None)}
+
+
+def append_record(*, event: str, at: datetime | None = None, **fields: Any) -> LedgerRecord:
+    """Append one record: a single INSERT in the caller's transaction (``build_record`` names the fields)."""
+    at = at or timezone.now()
+    record = build_record(event=event, at=at, **fields)
+    return LedgerRecord.objects.create(
+        event=record["event"],
+        at=at,
+        client_id=record.get("client_id", "")[:255],
+        actor=record.get("sub", "")[:255],
+        body=canonical_json(record).decode("utf-8"),
+    )
+
+
+# --- sealing ---------------------------------------------------------------------------------------
+def _timestamp_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def latest_tree_head() -> TreeHead | None:
+    return TreeHead.objects.select_related("audit_key").order_by("-tree_size", "-timestamp").first()
+
+
+def _pruned_through() -> TreeHead | None:
+    return TreeHead.objects.filter(pruned_at__isnull=False).order_by("-tree_size").first()
+
+
+def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
+    from tokens.audit_keys import locked_active_audit_key, sign
+
+    with transaction.atomic():
+        key = locked_active_audit_key(now=now)  # serializes sealers; creates the first key (and its record)
+        previous = latest_tree_head()
+        pending = list(LedgerRecord.objects.unsealed().order_by("id").values_list("id", "body")[:SEAL_BATCH])
+        if not pending and not force:
+            return None
+        size = previous.tree_size if previous else 0
+        frontier = [bytes.fromhex(node) for node in previous.frontier] if previous else []
+        leaves = [leaf_hash(body.encode("utf-8")) for _, body in pending]
+        tree = MerkleTree(leaves, offset=size, frontier=frontier)
+        records = [
+            LedgerRecord(pk=pk, leaf_index=size + position, leaf_hash=leaves[position].hex())
+            for position, (pk, _) in enumerate(pending)
+        ]
+        LedgerRecord.objects.bulk_update(records, ["leaf_index", "leaf_hash"], batch_size=500)
+        root = tree.root()
+        timestamp = max(_timestamp_ms(now), previous.timestamp if previous else 0)
+        message = tree_head_message(
+            issuer=settings.UAA_ISSUER, tree_size=tree.size, root_hash=root, timestamp=timestamp, kid=key.kid
+        )
+        head = TreeHead.objects.create(
+            tree_size=tree.size,
+            root_hash=root.hex(),
+            timestamp=timestamp,
+            audit_key=key,
+            signature=b64url(sign(key, message)),
+            frontier=[node.hex() for node in tree.frontier()],
+            consistency=[node.hex() for node in tree.consistency_proof(size, tree.size)] if previous else [],
+        )
+    logger.info("tokens.ledger_sealed", extra={"tree_size": head.tree_size, "sealed": len(pending)})
+    return head
+
+
+def seal_tree_head(*, now: datetime, force: bool = False) -> TreeHead | None:
+    """Seal every unsealed record (in batches, one signed head per batch); the last new head or ``None``.
+
+    With nothing to seal no head is signed, unless ``force`` (a fresh timestamp on the same tree).
+    """
+    head = _seal_batch(now=now, force=force)
+    latest = head
+    while head is not None and LedgerRecord.objects.unsealed().exists():
+        head = _seal_batch(now=now, force=False)
+        latest = head or latest
+    return latest
+
+
+# --- proofs ----------------------------------------------------------------------------------------
+def _tree(size: int) -> MerkleTree:
+    """The first ``size`` leaves: stored leaf hashes plus the frontier at the pruning point."""
+    pruned = _pruned_through()
+    offset = pruned.tree_size if pruned else 0
+    frontier = [bytes.fromhex(node) for node in pruned.frontier] if pruned else []
+    leaves = [
+        bytes.fromhex(value)
+        for value in LedgerRecord.objects.filter(leaf_index__gte=offset, leaf_index__lt=size)
+        .order_by("leaf_index")
+        .values_list("leaf_hash", flat=True)
+        .iterator(chunk_size=5000)
+    ]
+    return MerkleTree(leaves, offset=offset, frontier=frontier)
+
+
+def tree_head_at(tree_size: int | None = None) -> TreeHead:
+    """The latest head, or the latest head of exactly ``tree_size``; ``TreeHead.DoesNotExist`` if none."""
+    heads = TreeHead.objects.select_related("audit_key").order_by("-timestamp")
+    if tree_size is not None:
+        heads = heads.filter(tree_size=tree_size)
+    head = heads.order_by("-tree_size", "-timestamp").first()
+    if head is None:
+        raise TreeHead.DoesNotExist("no signed tree head yet: run `manage.py audit seal`")
+    return head
+
+
+def inclusion_proof(*, index: int, tree_size: int | None = None) -> dict[str, Any]:
+    """RFC 9162 §2.1.3: record ``index`` is in the signed tree (a document tokens/verifier.py checks)."""
+    head = tree_head_at(tree_size)
+    record = LedgerRecord.objects.get(leaf_index=index)
+    if index >= head.tree_size:
+        raise LedgerRecord.DoesNotExist(
+            f"record {index} is not sealed in the tree head of size {head.tree_size}"
+        )
+    proof = _tree(head.tree_size).inclusion_proof(index, head.tree_size)
+    return {
+        "issuer": settings.UAA_ISSUER,
+        "index": index,
+        "leaf_hash": record.leaf_hash,
+        "record": json.loads(record.body),
+        "tree_head": head.as_dict(),
+        "inclusion": [node.hex() for node in proof],
+    }
+
+
+def consistency_proof(*, first: int, second: int) -> list[str]:
+    """RFC 9162 §2.1.4: the tree of size ``second`` extends the tree of size ``first``."""
+    return [node.hex() for node in _tree(second).consistency_proof(first, second)]
+
+
+# --- export and verification -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Export:
+    manifest: dict[str, Any]
+    records: list[dict[str, Any]]
+    tree_heads: list[dict[str, Any]]
+    jwks: dict[str, Any]
+
+
+def _exported_records(first_index: int) -> Iterator[dict[str, Any]]:
+    rows = (
+        LedgerRecord.objects.in_leaf_order()
+        .filter(leaf_index__gte=first_index)
+        .values_list("leaf_index", "leaf_hash", "body")
+        .iterator(chunk_size=2000)
+    )
+    for index, sealed_hash, body in rows:
+        yield {"index": index, "leaf_hash": sealed_hash, "record": json.loads(body)}
+
+
+def collect_export(*, now: datetime) -> Export:
+    """Everything sealed, as the standalone verifier reads it (``write_export`` puts it in files)."""
+    from tokens.audit_keys import audit_jwks
+
+    pruned = _pruned_through()
+    first_index = pruned.tree_size if pruned else 0
+    heads = [
+        head.as_dict()
+        for head in TreeHead.objects.select_related("audit_key").order_by("tree_size", "timestamp")
+    ]
+    size = heads[-1]["tree_size"] if heads else 0
+    records = [entry for entry in _exported_records(first_index) if entry["index"] < size]
+    manifest = {
+        "format": FORMAT,
+        "issuer": settings.UAA_ISSUER,
+        "first_index": first_index,
+        "frontier": list(pruned.frontier) if pruned else [],
+        "tree_size": size,
+        "exported_at": _utc(now),
+    }
+    return Export(manifest=manifest, records=records, tree_heads=heads, jwks=audit_jwks())
+
+
+def write_export(export: Export, directory: Path) -> None:
+    """manifest.json, records.jsonl, tree-heads.jsonl and audit-keys.json (tokens/verifier.py reads them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "manifest.json").write_bytes(canonical_json(export.manifest) + b"\n")
+    with (directory / "records.jsonl").open("wb") as handle:
+        for entry in export.records:
+            handle.write(canonical_json(entry) + b"\n")
+    with (directory / "tree-heads.jsonl").open("wb") as handle:
+        for head in export.tree_heads:
+            handle.write(canonical_json(head) + b"\n")
+    (directory / "audit-keys.json").write_bytes(canonical_json(export.jwks) + b"\n")
+
+
+def verify_stored_ledger(*, now: datetime) -> Report:
+    """The standalone verifier over the database's ledger, plus a check that the admin's columns agree."""
+    export = collect_export(now=now)
+    manifest = export.manifest
+    report = verify_ledger(
+        records=export.records,
+        tree_heads=export.tree_heads,
+        jwks=export.jwks,
+        issuer=manifest["issuer"],
+        first_index=manifest["first_index"],
+        frontier=manifest["frontier"],
+    )
+    for index, event, client_id, actor, body in LedgerRecord.objects.in_leaf_order().values_list(
+        "leaf_index", "event", "client_id", "actor", "body"
+    ):
+        record = json.loads(body)
+        if (event, client_id, actor) != (
+            record["event"],
+            record.get("client_id", "")[:255],
+            record.get("sub", "")[:255],
+        ):
+            report.bad_record(
+                index, f"record {index}: the event, client_id or actor column disagrees with the record"
+            )
+            break
+    return report

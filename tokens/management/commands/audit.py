@@ -1,0 +1,61 @@
+"""``manage.py audit seal|verify|prove|export|rotate-key``: the audit ledger from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from tokens import ledger
+from tokens.audit_keys import rotate_audit_key
+from tokens.models import LedgerRecord, TreeHead
+
+
+class Command(BaseCommand):
+    help = "Seal, verify, prove and export the signed audit ledger (docs/audit-ledger.md)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(dest="action", required=True)
+        seal = commands.add_parser("seal", help="sign a tree head over every unsealed record now")
+        seal.add_argument("--force", action="store_true", help="sign a fresh head even with nothing new")
+        verify = commands.add_parser(
+            "verify", help="check every record, tree head signature and consistency; exit 1 on failure"
+        )
+        verify.add_argument("--no-seal", action="store_true", help="verify what is sealed, seal nothing")
+        prove = commands.add_parser("prove", help="RFC 9162 inclusion proof of one record, as JSON")
+        prove.add_argument("record", type=int, help="the record's leaf index")
+        prove.add_argument("--tree-size", type=int, help="prove against the head of this size")
+        export = commands.add_parser("export", help="records, signed tree heads and audit keys as files")
+        export.add_argument("directory", type=Path)
+        commands.add_parser("rotate-key", help="retire the audit key; the next head is signed by a new one")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action in ("seal", "export") or (action == "verify" and not options["no_seal"]):
+            head = ledger.seal_tree_head(now=timezone.now(), force=options.get("force", False))
+            if action == "seal":
+                self.stdout.write(f"sealed: tree size {head.tree_size}" if head else "nothing to seal")
+        if action == "verify":
+            report = ledger.verify_stored_ledger(now=timezone.now())
+            if not report.ok:
+                raise CommandError(report.summary())
+            self.stdout.write(self.style.SUCCESS(report.summary()))
+        elif action == "prove":
+            try:
+                proof = ledger.inclusion_proof(index=options["record"], tree_size=options["tree_size"])
+            except (LedgerRecord.DoesNotExist, TreeHead.DoesNotExist) as exc:
+                raise CommandError(str(exc) or "no such sealed record") from exc
+            self.stdout.write(json.dumps(proof, indent=2, sort_keys=True))
+        elif action == "export":
+            export = ledger.collect_export(now=timezone.now())
+            ledger.write_export(export, options["directory"])
+            self.stdout.write(
+                f"exported {len(export.records)} records and {len(export.tree_heads)} tree heads"
+                f" to {options['directory']}; verify with: python tokens/verifier.py {options['directory']}"
+            )
+        elif action == "rotate-key":
+            key = rotate_audit_key(now=timezone.now())
+            self.stdout.write(f"audit key {key.kid} now signs tree heads")
