@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -18,6 +18,7 @@ from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.sessions import auth_context, session_is_fresh
@@ -124,10 +125,10 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
 
     @staticmethod
     def _with_iss(url: str) -> str:
-        if "iss=" in url:
+        """RFC 9207 §2: error responses carry iss too, once, whatever the redirect URI's own query holds."""
+        if settings.UAA_ISSUER in parse_qs(urlsplit(url).query).get("iss", []):
             return url
-        separator = "#" if "#" in url else ("&" if "?" in url else "?")
-        return f"{url}{separator}{urlencode({'iss': settings.UAA_ISSUER})}"
+        return add_params_to_uri(url, [("iss", settings.UAA_ISSUER)])
 
     def _redirect_error(self, credentials: dict[str, Any], application: Client, error: str) -> HttpResponse:
         params = {"error": error}
@@ -150,8 +151,14 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> tuple[str, dict[str, str], str, int]:
         credentials["uaa_auth"] = auth_context(request)
+        # The audit record says whether the user saw the consent page (POST) or it was skipped (GET).
+        credentials["uaa_consent"] = "given" if request.method == "POST" else "skipped"
         if allow:
             consent.remember(user=request.user, client_id=credentials["client_id"], scopes=scopes.split())
+        else:
+            consent.refuse(
+                user=request.user, client_id=credentials["client_id"], scopes=scopes.split(), request=request
+            )
         return super().create_authorization_response(request, scopes, credentials, allow)
 
     # --- the endpoint -------------------------------------------------------------------------
