@@ -14,11 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauthlib.common import Request as OAuthlibRequest
 
+from uaa.oauth import audit
 from uaa.oauth.models import AuthorizationCode, RedeemedCode
 
 logger = logging.getLogger(__name__)
@@ -86,16 +88,20 @@ def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
     )
 
 
-def revoke_tokens_of_replayed_code(*, code: str) -> bool:
+def revoke_tokens_of_replayed_code(*, code: str, request: OAuthlibRequest | None = None) -> bool:
     """Revoke everything a spent code produced. Returns whether ``code`` was a spent code."""
     redemption = RedeemedCode.objects.filter(code_checksum=_checksum(code)).first()
     if redemption is None:
         return False
-    access_tokens = get_access_token_model().objects.filter(token_checksum=redemption.access_token_checksum)
-    if redemption.refresh_token_family:
-        get_refresh_token_model().revoke_family(redemption.refresh_token_family)
-    for token in access_tokens:
-        token.revoke()
+    with transaction.atomic():  # the revocation and its audit record together
+        access_tokens = list(
+            get_access_token_model().objects.filter(token_checksum=redemption.access_token_checksum)
+        )
+        if redemption.refresh_token_family:
+            get_refresh_token_model().revoke_family(redemption.refresh_token_family)
+        for token in access_tokens:
+            token.revoke()
+        audit.code_replayed(redemption=redemption, access_tokens=access_tokens, request=request)
     logger.warning(
         "oauth.authorization_code_replayed",
         extra={"client_id": redemption.client_id, "code_sha256": redemption.code_checksum[:8]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from uaa.oauth import audit
 from uaa.oauth.models import Client, Consent
 
 
@@ -24,3 +25,8 @@ def remember(*, user: Any, client_id: str, scopes: list[str]) -> None:
     if not created and not set(scopes) <= set(consent.scopes):
         consent.scopes = sorted(set(consent.scopes) | set(scopes))
         consent.save(update_fields=["scopes", "granted_at"])
+
+
+def refuse(*, user: Any, client_id: str, scopes: list[str], request: Any) -> None:
+    """The user said no on the consent page: nothing is remembered, the refusal is recorded."""
+    audit.authorization_denied(user=user, client_id=client_id, scopes=scopes, http_request=request)

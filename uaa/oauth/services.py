@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
 
+from tokens import ledger
+from tokens.models import LedgerRecord
 from uaa.oauth.models import Client
 
 
@@ -43,6 +45,11 @@ def register_client(
     )
     client.full_clean(exclude=["client_secret", "client_id"])
     client.save()
+    ledger.append_record(
+        event=LedgerRecord.Event.CLIENT_REGISTERED,
+        client_id=client.client_id,
+        detail={"client_type": client_type, "grant_type": grant_type, "redirect_uris": redirect_uris or []},
+    )
     return IssuedCredentials(client=client, client_secret=raw_secret or None)
 
 
@@ -55,4 +62,5 @@ def rotate_client_secret(*, client: Client) -> str:
     client.client_secret = raw_secret
     client.hash_client_secret = True
     client.save(update_fields=["client_secret", "hash_client_secret", "updated"])
+    ledger.append_record(event=LedgerRecord.Event.CLIENT_SECRET_ROTATED, client_id=client.client_id)
     return raw_secret

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import sign_jwt, verify_jwt
-from uaa.oauth import codes
+from uaa.oauth import audit, codes
 from uaa.oauth.claims import claims_for_user
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ class UAAOAuth2Validator(OAuth2Validator):
     def _create_authorization_code(
         self, request: OAuthlibRequest, code: dict[str, str], expires: Any = None
     ) -> Any:
-        grant = super()._create_authorization_code(request, code, expires)
-        codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
+        with transaction.atomic():  # the code and its audit record together
+            grant = super()._create_authorization_code(request, code, expires)
+            codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
+            audit.authorization_granted(code=code["code"], request=request)
         return grant
 
     def validate_code(
@@ -94,7 +97,7 @@ class UAAOAuth2Validator(OAuth2Validator):
             self._resolve_resources(request)
             return True
         # RFC 6749 §4.1.2: a code used twice revokes the tokens issued on its first use.
-        codes.revoke_tokens_of_replayed_code(code=code)
+        codes.revoke_tokens_of_replayed_code(code=code, request=request)
         return False
 
     def confirm_redirect_uri(
@@ -111,6 +114,13 @@ class UAAOAuth2Validator(OAuth2Validator):
         if not super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs):
             raise oauthlib_errors.InvalidGrantError(request=request)
         return True
+
+    def _save_bearer_token(
+        self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        """Inside DOT's transaction (``save_bearer_token``): no token without its audit record."""
+        super()._save_bearer_token(token, request, *args, **kwargs)
+        audit.token_issued(token=token, request=request)
 
     def _create_access_token(
         self,
@@ -148,8 +158,10 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
-            return False
+        with transaction.atomic():  # a reuse revokes the family and is recorded together
+            if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+                audit.refresh_token_rejected(refresh_token=refresh_token, request=request)
+                return False
         if not request.user.is_active:
             return False  # a deactivated account's grants end with it
         codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
@@ -159,6 +171,16 @@ class UAAOAuth2Validator(OAuth2Validator):
     def refresh_id_token(self, request: OAuthlibRequest) -> bool:
         """OIDC Core §12.2: a refresh response MAY carry a new ID token; UAA keeps it to the code exchange."""
         return False
+
+    def revoke_token(
+        self, token: str, token_type_hint: str | None, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        """RFC 7009 §2.1: the revocation and its audit record share one transaction."""
+        with transaction.atomic():
+            token_type = audit.revocable_token_type(token=token, request=request)
+            super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+            if token_type:
+                audit.token_revoked(token=token, token_type=token_type, request=request)
 
     # --- access tokens -------------------------------------------------------------------------
     def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthlibRequest) -> bool:
