@@ -1,13 +1,30 @@
-"""Signing keys in Django admin: public material only; "rotate now" and "revoke" actions."""
+"""Signing keys in Django admin: public material only; "rotate now" and "revoke" actions.
+
+The audit ledger too: a read-only record browser with the current signed tree head and "verify now",
+the tree heads, and the audit keys.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.utils import timezone
+import json
+from typing import Any
 
-from tokens.models import SigningKey
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from tokens import ledger
+from tokens.audit_keys import rotate_audit_key
+from tokens.ledger import seal_tree_head, verify_stored_ledger
+from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
 from tokens.rotation import request_rotation, revoke_signing_key
 
 
@@ -66,3 +83,169 @@ class SigningKeyAdmin(admin.ModelAdmin):
         for kid in list(queryset.values_list("kid", flat=True)):
             revoke_signing_key(kid=kid, now=timezone.now(), reason=f"admin {request.user}")
             self.message_user(request, f"revoked {kid}", level=messages.WARNING)
+
+
+# --- the audit ledger: read-only, with the current signed tree head and "verify now" -----------------
+class SealedFilter(admin.SimpleListFilter):
+    title = "sealed"
+    parameter_name = "sealed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "sealed under a signed tree head"), ("no", "not sealed yet")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LedgerRecord]) -> QuerySet[LedgerRecord]:
+        if self.value() == "yes":
+            return queryset.filter(leaf_index__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(leaf_index__isnull=True)
+        return queryset
+
+
+@admin.register(LedgerRecord)
+class LedgerRecordAdmin(admin.ModelAdmin):
+    """Browse the ledger (filter by event and time; search by client_id, actor or leaf index). Read-only."""
+
+    list_display = ["leaf_index", "at", "event", "client_id", "actor", "summary"]
+    list_filter = ["event", "at", SealedFilter]
+    search_fields = ["=client_id", "=actor", "=leaf_index"]
+    date_hierarchy = "at"
+    ordering = ["-id"]
+    fields = ["leaf_index", "leaf_hash", "event", "at", "client_id", "actor", "record"]
+    readonly_fields = fields
+    show_full_result_count = False
+    change_list_template = "admin/tokens/ledgerrecord/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LedgerRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LedgerRecord | None = None) -> bool:
+        return False
+
+    @admin.display(description="record")
+    def summary(self, obj: LedgerRecord) -> str:
+        record = json.loads(obj.body)
+        parts = [record.get(name, "") for name in ("grant_type", "subject", "jti")]
+        return " ".join(str(part) for part in parts if part)[:80]
+
+    @admin.display(description="record (RFC 8785 canonical JSON)")
+    def record(self, obj: LedgerRecord) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False))
+
+    def get_urls(self) -> list[URLPattern]:
+        urls = [
+            path("verify/", self.admin_site.admin_view(self.verify_view), name="tokens_ledgerrecord_verify"),
+            path("seal/", self.admin_site.admin_view(self.seal_view), name="tokens_ledgerrecord_seal"),
+        ]
+        return urls + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        head = TreeHead.objects.select_related("audit_key").order_by("-tree_size", "-timestamp").first()
+        context = {
+            **(extra_context or {}),
+            "tree_head": head,
+            "unsealed": LedgerRecord.objects.unsealed().count(),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    @method_decorator(require_POST)
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        """Verify now: every record, every tree head signature, consistency between consecutive heads."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        report = verify_stored_ledger(now=timezone.now())
+        self.message_user(request, report.summary(), level=messages.SUCCESS if report.ok else messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:tokens_ledgerrecord_changelist"))
+
+    @method_decorator(require_POST)
+    def seal_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        head = seal_tree_head(now=timezone.now())
+        self.message_user(request, f"Sealed: tree size {head.tree_size}." if head else "Nothing to seal.")
+        return HttpResponseRedirect(reverse("admin:tokens_ledgerrecord_changelist"))
+
+
+@admin.register(TreeHead)
+class TreeHeadAdmin(admin.ModelAdmin):
+    list_display = ["tree_size", "root_hash", "signed_at", "audit_key", "pruned_at"]
+    fields = [
+        "tree_size",
+        "root_hash",
+        "timestamp",
+        "signed_at",
+        "audit_key",
+        "signature",
+        "consistency",
+        "pruned_at",
+    ]
+    readonly_fields = fields
+    ordering = ["-tree_size", "-timestamp"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TreeHead | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: TreeHead | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditKey)
+class AuditKeyAdmin(admin.ModelAdmin):
+    """Audit keys: public material only; "rotate" starts a new key (the old one stays published)."""
+
+    list_display = ["kid", "state", "created_at", "retired_at"]
+    fields = ["kid", "state", "kek_id", "public_jwk", "created_at", "retired_at"]
+    readonly_fields = fields
+    actions = ["rotate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditKey | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditKey | None = None) -> bool:
+        return False
+
+    @admin.action(description="Rotate the audit key (new tree heads are signed by a new key)")
+    def rotate(self, request: HttpRequest, queryset: QuerySet[AuditKey]) -> None:
+        key = rotate_audit_key(now=timezone.now())
+        self.message_user(request, f"audit key {key.kid} now signs tree heads")
+
+
+def audited_delete_selected(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]
+) -> HttpResponse | None:
+    """Django's "delete selected", with an audit record per object when several go at once.
+
+    Django logs a multi-object deletion with ``bulk_create``, which sends no ``post_save`` for
+    tokens.receivers to see; a single object is logged (and so recorded) the usual way.
+    """
+    if not request.POST.get("post"):
+        return delete_selected(modeladmin, request, queryset)
+    opts = queryset.model._meta
+    pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
+    with transaction.atomic():
+        response = delete_selected(modeladmin, request, queryset)
+        gone = len(pks) > 1 and not queryset.model._default_manager.filter(pk__in=pks).exists()
+        for pk in pks if gone else []:
+            model = f"{opts.app_label}.{opts.model_name}"
+            ledger.append_record(
+                event=LedgerRecord.Event.ADMIN_CHANGE,
+                sub=str(request.user.pk),
+                subject=f"{model}:{pk}",
+                detail={"action": "delete", "model": model, "object_id": pk, "fields": []},
+            )
+    return response
+
+
+audited_delete_selected.short_description = delete_selected.short_description  # type: ignore[attr-defined]
+audited_delete_selected.allowed_permissions = ("delete",)  # type: ignore[attr-defined]
+admin.site.add_action(audited_delete_selected, "delete_selected")
