@@ -178,3 +178,14 @@ def test_unknown_public_client_id_is_invalid_client(db):
     """RFC 6749 §5.2: invalid_client for an unknown client."""
     data = {"grant_type": "authorization_code", "code": "x", "client_id": "no-such-client"}
     _assert_invalid_client(_token(data))
+
+
+def test_a_public_client_cannot_authenticate_with_an_empty_secret(public_client):
+    """RFC 6749 §2.3.1: a public client has no secret; "client_id:" with an empty password is not one."""
+    from tests.oauth_client import basic_auth, form_post
+
+    response = form_post(
+        HttpClient(), "/oauth/revoke", {"token": "x"}, auth=basic_auth(public_client.client_id, "")
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"

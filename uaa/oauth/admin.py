@@ -53,10 +53,11 @@ class ClientAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Client, form: forms.ModelForm, change: bool) -> None:
         if not change:
-            raw = generate_client_secret() if obj.client_type == Client.CLIENT_CONFIDENTIAL else ""
+            raw = generate_client_secret()  # public clients too: a secret nobody is told, never an empty one
             obj.client_secret = raw
             obj.hash_client_secret = True
-            request._uaa_new_secret = raw or None  # type: ignore[attr-defined]
+            confidential = obj.client_type == Client.CLIENT_CONFIDENTIAL
+            request._uaa_new_secret = raw if confidential else None  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)
 
     def response_add(

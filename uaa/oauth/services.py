@@ -30,7 +30,10 @@ def register_client(
     algorithm: str = Client.RS256,
     default_audience: list[str] | None = None,
 ) -> IssuedCredentials:
-    raw_secret = generate_client_secret() if client_type == Client.CLIENT_CONFIDENTIAL else ""
+    confidential = client_type == Client.CLIENT_CONFIDENTIAL
+    # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
+    # empty password count as client authentication.
+    raw_secret = generate_client_secret()
     client = Client(
         name=name,
         client_type=client_type,
@@ -50,7 +53,7 @@ def register_client(
         client_id=client.client_id,
         detail={"client_type": client_type, "grant_type": grant_type, "redirect_uris": redirect_uris or []},
     )
-    return IssuedCredentials(client=client, client_secret=raw_secret or None)
+    return IssuedCredentials(client=client, client_secret=raw_secret if confidential else None)
 
 
 @transaction.atomic
