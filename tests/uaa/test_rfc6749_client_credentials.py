@@ -150,14 +150,15 @@ def test_client_credentials_requires_client_authentication(service_client):
 def test_public_client_cannot_use_client_credentials(public_client, data, auth):
     """RFC 6749 §4.4: the client credentials grant MUST only be used by confidential clients.
 
-    RFC 6749 §5.2 unauthorized_client, however the public client (which has no secret) presents itself.
+    The grant requires client authentication (§4.4.2), which a public client cannot pass however it
+    presents itself (it has no secret it knows): RFC 6749 §5.2 invalid_client, 401.
     """
     data = {key: public_client.client_id if value == "PUBLIC" else value for key, value in data.items()}
     auth = basic_auth(public_client.client_id, "") if auth else None
     data = {"grant_type": "client_credentials", **data}
     response = form_post(HttpClient(), "/oauth/token", data, auth=auth)
-    assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert response.json()["error"] == "unauthorized_client"
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
     assert "access_token" not in response.json()
 
 
