@@ -245,6 +245,9 @@ def tree_head_at(tree_size: int | None = None) -> TreeHead:
 def inclusion_proof(*, index: int, tree_size: int | None = None) -> dict[str, Any]:
     """RFC 9162 §2.1.3: record ``index`` is in the signed tree (a document tokens/verifier.py checks)."""
     head = tree_head_at(tree_size)
+    pruned = _pruned_through()
+    if pruned is not None and index < pruned.tree_size:
+        raise LedgerRecord.DoesNotExist(f"record {index} was pruned: prove it from the export that holds it")
     record = LedgerRecord.objects.get(leaf_index=index)
     if index >= head.tree_size:
         raise LedgerRecord.DoesNotExist(
@@ -348,3 +351,47 @@ def verify_stored_ledger(*, now: datetime) -> Report:
             )
             break
     return report
+
+
+# --- retention ---------------------------------------------------------------------------------------
+class PruneRefused(Exception):
+    """Pruning would lose what no verified export holds, or the size is not a sealed tree head."""
+
+
+def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
+    """Delete the records below ``tree_size`` once ``export`` (a directory written by ``write_export``)
+    is verified to hold them; the tree heads stay, and the head at ``tree_size`` keeps the frontier
+    that later roots, proofs and exports are computed from (docs/audit-ledger.md, "Retention").
+    """
+    from tokens.verifier import verify_export
+
+    head = TreeHead.objects.filter(tree_size=tree_size).order_by("timestamp").first()
+    if head is None:
+        raise PruneRefused(f"no signed tree head has size {tree_size}: prune at a sealed size")
+    pruned = _pruned_through()
+    if pruned is not None and pruned.tree_size >= tree_size:
+        raise PruneRefused(f"records below {pruned.tree_size} are already pruned")
+    report = verify_export(export)
+    if not report.ok:
+        raise PruneRefused(f"the export does not verify: {report.summary()}")
+    manifest = json.loads((export / "manifest.json").read_text())
+    if report.tree_size < tree_size or manifest["first_index"] > (pruned.tree_size if pruned else 0):
+        raise PruneRefused(f"the export does not hold every record below {tree_size}")
+    if manifest["issuer"] != settings.UAA_ISSUER:
+        raise PruneRefused("the export is of another issuer's ledger")
+    with transaction.atomic():
+        deleted, _ = LedgerRecord.objects.filter(leaf_index__lt=tree_size).delete()
+        TreeHead.objects.filter(pk=head.pk).update(pruned_at=now)
+        append_record(
+            event=LedgerRecord.Event.LEDGER_PRUNED,
+            at=now,
+            detail={
+                "tree_size": tree_size,
+                "root_hash": head.root_hash,
+                "records_deleted": deleted,
+                "export_manifest_sha256": sha256_hex((export / "manifest.json").read_bytes()),
+            },
+        )
+    logger.info("tokens.ledger_pruned", extra={"tree_size": tree_size, "deleted": deleted})
+    head.refresh_from_db()
+    return head

@@ -1,4 +1,4 @@
-"""``manage.py audit seal|verify|prove|export|rotate-key``: the audit ledger from the command line."""
+"""``manage.py audit seal|verify|prove|export|prune|rotate-key``: the audit ledger from the command line."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ class Command(BaseCommand):
         prove.add_argument("--tree-size", type=int, help="prove against the head of this size")
         export = commands.add_parser("export", help="records, signed tree heads and audit keys as files")
         export.add_argument("directory", type=Path)
+        prune = commands.add_parser(
+            "prune", help="delete the records below a sealed tree size, once a verified export holds them"
+        )
+        prune.add_argument("tree_size", type=int, help="the size of a signed tree head")
+        prune.add_argument("--export", type=Path, required=True, help="an export made before, checked first")
         commands.add_parser("rotate-key", help="retire the audit key; the next head is signed by a new one")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -56,6 +61,14 @@ class Command(BaseCommand):
                 f"exported {len(export.records)} records and {len(export.tree_heads)} tree heads"
                 f" to {options['directory']}; verify with: python tokens/verifier.py {options['directory']}"
             )
+        elif action == "prune":
+            try:
+                head = ledger.prune_ledger(
+                    tree_size=options["tree_size"], export=options["export"], now=timezone.now()
+                )
+            except ledger.PruneRefused as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(f"pruned the records below {head.tree_size}; tree heads and the frontier stay")
         elif action == "rotate-key":
             key = rotate_audit_key(now=timezone.now())
             self.stdout.write(f"audit key {key.kid} now signs tree heads")
