@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from accounts.mfa import enrollment, policy
 from accounts.models import User
 
 
@@ -15,12 +18,14 @@ class UserAdmin(DjangoUserAdmin):
         "family_name",
         "is_active",
         "is_staff",
+        "has_second_factor",
         "last_login",
         "date_joined",
     ]
     list_filter = ["is_active", "is_staff", "is_superuser"]
     search_fields = ["email", "given_name", "family_name"]
     readonly_fields = ["id", "last_login", "date_joined", "updated_at"]
+    actions = ["reset_mfa", "unlock_sign_in"]
     fieldsets = (
         (None, {"fields": ("id", "email", "password")}),
         ("Profile", {"fields": ("given_name", "family_name", "email_verified")}),
@@ -28,3 +33,18 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    @admin.display(boolean=True, description="second factor")
+    def has_second_factor(self, obj: User) -> bool:
+        return policy.has_factors(obj)
+
+    @admin.action(description="Reset second factors (the user enrolls again at the next sign-in)")
+    def reset_mfa(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            enrollment.reset_factors(request=request, user=user)
+        self.message_user(request, f"Second factors reset for {queryset.count()} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Unlock sign-in (clear failed-attempt lockout)")
+    def unlock_sign_in(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        unlocked = sum(enrollment.unlock(request=request, user=user) for user in queryset)
+        self.message_user(request, f"{unlocked} account(s) unlocked.", messages.SUCCESS)

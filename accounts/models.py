@@ -63,3 +63,70 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.given_name or self.email
+
+
+class RecoveryCode(models.Model):
+    """A backup code: single use, stored as a digest only (accounts/mfa/recovery.py)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"backup code {self.digest[:8]} ({'used' if self.used_at else 'unused'})"
+
+
+class WebAuthnCredential(models.Model):
+    """A passkey or security key registered as a second factor (accounts/mfa/webauthn.py)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="webauthn_credentials")
+    name = models.CharField(max_length=64)
+    credential_id = models.CharField(max_length=1400, unique=True)  # base64url
+    public_key = models.BinaryField()  # COSE_Key
+    sign_count = models.PositiveBigIntegerField(default=0)
+    backed_up = models.BooleanField(default=False, help_text="A synced (multi-device) passkey.")
+    transports = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "WebAuthn credential"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SignIn(models.Model):
+    """A completed sign-in and the SSO session it started: "recent sign-ins" and "sign out everywhere"."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sign_ins")
+    session_key = models.CharField(max_length=40, db_index=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    amr = models.JSONField(default=list)
+    acr = models.CharField(max_length=64, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ThrottleCounter(models.Model):
+    """Failed credential attempts for one key (an account or a client IP), shared by every worker."""
+
+    key = models.CharField(max_length=100, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField(default=timezone.now)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.key

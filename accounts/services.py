@@ -1,19 +1,44 @@
-"""Account services: create users, sign in and out."""
+"""Account services: create users; the sign-in steps (password, second factor); sign out.
+
+The sign-in is a small state machine: the password step either finishes the sign-in (no second
+factor needed) or leaves a pending state in this browser's session (accounts/sessions.py); the
+factor step (TOTP, backup code, WebAuthn, or enrolling one when policy forces it) finishes it. Only then
+does ``login`` run, with a new session id, and the session gets its ``amr``/``acr``.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.contrib.auth import authenticate, login, logout
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
-from accounts import sessions
-from accounts.models import User
+from accounts import sessions, throttling
+from accounts.mfa import policy, recovery, totp
+from accounts.mfa import webauthn as passkeys
+from accounts.models import SignIn, User
 from tokens import ledger
 from tokens.models import LedgerRecord
 
 logger = logging.getLogger(__name__)
+
+FAILED = "The e-mail address or password is not correct."
+BAD_CODE = "That code is not valid. Check your authenticator app and try again."
+BAD_BACKUP_CODE = "That backup code is not valid or was already used."
+BAD_KEY = "The security key or passkey could not be verified. Try again."
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a sign-in step did: ``user`` when it passed, else an ``error`` to show."""
+
+    user: User | None = None
+    error: str | None = None
+    locked: bool = False
 
 
 def create_user(
@@ -35,11 +60,20 @@ def create_user(
     )
 
 
+def _ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _locked(email: str, request: HttpRequest) -> StepResult | None:
+    wait = throttling.locked_for(email=email, ip=_ip(request))
+    return StepResult(error=throttling.lock_message(wait), locked=True) if wait else None
+
+
 def authenticate_password(*, request: HttpRequest, email: str, password: str) -> User | None:
     """The active user with this e-mail and password, or ``None``; same answer and cost for unknown ones."""
     user = authenticate(request, username=email.strip().lower(), password=password)
     if user is None:
-        logger.info("accounts.sign_in_failed", extra={"ip": request.META.get("REMOTE_ADDR")})
+        logger.info("accounts.sign_in_failed", extra={"ip": _ip(request)})
         known = (
             User.objects.filter(email=email.strip().lower()) if "\x00" not in email else User.objects.none()
         )
@@ -53,25 +87,159 @@ def authenticate_password(*, request: HttpRequest, email: str, password: str) ->
     return user
 
 
+def check_password(*, request: HttpRequest, email: str, password: str) -> StepResult:
+    """The password step, throttled per account and per IP. A locked account's password is not even
+    checked, for known and unknown addresses alike (same answer, same cost)."""
+    locked = _locked(email, request)
+    if locked:
+        return locked
+    user = authenticate_password(request=request, email=email, password=password)
+    if user is None:
+        throttling.record_failure(email=email, ip=_ip(request))
+        return _locked(email, request) or StepResult(error=FAILED)
+    return StepResult(user=user)
+
+
+def after_password(*, request: HttpRequest, user: User, next_url: str) -> str:
+    """Finish the sign-in or go on to the factor step: ``"done"``, ``"challenge"`` or ``"enroll"``."""
+    if request.user.is_authenticated and request.user.pk != user.pk:
+        logout(request)  # another person signs in in this browser: the old session ends first
+    if policy.has_factors(user):
+        sessions.begin_pending(request, user_id=str(user.pk), factors=["pwd"], next_url=next_url)
+        return "challenge"
+    if policy.mfa_required(user=user):
+        sessions.begin_pending(request, user_id=str(user.pk), factors=["pwd"], next_url=next_url)
+        return "enroll"
+    sign_in(request=request, user=user, amr=["pwd"])
+    return "done"
+
+
+def begin_step_up(*, request: HttpRequest, next_url: str) -> str:
+    """A signed-in user must add a second factor (acr_values, a client's flag, or the global policy)."""
+    user = request.user
+    factors = [method for method in request.session.get(sessions.AMR, ["pwd"]) if method != "mfa"]
+    sessions.begin_pending(request, user_id=str(user.pk), factors=factors or ["pwd"], next_url=next_url)
+    return "challenge" if policy.has_factors(user) else "enroll"  # type: ignore[arg-type]
+
+
+def pending_user(request: HttpRequest) -> User | None:
+    state = sessions.pending(request)
+    if state is None:
+        return None
+    return User.objects.filter(pk=state["user"], is_active=True).first()
+
+
+def _factor_failed(request: HttpRequest, user: User, *, method: str, error: str) -> StepResult:
+    throttling.record_failure(email=user.email, ip=_ip(request))
+    ledger.append_record(
+        event=LedgerRecord.Event.SIGN_IN_FAILED,
+        sub=str(user.pk),
+        amr=[method],
+        **ledger.request_metadata(request),
+    )
+    logger.info("accounts.second_factor_failed", extra={"user_id": str(user.pk), "method": method})
+    return _locked(user.email, request) or StepResult(error=error)
+
+
+def complete_sign_in(*, request: HttpRequest, user: User, method: str) -> None:
+    """The second factor passed: log in with the factors of the pending state plus ``method``."""
+    state = sessions.pending(request) or {"factors": ["pwd"]}
+    amr = policy.amr_for([*state["factors"], method])
+    sign_in(request=request, user=user, amr=amr)
+    throttling.record_success(email=user.email)
+
+
+def verify_totp(*, request: HttpRequest, user: User, code: str) -> StepResult:
+    locked = _locked(user.email, request)
+    if locked:
+        return locked
+    if not totp.verify_for_user(user=user, code=code):
+        return _factor_failed(request, user, method="otp", error=BAD_CODE)
+    complete_sign_in(request=request, user=user, method="otp")
+    return StepResult(user=user)
+
+
+def verify_backup_code(*, request: HttpRequest, user: User, code: str) -> StepResult:
+    locked = _locked(user.email, request)
+    if locked:
+        return locked
+    if not recovery.use_code(user=user, code=code):
+        return _factor_failed(request, user, method="otp", error=BAD_BACKUP_CODE)
+    complete_sign_in(request=request, user=user, method="otp")
+    logger.info("accounts.backup_code_used", extra={"user_id": str(user.pk)})
+    return StepResult(user=user)
+
+
+def verify_webauthn(
+    *, request: HttpRequest, user: User, credential_json: str, challenge: bytes
+) -> StepResult:
+    locked = _locked(user.email, request)
+    if locked:
+        return locked
+    try:
+        credential = passkeys.authenticate(user=user, credential_json=credential_json, challenge=challenge)
+    except passkeys.WebAuthnFailed as exc:
+        logger.info("accounts.webauthn_failed", extra={"user_id": str(user.pk), "reason": str(exc)})
+        return _factor_failed(request, user, method="hwk", error=BAD_KEY)
+    complete_sign_in(request=request, user=user, method=passkeys.amr_of(credential))
+    return StepResult(user=user)
+
+
 def sign_in(*, request: HttpRequest, user: User, amr: list[str]) -> None:
     """Start the SSO session: a new session id (``login`` rotates it) and the authentication context."""
+    acr = policy.acr_for(amr)
     with transaction.atomic():
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        sessions.start(request, amr=amr)
+        sessions.start(request, amr=amr, acr=acr)
+        if request.session.session_key is None:
+            request.session.save()
+        SignIn.objects.create(
+            user=user,
+            session_key=request.session.session_key or "",
+            ip=_ip(request) or None,
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+            amr=amr,
+            acr=acr,
+        )
         ledger.append_record(
             event=LedgerRecord.Event.SIGN_IN_SUCCEEDED,
             sub=str(user.pk),
             amr=amr,
+            acr=acr,
             **ledger.request_metadata(request),
         )
     logger.info("accounts.signed_in", extra={"user_id": str(user.pk)})
 
 
+def _end_recorded_session(session_key: str | None) -> None:
+    if session_key:
+        SignIn.objects.filter(session_key=session_key, ended_at=None).update(ended_at=timezone.now())
+
+
 def sign_out(*, request: HttpRequest) -> None:
     user_id = str(request.user.pk) if request.user.is_authenticated else None
+    _end_recorded_session(request.session.session_key)
     logout(request)
     if user_id:
         ledger.append_record(
             event=LedgerRecord.Event.SIGNED_OUT, sub=user_id, **ledger.request_metadata(request)
         )
     logger.info("accounts.signed_out", extra={"user_id": user_id})
+
+
+def sign_out_everywhere(*, request: HttpRequest) -> int:
+    """End every SSO session of the signed-in user, this one included. Returns how many ended."""
+    user = request.user
+    with transaction.atomic():
+        open_sessions = SignIn.objects.filter(user=user, ended_at=None)
+        keys = list(open_sessions.values_list("session_key", flat=True))
+        Session.objects.filter(session_key__in=keys).delete()
+        open_sessions.update(ended_at=timezone.now())
+        ledger.append_record(
+            event=LedgerRecord.Event.SIGNED_OUT,
+            sub=str(user.pk),
+            detail={"everywhere": True, "sessions": len(keys)},
+            **ledger.request_metadata(request),
+        )
+    logout(request)
+    return len(keys)

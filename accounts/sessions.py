@@ -1,19 +1,35 @@
-"""The SSO session's authentication context: when and how the user signed in (auth_time, amr, acr, sid)."""
+"""The SSO session's authentication context (auth_time, amr, acr, sid), the half-finished sign-in, and
+the idle and absolute timeouts.
+
+A sign-in whose password step is done but whose second factor is not is a *pending* state in this
+browser's session only: it names the user and the factors proven so far, grants nothing (the user is
+not logged in), expires after ``UAA_MFA_PENDING_SECONDS``, and another browser cannot resume it.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+
+logger = logging.getLogger(__name__)
 
 AUTH_TIME = "uaa_auth_time"
 AMR = "uaa_amr"
 ACR = "uaa_acr"
 SID = "uaa_sid"
+LAST_SEEN = "uaa_last_seen"
+PENDING = "uaa_pending"
+LAST_SEEN_RESOLUTION = 60  # seconds: the session is written at most once a minute to note activity
 
 
 def start(request: HttpRequest, *, amr: list[str], acr: str = "") -> None:
@@ -22,6 +38,8 @@ def start(request: HttpRequest, *, amr: list[str], acr: str = "") -> None:
     request.session[AMR] = list(amr)
     request.session[ACR] = acr
     request.session[SID] = secrets.token_urlsafe(16)
+    request.session[LAST_SEEN] = time.time()
+    request.session.pop(PENDING, None)
 
 
 def auth_time(request: HttpRequest) -> datetime | None:
@@ -37,6 +55,10 @@ def session_is_fresh(request: HttpRequest, *, max_age: int | None) -> bool:
     return signed_in is not None and (timezone.now() - signed_in).total_seconds() <= max_age
 
 
+def current_acr(request: HttpRequest) -> str:
+    return str(request.session.get(ACR, "")) if request.user.is_authenticated else ""
+
+
 def auth_context(request: HttpRequest) -> dict[str, Any]:
     signed_in = auth_time(request)
     return {
@@ -45,3 +67,67 @@ def auth_context(request: HttpRequest) -> dict[str, Any]:
         "acr": request.session.get(ACR, ""),
         "sid": request.session.get(SID, ""),
     }
+
+
+# --- the half-finished sign-in ---------------------------------------------------------------------
+def begin_pending(request: HttpRequest, *, user_id: str, factors: list[str], next_url: str) -> None:
+    """Password (or an earlier sign-in) done: remember who, what and where to, under a new session id."""
+    request.session.cycle_key()
+    request.session[PENDING] = {
+        "user": user_id,
+        "factors": list(factors),
+        "next": next_url,
+        "since": time.time(),
+    }
+
+
+def pending(request: HttpRequest) -> dict[str, Any] | None:
+    """The unexpired pending sign-in of this browser, or ``None`` (an expired one is dropped)."""
+    state = request.session.get(PENDING)
+    if not isinstance(state, dict):
+        return None
+    if time.time() - float(state.get("since", 0)) > settings.UAA_MFA_PENDING_SECONDS:
+        request.session.pop(PENDING, None)
+        return None
+    return state
+
+
+def clear_pending(request: HttpRequest) -> None:
+    request.session.pop(PENDING, None)
+
+
+# --- timeouts ---------------------------------------------------------------------------------------
+def expired(request: HttpRequest, *, now: float) -> str | None:
+    """``"absolute"`` or ``"idle"`` when the signed-in session has run out, else ``None``."""
+    signed_in = auth_time(request)
+    if signed_in is not None and now - signed_in.timestamp() > settings.SESSION_COOKIE_AGE:
+        return "absolute"
+    last_seen = request.session.get(LAST_SEEN)
+    if isinstance(last_seen, int | float) and now - last_seen > settings.UAA_SESSION_IDLE_TIMEOUT:
+        return "idle"
+    return None
+
+
+class SessionTimeoutMiddleware:
+    """End an SSO session after ``UAA_SESSION_IDLE_TIMEOUT`` seconds unused, or ``SESSION_COOKIE_AGE``
+    seconds (``UAA_SESSION_MAX_AGE``) after sign-in, whichever comes first."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            now = time.time()
+            reason = expired(request, now=now)
+            if reason:
+                user_id = str(request.user.pk)
+                from accounts.models import SignIn
+
+                SignIn.objects.filter(session_key=request.session.session_key, ended_at=None).update(
+                    ended_at=timezone.now()
+                )
+                logout(request)
+                logger.info("accounts.session_expired", extra={"user_id": user_id, "reason": reason})
+            elif now - float(request.session.get(LAST_SEEN, 0)) > LAST_SEEN_RESOLUTION:
+                request.session[LAST_SEEN] = now
+        return self.get_response(request)

@@ -9,13 +9,50 @@ from typing import Any
 import pytest
 from django.test import Client as HttpClient
 
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, UserFactory, totp_code
 from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, exchange_code
 from tokens.keys import clear_key_cache, clear_public_key_cache
 from uaa.oauth.models import Client
 from uaa.oauth.services import register_client
 
 REDIRECT_URI = "https://rp.example.com/callback"
+LOGIN = "/accounts/login"
+MFA = "/accounts/mfa"
+ENROLL = "/accounts/mfa/enroll"
+
+
+def sign_in(http: HttpClient, user: Any, password: str = PASSWORD, **data: Any) -> Any:
+    """Sign in through the real pages: the password step, then (when asked) the TOTP step with a code
+    computed from the user's device. Returns the last response (a redirect to ``next`` on success)."""
+    response = http.post(LOGIN, {"email": user.email, "password": password, **data})
+    return second_step(http, user, response)
+
+
+def second_step(http: HttpClient, user: Any, response: Any) -> Any:
+    """After a password step that asked for one: submit a TOTP code, or enroll when asked to."""
+    if response.status_code != 302 or response["Location"] not in (MFA, ENROLL):
+        return response
+    if response["Location"] == ENROLL:
+        return enroll_totp(http, user)
+    factor = {"method": "totp", "code": totp_code(user)}
+    if "uaa_csrf" in http.cookies:  # for clients that enforce CSRF checks: the cookie's secret
+        factor["csrfmiddlewaretoken"] = http.cookies["uaa_csrf"].value
+    return http.post(MFA, factor)
+
+
+def enroll_totp(http: HttpClient, user: Any) -> Any:
+    """Forced enrollment through the real page: open it, read the new key, confirm with a first code."""
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    page = http.get(ENROLL)
+    assert page.status_code == 200, page.content[:300]
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    code = f"{TOTP(device.bin_key, device.step, device.t0, device.digits).token():06d}"
+    data = {"method": "totp", "code": code}
+    if "uaa_csrf" in http.cookies:
+        data["csrfmiddlewaretoken"] = http.cookies["uaa_csrf"].value
+    return http.post(ENROLL, data)
 
 
 @dataclass
@@ -91,8 +128,9 @@ def service_client(client_factory: Callable[..., RegisteredClient]) -> Registere
 def browser(user: Any) -> HttpClient:
     """A browser with an SSO session for ``user`` (signed in through the real sign-in page)."""
     http = HttpClient()
-    response = http.post("/accounts/login", {"email": user.email, "password": PASSWORD})
+    response = sign_in(http, user)
     assert response.status_code == 302, response.content[:300]
+    assert response["Location"] != MFA
     return http
 
 

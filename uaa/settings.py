@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "oauth2_provider",
     "rest_framework",
     "django_otp",
+    "django_otp.plugins.otp_totp",
     "django_celery_beat",
     "accounts",
     "tokens",
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "accounts.sessions.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -155,6 +157,8 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = SECURE
 SESSION_COOKIE_AGE = env.int("UAA_SESSION_MAX_AGE", default=12 * 3600)
+# Idle timeout: an SSO session unused this long ends (its absolute limit is UAA_SESSION_MAX_AGE above).
+UAA_SESSION_IDLE_TIMEOUT = env.int("UAA_SESSION_IDLE_TIMEOUT", default=3600)
 CSRF_COOKIE_NAME = "uaa_csrf"
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -173,6 +177,25 @@ SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+
+# Multi-factor authentication (docs/mfa.md). Required for everyone unless UAA_MFA_REQUIRED=false; a
+# client can still demand it (Client.requires_mfa, or acr_values=urn:uaa:acr:mfa in the request).
+UAA_MFA_REQUIRED = env.bool("UAA_MFA_REQUIRED", default=True)
+UAA_MFA_PENDING_SECONDS = env.int("UAA_MFA_PENDING_SECONDS", default=300)  # password done, factor not yet
+UAA_MFA_REAUTH_SECONDS = env.int(
+    "UAA_MFA_REAUTH_SECONDS", default=300
+)  # removing a factor needs a sign-in this recent
+UAA_MFA_ISSUER_NAME = env("UAA_MFA_ISSUER_NAME", default="UAA")  # the label authenticator apps show
+UAA_BACKUP_CODE_COUNT = env.int("UAA_BACKUP_CODE_COUNT", default=10)
+OTP_TOTP_ISSUER = UAA_MFA_ISSUER_NAME
+OTP_TOTP_THROTTLE_FACTOR = 0  # accounts/throttling.py counts failures in the database instead
+OTP_TOTP_SYNC = False  # the drift window stays ±1 step around the server clock (accounts/mfa/totp.py)
+
+# Credential-guessing limits (accounts/throttling.py); counters live in the database, shared by all workers.
+UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures are counted over 15 minutes
+UAA_THROTTLE_ACCOUNT_FAILURES = env.int("UAA_THROTTLE_ACCOUNT_FAILURES", default=10)  # per e-mail address
+UAA_THROTTLE_IP_FAILURES = env.int("UAA_THROTTLE_IP_FAILURES", default=50)  # per client IP address
+UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a lock lasts
 
 # Tokens and keys.
 UAA_ACCESS_TOKEN_LIFETIME = env.int("UAA_ACCESS_TOKEN_LIFETIME", default=600)

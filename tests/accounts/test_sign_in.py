@@ -8,8 +8,9 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.hashers import make_password
 from django.test import Client as HttpClient
 
+from accounts.models import User
 from accounts.services import create_user
-from tests.conftest import REDIRECT_URI
+from tests.conftest import ENROLL, MFA, REDIRECT_URI, second_step
 from tests.factories import PASSWORD, UserFactory
 from tests.oauth_client import AuthorizationRequest, query_of
 
@@ -19,7 +20,11 @@ CSRF_VALUE = re.compile(rb'name="csrfmiddlewaretoken" value="[^"]+"')
 
 
 def sign_in(http, email, password=PASSWORD, **extra):
-    return http.post(LOGIN, {"email": email, "password": password, **extra})
+    """The password step, then the second factor (or forced enrollment) when the server asks for it."""
+    response = http.post(LOGIN, {"email": email, "password": password, **extra})
+    if response.status_code == HTTPStatus.FOUND and response["Location"] in (MFA, ENROLL):
+        return second_step(http, User.objects.get(email__iexact=email.strip()), response)
+    return response
 
 
 def signed_in_user_id(http):

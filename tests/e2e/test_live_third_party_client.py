@@ -1,10 +1,11 @@
 """A relying party we did not write, against a live server: Authlib drives OAuth, PyJWT and joserfc verify.
 
 The server runs in a thread (pytest-django ``live_server``) and is reached over real HTTP. The user signs in
-and consents through the real HTML pages with a ``requests.Session`` (no browser); Authlib's
-``OAuth2Session`` builds the authorization URL with PKCE S256 (RFC 7636), redeems the code, refreshes and
-calls userinfo; the JWTs are verified against the JWK Set fetched from ``jwks_uri`` with PyJWT (access
-tokens, RFC 9068) and joserfc (ID tokens, OIDC Core §3.1.3.7). Nothing here imports UAA's token code.
+(password, then a TOTP code) and consents through the real HTML pages with a ``requests.Session`` (no
+browser); Authlib's ``OAuth2Session`` builds the authorization URL with PKCE S256 (RFC 7636), redeems the
+code, refreshes and calls userinfo; the JWTs are verified against the JWK Set fetched from ``jwks_uri``
+with PyJWT (access tokens, RFC 9068) and joserfc (ID tokens, OIDC Core §3.1.3.7). Nothing here imports
+UAA's token code.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
+from accounts.models import User
 from tests.conftest import REDIRECT_URI, RegisteredClient
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, totp_code
 
 SCOPE = "openid profile email offline_access"
 API = "https://api.example.com"
@@ -112,6 +114,12 @@ def _sign_in_and_consent(
     fields = {**login["fields"], "email": email, "password": password}
     consent_page = agent.post(urljoin(page.url, login["action"]), data=fields, timeout=TIMEOUT)
     assert consent_page.status_code == HTTPStatus.OK, consent_page.text[:500]
+    if urlsplit(consent_page.url).path == "/accounts/mfa":  # the second factor: a code from the user's app
+        (factor,) = [form for form in forms_of(consent_page.text) if form["fields"].get("method") == "totp"]
+        code = totp_code(User.objects.get(email=email))
+        data = {**factor["fields"], "code": code}
+        consent_page = agent.post(urljoin(consent_page.url, factor["action"]), data=data, timeout=TIMEOUT)
+        assert consent_page.status_code == HTTPStatus.OK, consent_page.text[:500]
     assert urlsplit(consent_page.url).path == "/oauth/authorize"
     (consent,) = [form for form in forms_of(consent_page.text) if "allow" in form["buttons"]]
     data = {**consent["fields"], "allow": consent["buttons"]["allow"]}

@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 from django.test import Client as HttpClient
 
-from tests.factories import PASSWORD, UserFactory
+from tests.conftest import sign_in
+from tests.factories import UserFactory
 from tokens import ledger
 from tokens.models import LedgerRecord, TreeHead
 
@@ -22,10 +23,7 @@ def admin_browser(db, settings) -> HttpClient:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     staff = UserFactory(is_staff=True, is_superuser=True)
     http = HttpClient()
-    assert (
-        http.post("/accounts/login", {"email": staff.email, "password": PASSWORD}).status_code
-        == HTTPStatus.FOUND
-    )
+    assert sign_in(http, staff).status_code == HTTPStatus.FOUND
     return http
 
 

@@ -14,7 +14,7 @@ import pytest
 from django.test import Client as HttpClient
 from django.utils import timezone
 
-from tests.conftest import REDIRECT_URI
+from tests.conftest import REDIRECT_URI, sign_in
 from tests.factories import PASSWORD, UserFactory
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code
 from tests.uaa.endpoints import refresh, revoke, token_request
@@ -107,7 +107,7 @@ def test_the_code_flow_records_consent_sign_in_and_the_issued_tokens(confidentia
     result = code_flow(confidential_client, scope="openid profile offline_access")
     tokens = result["tokens"]
     (signed_in,) = records("sign_in.succeeded")
-    assert signed_in["sub"] == str(user.pk) and signed_in["amr"] == ["pwd"]
+    assert signed_in["sub"] == str(user.pk) and signed_in["amr"] == ["pwd", "otp", "mfa"]
     (granted,) = records("authorization.granted")
     assert granted["detail"] == {"consent": "given", "redirect_uri": REDIRECT_URI}
     assert granted["sub"] == str(user.pk)
@@ -116,7 +116,7 @@ def test_the_code_flow_records_consent_sign_in_and_the_issued_tokens(confidentia
     (issued,) = records("token.issued")
     assert issued["grant_type"] == "authorization_code"
     assert issued["sub"] == str(user.pk)
-    assert issued["amr"] == ["pwd"]
+    assert issued["amr"] == ["pwd", "otp", "mfa"]
     assert issued["hashes"] == {
         "access_token": sha256(tokens["access_token"]),
         "refresh_token": sha256(tokens["refresh_token"]),
@@ -206,7 +206,7 @@ def test_sign_in_failures_and_sign_out_are_recorded(db, user):
     assert known["sub"] == str(user.pk) and known["user_agent"] == "audit-test/1.0"
     assert "sub" not in unknown
     assert "wrong" not in all_bodies() and "nobody@example.com" not in all_bodies()
-    http.post("/accounts/login", {"email": user.email, "password": PASSWORD})
+    sign_in(http, user)
     http.post("/accounts/logout")
     (signed_out,) = records("sign_out")
     assert signed_out["sub"] == str(user.pk)
@@ -237,7 +237,7 @@ def test_client_registration_and_secret_rotation_are_recorded(db, service_client
 def test_admin_changes_are_recorded_with_field_names_and_never_values(db, confidential_client):
     staff = UserFactory(is_staff=True, is_superuser=True)
     http = HttpClient()
-    http.post("/accounts/login", {"email": staff.email, "password": PASSWORD})
+    sign_in(http, staff)
     client = confidential_client.client
     page = http.get(f"/admin/oauth/client/{client.pk}/change/")
     form = page.context["adminform"].form
@@ -267,7 +267,7 @@ def test_admin_changes_are_recorded_with_field_names_and_never_values(db, confid
 def test_key_admin_actions_are_recorded(db):
     staff = UserFactory(is_staff=True, is_superuser=True)
     http = HttpClient()
-    http.post("/accounts/login", {"email": staff.email, "password": PASSWORD})
+    sign_in(http, staff)
     key = ensure_active_key(algorithm="EdDSA", now=timezone.now())
     http.post("/admin/tokens/signingkey/", {"action": "revoke", "_selected_action": [key.pk]})
     (revoked,) = records("key.revoked")

@@ -10,7 +10,8 @@ import pytest
 from django.test import Client as HttpClient
 from django.utils import timezone
 
-from tests.factories import PASSWORD, UserFactory
+from tests.conftest import sign_in
+from tests.factories import UserFactory
 from tokens.keys import unwrap_private_key
 from tokens.models import SigningKey
 from tokens.rotation import ensure_active_key, rotate_signing_keys
@@ -21,10 +22,7 @@ from tokens.signals import signing_key_changed
 def admin_browser(db) -> HttpClient:
     staff = UserFactory(is_staff=True, is_superuser=True)
     http = HttpClient()
-    assert (
-        http.post("/accounts/login", {"email": staff.email, "password": PASSWORD}).status_code
-        == HTTPStatus.FOUND
-    )
+    assert sign_in(http, staff).status_code == HTTPStatus.FOUND
     return http
 
 

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client as HttpClient
 
 from accounts.models import User
-from tests.conftest import REDIRECT_URI
+from tests.conftest import REDIRECT_URI, second_step
 from tests.factories import PASSWORD, UserFactory
 from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, exchange_code, form_post
 from tokens.models import SigningKey
@@ -400,10 +400,9 @@ def test_bootstrap_creates_an_admin_and_prints_the_password_once(db):
     assert admin.is_staff and admin.is_superuser
     assert password not in admin.password
     http = HttpClient()
-    assert (
-        http.post("/accounts/login", {"email": "root@example.com", "password": password}).status_code
-        == HTTPStatus.FOUND
-    )
+    response = http.post("/accounts/login", {"email": "root@example.com", "password": password})
+    assert response["Location"] == "/accounts/mfa/enroll"  # first sign-in: a second factor first
+    assert second_step(http, admin, response).status_code == HTTPStatus.FOUND
     assert http.get(CHANGELIST).status_code == HTTPStatus.OK
     second = bootstrap("--admin-email", "root@example.com")
     assert "password" not in second.replace("UAA_KEK", "")

@@ -9,6 +9,7 @@ from django.test import Client as HttpClient
 from freezegun import freeze_time
 
 from tests.conftest import REDIRECT_URI
+from tests.conftest import sign_in as sign_in_with_mfa
 from tests.factories import UserFactory
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, query_of, verify_with_jwks
 from uaa.oauth.models import Consent
@@ -18,10 +19,10 @@ SIGNED_IN_AT = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def sign_in(http, user, password, next_url=None):
-    data = {"email": user.email, "password": password}
+    data = {"password": password}
     if next_url is not None:
         data["next"] = next_url
-    response = http.post("/accounts/login", data)
+    response = sign_in_with_mfa(http, user, **data)
     assert response.status_code == HTTPStatus.FOUND, response.content[:300]
     return response
 
@@ -363,10 +364,7 @@ def test_consent_form_is_protected_against_cross_site_submission(request_for, us
     """RFC 6749 §10.12 / RFC 9700 §4.7: a third-party site cannot submit "Allow" for the user (CSRF)."""
     http = HttpClient(enforce_csrf_checks=True)
     page = http.get("/accounts/login")
-    response = http.post(
-        "/accounts/login",
-        {"email": user.email, "password": password, "csrfmiddlewaretoken": page.context["csrf_token"]},
-    )
+    response = sign_in_with_mfa(http, user, password, csrfmiddlewaretoken=page.context["csrf_token"])
     assert response.status_code == HTTPStatus.FOUND
     consent_page = http.get(request_for().url())
     form = consent_page.context["form"]

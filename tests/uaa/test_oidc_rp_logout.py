@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client as HttpClient
 
+from tests.conftest import sign_in
 from tests.oauth_client import form_post, query_of
 
 POST_LOGOUT = "https://rp.example.com/bye"
@@ -179,7 +180,7 @@ def test_logout_question_is_protected_against_cross_site_submission(user, passwo
     """RP-Initiated Logout §2 / RFC 9700 §4.7: a third-party page cannot confirm logout (CSRF)."""
     http = HttpClient(enforce_csrf_checks=True)
     token = http.get("/accounts/login").context["csrf_token"]
-    http.post("/accounts/login", {"email": user.email, "password": password, "csrfmiddlewaretoken": token})
+    sign_in(http, user, password, csrfmiddlewaretoken=token)
     response = http.post("/oauth/logout", {"allow": "Logout"})
     assert response.status_code == HTTPStatus.FORBIDDEN
     assert is_signed_in(http)

@@ -9,8 +9,7 @@ import pytest
 from django.test import Client as HttpClient
 from freezegun import freeze_time
 
-from tests.conftest import REDIRECT_URI
-from tests.factories import PASSWORD
+from tests.conftest import REDIRECT_URI, sign_in
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, form_post, query_of
 from tests.uaa.endpoints import introspect, left_half_hash, refresh, userinfo, verified
 
@@ -77,7 +76,8 @@ def test_id_token_names_the_client_the_nonce_and_the_sign_in(request, browser, u
     assert claims["aud"] == registered.client_id
     assert claims["nonce"] == authorization.nonce
     assert claims["at_hash"] == left_half_hash(tokens["access_token"])
-    assert claims["amr"] == ["pwd"]
+    assert claims["amr"] == ["pwd", "otp", "mfa"]  # RFC 8176 §2: password, then a TOTP code
+    assert claims["acr"] == "urn:uaa:acr:mfa"
     assert claims["sid"]
     assert claims["jti"]
     assert claims["iat"] <= claims["exp"] == claims["iat"] + 600
@@ -90,7 +90,7 @@ def test_auth_time_is_when_the_user_signed_in_not_when_the_code_was_redeemed(con
     signed_in_at = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
     with freeze_time(signed_in_at) as frozen:
         browser = HttpClient()
-        browser.post("/accounts/login", {"email": user.email, "password": PASSWORD})
+        sign_in(browser, user)
         frozen.tick(timedelta(minutes=30))
         authorization, params = _authorize_for_code(browser, confidential_client)
         tokens = _exchange(confidential_client, authorization, params["code"]).json()

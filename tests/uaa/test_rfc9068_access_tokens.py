@@ -11,7 +11,7 @@ import pytest
 from django.test import Client as HttpClient
 from freezegun import freeze_time
 
-from tests.conftest import REDIRECT_URI
+from tests.conftest import REDIRECT_URI, sign_in
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, query_of
 from tests.uaa.endpoints import (
     introspect,
@@ -63,7 +63,8 @@ def test_user_access_token_passes_a_resource_servers_checks(code_flow, confident
     assert claims["client_id"] == confidential_client.client_id
     assert set(claims["scope"].split()) == {"openid", "profile", "email"}
     assert claims["auth_time"] <= claims["iat"]
-    assert claims["amr"] == ["pwd"]
+    assert claims["amr"] == ["pwd", "otp", "mfa"]  # RFC 8176 §2: password, then a TOTP code
+    assert claims["acr"] == "urn:uaa:acr:mfa"
 
 
 def test_client_credentials_token_passes_a_resource_servers_checks(service_client):
@@ -131,7 +132,7 @@ def test_user_token_stops_working_at_userinfo_exactly_at_exp(confidential_client
     started = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
     with freeze_time(started, auto_tick_seconds=1):
         browser = HttpClient()
-        browser.post("/accounts/login", {"email": user.email, "password": password})
+        sign_in(browser, user, password)
         request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
         params = authorize(browser, request)
         tokens = exchange_code(

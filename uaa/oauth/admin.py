@@ -23,6 +23,7 @@ class ClientForm(forms.ModelForm):
             "redirect_uris",
             "post_logout_redirect_uris",
             "trusted",
+            "requires_mfa",
             "algorithm",
             "default_audience",
             "allowed_origins",
@@ -38,14 +39,34 @@ class ClientAdmin(admin.ModelAdmin):
         "authorization_grant_type",
         "redirect_uris",
         "trusted",
+        "requires_mfa",
         "created",
     ]
-    list_filter = ["client_type", "authorization_grant_type", "trusted", "algorithm", "created"]
+    list_filter = [
+        "client_type",
+        "authorization_grant_type",
+        "trusted",
+        "requires_mfa",
+        "algorithm",
+        "created",
+    ]
     search_fields = ["name", "client_id", "redirect_uris"]
     readonly_fields = ["client_id", "created", "updated"]
     actions = ["rotate_secret"]
     fieldsets = (
-        (None, {"fields": ("name", "client_id", "client_type", "authorization_grant_type", "trusted")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "client_id",
+                    "client_type",
+                    "authorization_grant_type",
+                    "trusted",
+                    "requires_mfa",
+                )
+            },
+        ),
         ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")}),
         ("Tokens", {"fields": ("algorithm", "default_audience")}),
         ("Dates", {"fields": ("created", "updated")}),

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
+from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
 
 
@@ -43,6 +44,7 @@ def openid_configuration() -> dict[str, Any]:
     return {
         **authorization_server_metadata(),
         "subject_types_supported": ["public"],
+        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "id_token_signing_alg_values_supported": [choice for choice, _ in SigningKey.Algorithm.choices],
         "claims_supported": [
             "sub",

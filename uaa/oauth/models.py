@@ -30,6 +30,12 @@ class Client(AbstractApplication):
         default=False,
         help_text="First-party client: the consent page is skipped unless the request says prompt=consent.",
     )
+    requires_mfa = models.BooleanField(
+        "requires MFA",
+        default=False,
+        help_text="Users reach this client only after a second factor, even where the global policy "
+        "(UAA_MFA_REQUIRED) would let them in with a password alone.",
+    )
     algorithm = models.CharField(
         "ID token signing algorithm",
         max_length=10,

@@ -27,6 +27,7 @@ def register_client(
     redirect_uris: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
     trusted: bool = False,
+    requires_mfa: bool = False,
     algorithm: str = Client.RS256,
     default_audience: list[str] | None = None,
 ) -> IssuedCredentials:
@@ -41,6 +42,7 @@ def register_client(
         redirect_uris=" ".join(redirect_uris or []),
         post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
         trusted=trusted,
+        requires_mfa=requires_mfa,
         algorithm=algorithm,
         default_audience=" ".join(default_audience or []),
         client_secret=raw_secret,

@@ -21,7 +21,8 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from accounts.sessions import auth_context, session_is_fresh
+from accounts.mfa import policy
+from accounts.sessions import auth_context, current_acr, session_is_fresh
 from tokens.introspection import introspect
 from uaa.oauth import consent
 from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
@@ -34,6 +35,19 @@ logger = logging.getLogger(__name__)
 
 def _prompts(request: HttpRequest) -> set[str]:
     return set(request.GET.get("prompt", "").split())
+
+
+def _acr_values(request: HttpRequest) -> list[str]:
+    """OIDC Core §3.1.2.1 ``acr_values``: space-separated, in order of preference."""
+    return request.GET.get("acr_values", "").split()
+
+
+def _needs_second_factor(request: HttpRequest, application: Client) -> bool:
+    """The session's ``acr`` falls short of the requested ``acr_values``, the client's flag or the policy."""
+    acr = current_acr(request)
+    if not policy.satisfies(acr=acr, requested=_acr_values(request)):
+        return True
+    return acr != policy.ACR_MFA and policy.mfa_required(user=request.user, client=application)
 
 
 def _max_age(request: HttpRequest) -> int | None:
@@ -147,9 +161,25 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         next_url = f"{self.request.path}?{query.urlencode()}"
         return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
 
+    def _step_up(self) -> HttpResponse:
+        """Signed in, but without the second factor this request needs: prove one, then resume."""
+        next_url = f"{self.request.path}?{self.request.GET.urlencode()}"
+        return redirect_to_login(next_url, reverse("accounts:mfa_step_up"), self.get_redirect_field_name())
+
     def create_authorization_response(
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> tuple[str, dict[str, str], str, int]:
+        client = Client.objects.filter(client_id=credentials["client_id"]).first()
+        if (
+            allow
+            and current_acr(request) != policy.ACR_MFA
+            and policy.mfa_required(user=request.user, client=client)
+        ):
+            # A consent POST straight from a password-only session: the GET would have asked for the factor.
+            raise OAuthToolkitError(
+                error=oauthlib_errors.AccessDeniedError(state=credentials.get("state")),
+                redirect_uri=credentials.get("redirect_uri"),
+            )
         credentials["uaa_auth"] = auth_context(request)
         # The audit record says whether the user saw the consent page (POST) or it was skipped (GET).
         credentials["uaa_consent"] = "given" if request.method == "POST" else "skipped"
@@ -187,6 +217,10 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             if "none" in prompts:
                 return self._redirect_error(credentials, application, "login_required")
             return self._reauthenticate()
+        if _needs_second_factor(request, application):
+            if "none" in prompts:
+                return self._redirect_error(credentials, application, "login_required")
+            return self._step_up()
         needs_consent = "consent" in prompts or not (
             application.trusted
             or consent.covers(user=request.user, client_id=application.client_id, scopes=scopes)

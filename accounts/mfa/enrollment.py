@@ -1,0 +1,101 @@
+"""Adding, renaming and removing factors, and the admin's reset: each change with its audit record.
+
+A change and its ``LedgerRecord`` share one transaction (tokens/ledger.py). Records name the factor's
+kind and id, never a key, a code or a credential's public key.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import throttling
+from accounts.mfa import policy, recovery, totp
+from accounts.mfa import webauthn as passkeys
+from accounts.models import RecoveryCode, User, WebAuthnCredential
+from tokens import ledger
+
+
+def _record(event: str, *, user: User, request: HttpRequest | None, **detail: object) -> None:
+    actor = getattr(request, "user", None)
+    by = str(actor.pk) if actor is not None and actor.is_authenticated and actor.pk != user.pk else ""
+    ledger.append_record(
+        event=event,
+        sub=str(user.pk),
+        detail={**detail, **({"by": by} if by else {})},
+        **ledger.request_metadata(request),
+    )
+
+
+def confirm_totp(*, request: HttpRequest, user: User, device_id: int | None, code: str) -> bool:
+    """Enrollment ends with a first valid code from the new device (which also counts as used)."""
+    device = totp.unconfirmed_device(user=user, device_id=device_id)
+    if device is None or not totp.verify(device=device, code=code):
+        return False
+    with transaction.atomic():
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        _record(policy.MFA_ENROLLED, user=user, request=request, factor="totp", id=device.pk)
+    return True
+
+
+def register_webauthn(
+    *, request: HttpRequest, user: User, credential_json: str, challenge: bytes, name: str
+) -> WebAuthnCredential:
+    with transaction.atomic():
+        credential = passkeys.register(
+            user=user, credential_json=credential_json, challenge=challenge, name=name
+        )
+        _record(policy.MFA_ENROLLED, user=user, request=request, factor="webauthn", id=credential.pk)
+    return credential
+
+
+def rename_webauthn(*, user: User, credential_id: int, name: str) -> bool:
+    name = name.strip()[:64]
+    return bool(name) and bool(
+        WebAuthnCredential.objects.filter(user=user, pk=credential_id).update(name=name)
+    )
+
+
+def remove_factor(*, request: HttpRequest, user: User, kind: str, factor_id: int) -> bool:
+    model = {"totp": TOTPDevice, "webauthn": WebAuthnCredential}.get(kind)
+    if model is None:
+        return False
+    with transaction.atomic():
+        deleted, _ = model.objects.filter(user=user, pk=factor_id).delete()
+        if deleted:
+            _record(policy.MFA_REMOVED, user=user, request=request, factor=kind, id=factor_id)
+    return bool(deleted)
+
+
+def new_backup_codes(*, request: HttpRequest, user: User) -> list[str]:
+    """A fresh set (the old one stops working); shown to the user once by the caller."""
+    with transaction.atomic():
+        codes = recovery.generate_codes(user=user)
+        _record(policy.MFA_BACKUP_CODES_GENERATED, user=user, request=request, count=len(codes))
+    return codes
+
+
+def first_backup_codes(*, request: HttpRequest, user: User) -> list[str] | None:
+    """Backup codes at a user's first enrollment; ``None`` when the user already has a set."""
+    if RecoveryCode.objects.filter(user=user).exists():
+        return None
+    return new_backup_codes(request=request, user=user)
+
+
+def reset_factors(*, request: HttpRequest | None, user: User) -> None:
+    """An admin's reset: every factor and backup code goes; the next sign-in enrolls again."""
+    with transaction.atomic():
+        totp_count, _ = TOTPDevice.objects.filter(user=user).delete()
+        webauthn_count, _ = WebAuthnCredential.objects.filter(user=user).delete()
+        RecoveryCode.objects.filter(user=user).delete()
+        _record(policy.MFA_RESET, user=user, request=request, totp=totp_count, webauthn=webauthn_count)
+
+
+def unlock(*, request: HttpRequest | None, user: User) -> bool:
+    with transaction.atomic():
+        cleared = throttling.unlock(email=user.email)
+        if cleared:
+            _record(policy.ACCOUNT_UNLOCKED, user=user, request=request)
+    return cleared
