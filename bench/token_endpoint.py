@@ -1,6 +1,6 @@
 """Token-endpoint throughput (client credentials) with the audit ledger on and off, in the same run.
 
-Run:  .venv/bin/python bench/token_endpoint.py [--seconds 3] [--rounds 5]
+Run:  .venv/bin/python bench/token_endpoint.py [--seconds 2] [--rounds 10]
       DATABASE_URL=postgres://postgres@127.0.0.1:5432/uaa_bench .venv/bin/python bench/token_endpoint.py
 
 Each request goes through the whole Django stack in process (middleware, client authentication, RS256
@@ -23,7 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "uaa.settings")
 os.environ.setdefault("UAA_VAR_DIR", "/tmp/uaa-bench")
 os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/uaa-bench/token-endpoint.sqlite3")
-os.environ.setdefault("DEBUG", "1")
+# Production settings (DEBUG off: Django's debug cursor would log every query), with bench-only secrets.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("UAA_ISSUER", "http://localhost:8000")
+os.environ.setdefault("UAA_KEK", "4zCwW7m1tZrJq0q2pQ7y3v8Lk6bV5nX2aS9dF1gH0jE")
 os.environ.setdefault("UAA_LOG_LEVEL", "WARNING")
 Path("/tmp/uaa-bench").mkdir(exist_ok=True)
 
@@ -55,8 +59,8 @@ def requests_per_second(http: HttpClient, auth: str, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each timed window")
-    parser.add_argument("--rounds", type=int, default=5, help="on/off pairs")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
+    parser.add_argument("--rounds", type=int, default=10, help="on/off pairs")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     ensure_active_key(algorithm="RS256", now=timezone.now())
