@@ -50,7 +50,7 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.setdefault("X-Frame-Options", "DENY")
-        response.setdefault("Referrer-Policy", "no-referrer")
+        response.setdefault("Referrer-Policy", "same-origin")  # see SECURE_REFERRER_POLICY
         response.setdefault("X-Content-Type-Options", "nosniff")
         if response.get("Content-Type", "").startswith("text/html"):
             response["Cache-Control"] = "no-store"
