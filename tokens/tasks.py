@@ -10,7 +10,7 @@ from oauth2_provider.models import clear_expired
 
 from tokens.ledger import seal_tree_head
 from tokens.rotation import rotate_signing_keys
-from uaa.oauth.models import RedeemedCode
+from uaa.oauth.models import RedeemedCode, SpentAssertion
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,11 @@ def rotate_signing_keys_task() -> dict[str, list[str]]:
     name="tokens.clear_expired_tokens", autoretry_for=(Exception,), retry_backoff=True, max_retries=3
 )
 def clear_expired_tokens_task() -> None:
-    """django-oauth-toolkit's expired-token cleanup, plus spent codes whose tokens are gone."""
+    """django-oauth-toolkit's expired-token cleanup, plus spent codes and client assertions past use."""
     clear_expired()
     deleted, _ = RedeemedCode.objects.filter(expires__lt=timezone.now()).delete()
-    logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted})
+    assertions, _ = SpentAssertion.objects.filter(expires__lt=timezone.now()).delete()
+    logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted, "assertions": assertions})
 
 
 @shared_task(name="tokens.seal_audit_ledger", autoretry_for=(Exception,), retry_backoff=True, max_retries=5)

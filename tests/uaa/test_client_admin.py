@@ -52,6 +52,7 @@ def client_form(**overrides):
         "algorithm": Client.RS256,
         "default_audience": "https://billing.example.com",
         "allowed_origins": "",
+        "token_endpoint_auth_method": Client.CLIENT_SECRET,
         "_save": "Save",
     }
     data.update(overrides)

@@ -90,6 +90,7 @@ def test_client_authentication_methods_are_those_the_endpoints_accept(metadata):
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
         "none",
     }
     assert "none" not in metadata["introspection_endpoint_auth_methods_supported"]

@@ -27,6 +27,9 @@ class ClientForm(forms.ModelForm):
             "algorithm",
             "default_audience",
             "allowed_origins",
+            "token_endpoint_auth_method",
+            "jwks",
+            "jwks_uri",
         ]
 
 
@@ -69,6 +72,7 @@ class ClientAdmin(admin.ModelAdmin):
         ),
         ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")}),
         ("Tokens", {"fields": ("algorithm", "default_audience")}),
+        ("Client authentication", {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri")}),
         ("Dates", {"fields": ("created", "updated")}),
     )
 

@@ -9,6 +9,10 @@ from django.urls import reverse
 
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
+from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
+
+SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523 §2.2, OIDC Core §9 (uaa/oauth/rfc7523.py)
 
 
 def _url(name: str) -> str:
@@ -30,9 +34,12 @@ def authorization_server_metadata() -> dict[str, Any]:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "revocation_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "introspection_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "access_token_signing_alg_values_supported": [settings.UAA_ACCESS_TOKEN_ALG],

@@ -6,11 +6,14 @@ revokes them (RFC 6749 §4.1.2, RFC 9700 §4.10).
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from jwcrypto import jwk
+from jwcrypto.common import JWException
 from oauth2_provider.models import AbstractApplication, AbstractGrant
 
 
@@ -24,6 +27,13 @@ class Client(AbstractApplication):
         (RS256, "RS256 (RSA PKCS#1 v1.5 with SHA-256)"),
         (ES256, "ES256 (ECDSA P-256 with SHA-256)"),
         (EDDSA, "EdDSA (Ed25519)"),
+    )
+
+    CLIENT_SECRET = "client_secret_basic"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    AUTH_METHODS: ClassVar[tuple[tuple[str, str], ...]] = (
+        (CLIENT_SECRET, "client secret (HTTP Basic, or client_secret_post)"),
+        (PRIVATE_KEY_JWT, "private_key_jwt (a JWT signed with the client's key, RFC 7523)"),
     )
 
     trusted = models.BooleanField(
@@ -47,6 +57,23 @@ class Client(AbstractApplication):
         max_length=1000,
         blank=True,
         help_text="Space-separated audiences (aud) of access tokens when the request names no resource.",
+    )
+
+    token_endpoint_auth_method = models.CharField(
+        max_length=32,
+        choices=AUTH_METHODS,
+        default=CLIENT_SECRET,
+        help_text="How a confidential client authenticates (OIDC Dynamic Client Registration §2). With "
+        "private_key_jwt its secret is refused, and its signed assertions are kept in the audit ledger.",
+    )
+    jwks = models.JSONField(
+        "JWK Set",
+        default=dict,
+        blank=True,
+        help_text="The client's public keys (RFC 7517), for private_key_jwt.",
+    )
+    jwks_uri = models.URLField(
+        "JWK Set URL", max_length=1000, blank=True, help_text="Where to fetch them instead (https)."
     )
 
     class Meta(AbstractApplication.Meta):
@@ -79,6 +106,30 @@ class Client(AbstractApplication):
             self.client_type != self.CLIENT_CONFIDENTIAL
         ):
             raise ValidationError({"client_type": "Client credentials need a confidential client."})
+        self._clean_private_key_jwt()
+
+    def _clean_private_key_jwt(self) -> None:
+        """RFC 7523 keys: public keys only, inline or at an https URL (a loopback http URL for local use)."""
+        if self.token_endpoint_auth_method != self.PRIVATE_KEY_JWT:
+            return
+        if self.client_type != self.CLIENT_CONFIDENTIAL:
+            raise ValidationError(
+                {"token_endpoint_auth_method": "private_key_jwt is for confidential clients."}
+            )
+        if bool(self.jwks) == bool(self.jwks_uri):
+            raise ValidationError({"jwks": "Register the client's public keys: a JWK Set or a JWK Set URL."})
+        if self.jwks_uri:
+            scheme, _, rest = self.jwks_uri.partition("://")
+            host = rest.split("/", 1)[0].rsplit(":", 1)[0]
+            if scheme != "https" and host not in ("127.0.0.1", "localhost", "[::1]"):
+                raise ValidationError({"jwks_uri": "The JWK Set URL must be https."})
+            return
+        try:
+            keys = jwk.JWKSet.from_json(json.dumps(self.jwks))
+        except (JWException, ValueError, TypeError) as exc:
+            raise ValidationError({"jwks": "Not a JWK Set (RFC 7517 §5)."}) from exc
+        if not list(keys) or any(key.has_private for key in keys):
+            raise ValidationError({"jwks": "Give one or more public keys, and no private key."})
 
     @property
     def audiences(self) -> list[str]:
@@ -95,6 +146,22 @@ class AuthorizationCode(AbstractGrant):
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
+
+
+class SpentAssertion(models.Model):
+    """A client assertion's ``jti`` (its SHA-256), kept until the assertion expires: RFC 7523 §3, one use."""
+
+    client_id = models.CharField(max_length=255)
+    jti_sha256 = models.CharField(max_length=64)
+    expires = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "jti_sha256"], name="one_use_per_client_assertion")
+        ]
+
+    def __str__(self) -> str:
+        return f"assertion {self.jti_sha256[:8]} of {self.client_id}"
 
 
 class RedeemedCode(models.Model):

@@ -30,6 +30,9 @@ def register_client(
     requires_mfa: bool = False,
     algorithm: str = Client.RS256,
     default_audience: list[str] | None = None,
+    token_endpoint_auth_method: str = Client.CLIENT_SECRET,
+    jwks: dict[str, object] | None = None,
+    jwks_uri: str = "",
 ) -> IssuedCredentials:
     confidential = client_type == Client.CLIENT_CONFIDENTIAL
     # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
@@ -45,6 +48,9 @@ def register_client(
         requires_mfa=requires_mfa,
         algorithm=algorithm,
         default_audience=" ".join(default_audience or []),
+        token_endpoint_auth_method=token_endpoint_auth_method,
+        jwks=jwks or {},
+        jwks_uri=jwks_uri,
         client_secret=raw_secret,
         hash_client_secret=True,
     )
@@ -53,7 +59,12 @@ def register_client(
     ledger.append_record(
         event=LedgerRecord.Event.CLIENT_REGISTERED,
         client_id=client.client_id,
-        detail={"client_type": client_type, "grant_type": grant_type, "redirect_uris": redirect_uris or []},
+        detail={
+            "client_type": client_type,
+            "grant_type": grant_type,
+            "redirect_uris": redirect_uris or [],
+            "token_endpoint_auth_method": token_endpoint_auth_method,
+        },
     )
     return IssuedCredentials(client=client, client_secret=raw_secret if confidential else None)
 

@@ -15,7 +15,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import sign_jwt, verify_jwt
-from uaa.oauth import audit, codes
+from uaa.oauth import audit, codes, rfc7523
 from uaa.oauth.claims import claims_for_user
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,14 @@ class UAAOAuth2Validator(OAuth2Validator):
         return True
 
     def authenticate_client(self, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
-        """RFC 6749 §2.3: one client per request; a body client_id naming another client fails."""
+        """RFC 6749 §2.3: one client per request, by its registered method; a body client_id naming
+        another client fails. RFC 7523 §2.2: a client assertion (private_key_jwt) is checked by rfc7523."""
+        if rfc7523.present(request):
+            return rfc7523.authenticate_request(request)
         if not super().authenticate_client(request, *args, **kwargs):
             return False
+        if request.client.token_endpoint_auth_method == request.client.PRIVATE_KEY_JWT:
+            return False  # a private_key_jwt client's secret does not authenticate it
         return not request.client_id or request.client_id == request.client.client_id
 
     def get_default_redirect_uri(

@@ -1,0 +1,385 @@
+"""RFC 7523 §2.2/§3 and OIDC Core §9 private_key_jwt: a client authenticates with a JWT it signed.
+
+The assertion is kept with the grant's audit record, so the client's own signature proves the request
+(docs/audit-ledger.md). Replayed, expired, mis-addressed or unregistered-key assertions are
+invalid_client, and each rejection is recorded as a failed attempt.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client as HttpClient
+from jwcrypto import jwk, jws, jwt
+
+from tests.conftest import REDIRECT_URI, RegisteredClient
+from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, form_post
+from tokens.models import LedgerRecord
+from uaa.oauth.models import Client
+from uaa.oauth.rfc7523 import ASSERTION_TYPE
+from uaa.oauth.services import register_client
+
+TOKEN_ENDPOINT = "http://testserver/oauth/token"
+KEY_TYPES = {
+    "RS256": {"kty": "RSA", "size": 2048},
+    "PS256": {"kty": "RSA", "size": 2048},
+    "ES256": {"kty": "EC", "crv": "P-256"},
+    "EdDSA": {"kty": "OKP", "crv": "Ed25519"},
+}
+
+
+def new_key(alg: str = "ES256") -> jwk.JWK:
+    key = jwk.JWK.generate(**KEY_TYPES[alg])
+    key["kid"] = key.thumbprint()  # type: ignore[index]
+    return key
+
+
+def public_set(*keys: jwk.JWK) -> dict[str, Any]:
+    return {"keys": [key.export_public(as_dict=True) for key in keys]}
+
+
+def assertion(client_id: str, key: jwk.JWK, *, alg: str = "ES256", **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_ENDPOINT,
+        "exp": now + 60,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+        **overrides,
+    }
+    token = jwt.JWT(
+        header={"alg": alg, "kid": key["kid"]}, claims={k: v for k, v in claims.items() if v is not None}
+    )
+    token.make_signed_token(key)
+    return token.serialize()
+
+
+def token_request(signed: str, **extra: str) -> Any:
+    data = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": signed,
+        **extra,
+    }
+    return form_post(HttpClient(), "/oauth/token", data)
+
+
+def records(event: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(b)
+        for b in LedgerRecord.objects.filter(event=event).order_by("id").values_list("body", flat=True)
+    ]
+
+
+@pytest.fixture
+def signing_key() -> jwk.JWK:
+    return new_key("ES256")
+
+
+@pytest.fixture
+def jwt_client(db, signing_key) -> RegisteredClient:
+    issued = register_client(
+        name="Signed service",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        default_audience=["https://api.example.com"],
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks=public_set(signing_key),
+    )
+    return RegisteredClient(client=issued.client, secret=issued.client_secret)
+
+
+def assert_invalid_client(response: Any, reason: str) -> None:
+    assert response.status_code == HTTPStatus.UNAUTHORIZED, response.content
+    assert response.json()["error"] == "invalid_client"
+    assert response["Cache-Control"] == "no-store"
+    failed = records("client_authentication.failed")[-1]
+    assert failed["detail"] == {"method": "private_key_jwt", "reason": reason}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "EdDSA"])
+def test_a_signed_assertion_authenticates_the_client(db, alg):
+    """RFC 7523 §2.2: client_assertion_type jwt-bearer and a client_assertion signed with a registered key."""
+    key = new_key(alg)
+    issued = register_client(
+        name="svc",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks=public_set(key),
+    )
+    response = token_request(assertion(issued.client.client_id, key, alg=alg))
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json()["token_type"] == "Bearer"
+
+
+def test_the_assertion_is_kept_with_the_grant_and_proves_it_offline(jwt_client, signing_key):
+    """The client's own signature, in the ledger: verifiable with its registered public key alone."""
+    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver")  # the issuer is an aud too
+    response = token_request(signed)
+    assert response.status_code == HTTPStatus.OK
+    (issued,) = records("token.issued")
+    assert issued["evidence"] == {"client_assertion": signed}
+    assert issued["client_id"] == jwt_client.client_id
+
+    public = jwk.JWKSet.from_json(json.dumps(jwt_client.client.jwks))
+    kept = jws.JWS()
+    kept.deserialize(issued["evidence"]["client_assertion"])
+    kept.verify(public.get_key(signing_key["kid"]))
+    claims = json.loads(kept.payload)
+    assert claims["iss"] == claims["sub"] == jwt_client.client_id
+
+
+def test_a_replayed_assertion_is_invalid_client_and_recorded(jwt_client, signing_key):
+    """RFC 7523 §3 item 7: the jti is single use."""
+    signed = assertion(jwt_client.client_id, signing_key)
+    assert token_request(signed).status_code == HTTPStatus.OK
+    assert_invalid_client(token_request(signed), "the assertion was used before (jti replayed)")
+    failed = records("client_authentication.failed")[-1]
+    assert failed["client_id"] == jwt_client.client_id
+    assert signed not in json.dumps(failed)  # a rejected assertion is kept by digest only
+
+
+def test_an_expired_assertion_is_invalid_client(jwt_client, signing_key):
+    """RFC 7523 §3 item 4: exp, with a small allowance for clock skew."""
+    signed = assertion(jwt_client.client_id, signing_key, exp=int(time.time()) - 120)
+    assert_invalid_client(token_request(signed), "the assertion has expired")
+
+
+def test_an_assertion_valid_for_too_long_is_invalid_client(jwt_client, signing_key):
+    signed = assertion(jwt_client.client_id, signing_key, exp=int(time.time()) + 24 * 3600)
+    assert_invalid_client(token_request(signed), "exp is too far in the future")
+
+
+@pytest.mark.parametrize("aud", ["https://elsewhere.example/oauth/token", ["https://a.example"], None])
+def test_an_assertion_for_another_audience_is_invalid_client(jwt_client, signing_key, aud):
+    """RFC 7523 §3 item 3: aud must identify this authorization server."""
+    signed = assertion(jwt_client.client_id, signing_key, aud=aud)
+    assert_invalid_client(token_request(signed), "aud names neither the issuer nor this endpoint")
+
+
+def test_an_assertion_signed_with_an_unregistered_key_is_invalid_client(jwt_client):
+    """RFC 7523 §3 item 9: the signature must verify with a key the client registered."""
+    stranger = new_key("ES256")
+    assert_invalid_client(
+        token_request(assertion(jwt_client.client_id, stranger)), "not signed by a key the client registered"
+    )
+
+
+def test_a_symmetric_or_unsigned_assertion_is_refused(jwt_client, signing_key):
+    """Only asymmetric algorithms: an HMAC keyed with the public key, or alg none, proves nothing."""
+    secret = jwk.JWK(kty="oct", k=signing_key.export_public(as_dict=True)["x"])
+    token = jwt.JWT(
+        header={"alg": "HS256"}, claims={"iss": jwt_client.client_id, "sub": jwt_client.client_id}
+    )
+    token.make_signed_token(secret)
+    assert_invalid_client(token_request(token.serialize()), "algorithm 'HS256' is not accepted")
+
+
+def test_iss_and_sub_must_both_be_the_client(jwt_client, signing_key):
+    """RFC 7523 §3 items 1-2 and OIDC Core §9: iss = sub = client_id."""
+    signed = assertion(jwt_client.client_id, signing_key, sub="someone-else")
+    assert_invalid_client(token_request(signed), "iss and sub must both be the client_id")
+    other = assertion(jwt_client.client_id, signing_key)
+    assert_invalid_client(
+        token_request(other, client_id="another-client"), "client_id does not match the assertion"
+    )
+
+
+def test_a_missing_jti_or_wrong_assertion_type_is_invalid_client(jwt_client, signing_key):
+    assert_invalid_client(
+        token_request(assertion(jwt_client.client_id, signing_key, jti=None)), "jti is missing"
+    )
+    response = form_post(
+        HttpClient(),
+        "/oauth/token",
+        {"grant_type": "client_credentials", "client_assertion_type": "urn:x", "client_assertion": "a.b.c"},
+    )
+    assert_invalid_client(response, "client_assertion_type is not jwt-bearer")
+
+
+def test_a_private_key_jwt_client_cannot_use_its_secret(jwt_client):
+    """OIDC Dynamic Client Registration §2: the registered token_endpoint_auth_method is the one used."""
+    secret = Client.objects.get(pk=jwt_client.client.pk)
+    assert jwt_client.secret
+    response = form_post(
+        HttpClient(),
+        "/oauth/token",
+        {"grant_type": "client_credentials"},
+        auth=basic_auth(secret.client_id, jwt_client.secret),
+    )
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_a_secret_client_cannot_authenticate_with_an_assertion(service_client):
+    key = new_key()
+    assert_invalid_client(
+        token_request(assertion(service_client.client_id, key)),
+        "no client registered for private_key_jwt has this client_id",
+    )
+
+
+def test_revocation_accepts_private_key_jwt_and_records_the_assertion(jwt_client, signing_key):
+    """RFC 7009 §2.1 with RFC 7523 client authentication; aud may name the revocation endpoint."""
+    access_token = token_request(assertion(jwt_client.client_id, signing_key)).json()["access_token"]
+    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver/oauth/revoke")
+    response = form_post(
+        HttpClient(),
+        "/oauth/revoke",
+        {"token": access_token, "client_assertion_type": ASSERTION_TYPE, "client_assertion": signed},
+    )
+    assert response.status_code == HTTPStatus.OK
+    (revoked,) = records("token.revoked")
+    assert revoked["evidence"] == {"client_assertion": signed}
+
+
+@pytest.fixture
+def jwks_server(signing_key) -> Iterator[str]:
+    document = json.dumps(public_set(signing_key)).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+def test_keys_can_be_registered_by_jwks_uri(db, signing_key, jwks_server):
+    """OIDC Dynamic Client Registration §2 jwks_uri: fetched, cached, and used like an inline set."""
+    issued = register_client(
+        name="svc",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks_uri=jwks_server,
+    )
+    response = token_request(assertion(issued.client.client_id, signing_key))
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"jwks": {}, "jwks_uri": ""}, "jwks"),
+        ({"jwks_uri": "http://keys.example.com/jwks"}, "jwks"),
+        ({"jwks": {"keys": [new_key().export_private(as_dict=True)]}}, "jwks"),
+        ({"jwks": {}, "jwks_uri": "http://keys.example.com/jwks"}, "jwks_uri"),
+        (
+            {
+                "client_type": Client.CLIENT_PUBLIC,
+                "authorization_grant_type": Client.GRANT_AUTHORIZATION_CODE,
+                "redirect_uris": "https://rp.example.com/cb",
+            },
+            "token_endpoint_auth_method",
+        ),
+    ],
+)
+def test_registration_needs_public_keys_of_a_confidential_client(jwt_client, changes, field):
+    client = jwt_client.client
+    for name, value in changes.items():
+        setattr(client, name, value)
+    with pytest.raises(ValidationError) as error:
+        client.clean()
+    assert field in error.value.message_dict
+
+
+def test_discovery_lists_private_key_jwt_and_its_algorithms(db):
+    """RFC 8414 §2 token_endpoint_auth_methods_supported and ..._auth_signing_alg_values_supported."""
+    metadata = HttpClient().get("/.well-known/openid-configuration").json()
+    for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
+        assert "private_key_jwt" in metadata[f"{endpoint}_auth_methods_supported"]
+        assert metadata[f"{endpoint}_auth_signing_alg_values_supported"] == [
+            "RS256",
+            "PS256",
+            "ES256",
+            "EdDSA",
+        ]
+
+
+def test_the_code_exchange_accepts_private_key_jwt(db, browser, signing_key):
+    """OIDC Core §9 at the token endpoint of the code flow: no client_id or secret, only the assertion."""
+    issued = register_client(
+        name="RP",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=[REDIRECT_URI],
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks=public_set(signing_key),
+    )
+    request = AuthorizationRequest(client_id=issued.client.client_id, redirect_uri=REDIRECT_URI)
+    code = authorize(browser, request)["code"]
+    signed = assertion(issued.client.client_id, signing_key)
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": request.verifier,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": signed,
+    }
+    response = form_post(HttpClient(), "/oauth/token", data)
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert "id_token" in response.json()
+    (issued_record,) = records("token.issued")
+    assert issued_record["grant_type"] == "authorization_code"
+    assert issued_record["evidence"] == {"client_assertion": signed}
+
+
+def test_introspection_accepts_private_key_jwt(jwt_client, signing_key):
+    """RFC 7662 §2.1 with RFC 7523 client authentication (aud: the introspection endpoint)."""
+    access_token = token_request(assertion(jwt_client.client_id, signing_key)).json()["access_token"]
+    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver/oauth/introspect")
+    response = form_post(
+        HttpClient(),
+        "/oauth/introspect",
+        {"token": access_token, "client_assertion_type": ASSERTION_TYPE, "client_assertion": signed},
+    )
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert response.json()["active"] is True
+
+
+def test_an_admin_registers_a_private_key_jwt_client_with_its_jwk_set(db, signing_key):
+    """The client form takes the method and the keys; a private key pasted by mistake is refused."""
+    from tests.factories import UserFactory
+
+    http = HttpClient()
+    http.force_login(UserFactory(is_staff=True, is_superuser=True))
+    form = {
+        "name": "Signed",
+        "client_type": Client.CLIENT_CONFIDENTIAL,
+        "authorization_grant_type": Client.GRANT_CLIENT_CREDENTIALS,
+        "algorithm": Client.RS256,
+        "token_endpoint_auth_method": Client.PRIVATE_KEY_JWT,
+        "jwks": json.dumps({"keys": [signing_key.export_private(as_dict=True)]}),
+        "_save": "Save",
+    }
+    refused = http.post("/admin/oauth/client/add/", form)
+    assert refused.status_code == HTTPStatus.OK and not Client.objects.filter(name="Signed").exists()
+    assert "no private key" in refused.content.decode()
+    form["jwks"] = json.dumps(public_set(signing_key))
+    assert http.post("/admin/oauth/client/add/", form).status_code == HTTPStatus.OK  # the credentials page
+    client = Client.objects.get(name="Signed")
+    assert token_request(assertion(client.client_id, signing_key)).status_code == HTTPStatus.OK
