@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.sessions.models import Session
@@ -141,11 +142,13 @@ def _factor_failed(request: HttpRequest, user: User, *, method: str, error: str)
     return _locked(user.email, request) or StepResult(error=error)
 
 
-def complete_sign_in(*, request: HttpRequest, user: User, method: str) -> None:
+def complete_sign_in(
+    *, request: HttpRequest, user: User, method: str, evidence: dict[str, Any] | None = None
+) -> None:
     """The second factor passed: log in with the factors of the pending state plus ``method``."""
     state = sessions.pending(request) or {"factors": ["pwd"]}
     amr = policy.amr_for([*state["factors"], method])
-    sign_in(request=request, user=user, amr=amr)
+    sign_in(request=request, user=user, amr=amr, evidence=evidence)
     throttling.record_success(email=user.email)
 
 
@@ -181,11 +184,14 @@ def verify_webauthn(
     except passkeys.WebAuthnFailed as exc:
         logger.info("accounts.webauthn_failed", extra={"user_id": str(user.pk), "reason": str(exc)})
         return _factor_failed(request, user, method="hwk", error=BAD_KEY)
-    complete_sign_in(request=request, user=user, method=passkeys.amr_of(credential))
+    proof = passkeys.evidence(credential=credential, credential_json=credential_json)
+    complete_sign_in(request=request, user=user, method=passkeys.amr_of(credential), evidence=proof)
     return StepResult(user=user)
 
 
-def sign_in(*, request: HttpRequest, user: User, amr: list[str]) -> None:
+def sign_in(
+    *, request: HttpRequest, user: User, amr: list[str], evidence: dict[str, Any] | None = None
+) -> None:
     """Start the SSO session: a new session id (``login`` rotates it) and the authentication context."""
     acr = policy.acr_for(amr)
     with transaction.atomic():
@@ -206,6 +212,7 @@ def sign_in(*, request: HttpRequest, user: User, amr: list[str]) -> None:
             sub=str(user.pk),
             amr=amr,
             acr=acr,
+            evidence=evidence,
             **ledger.request_metadata(request),
         )
     logger.info("accounts.signed_in", extra={"user_id": str(user.pk)})

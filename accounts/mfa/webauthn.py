@@ -155,5 +155,22 @@ def authenticate(*, user: User, credential_json: str, challenge: bytes) -> WebAu
     return stored
 
 
+def evidence(*, credential: WebAuthnCredential, credential_json: str) -> dict[str, Any]:
+    """The user's own signature over this sign-in, for its audit record (docs/audit-ledger.md).
+
+    WebAuthn §6.3.3/§7.2: ``signature`` signs ``authenticatorData || SHA-256(clientDataJSON)`` with the
+    credential's key; the COSE public key is kept alongside, so the record verifies without the database.
+    """
+    response = _parse(credential_json).get("response") or {}
+    names = ("authenticatorData", "clientDataJSON", "signature")
+    return {
+        "webauthn_assertion": {
+            "credential_id": credential.credential_id,
+            "public_key": bytes_to_base64url(bytes(credential.public_key)),
+            **{name: str(response[name]) for name in names if isinstance(response.get(name), str)},
+        }
+    }
+
+
 def amr_of(credential: WebAuthnCredential) -> str:
     return "swk" if credential.backed_up else "hwk"
