@@ -383,3 +383,33 @@ def test_an_admin_registers_a_private_key_jwt_client_with_its_jwk_set(db, signin
     assert http.post("/admin/oauth/client/add/", form).status_code == HTTPStatus.OK  # the credentials page
     client = Client.objects.get(name="Signed")
     assert token_request(assertion(client.client_id, signing_key)).status_code == HTTPStatus.OK
+
+
+def test_an_assertion_made_with_pyjwt_as_in_the_docs_is_accepted(db):
+    """Interop: the snippet of docs/integrating-a-client.md, with PyJWT and a PEM key, not jwcrypto."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = jwk.JWK.from_pem(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    kid = public.thumbprint()
+    issued = register_client(
+        name="svc",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks={"keys": [{**public.export_public(as_dict=True), "kid": kid}]},
+    )
+    now = int(time.time())
+    client_id = issued.client.client_id
+    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60}
+    signed = pyjwt.encode({**claims, "jti": uuid.uuid4().hex}, pem, algorithm="ES256", headers={"kid": kid})
+    assert token_request(signed).status_code == HTTPStatus.OK
