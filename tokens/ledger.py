@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -56,7 +56,13 @@ def _utc(at: datetime) -> str:
     return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def request_metadata(request: HttpRequest | None) -> dict[str, str]:
+class RequestMetadata(TypedDict, total=False):
+    ip: str
+    user_agent: str
+    request_id: str
+
+
+def request_metadata(request: HttpRequest | None) -> RequestMetadata:
     """``ip``, ``user_agent`` and ``request_id`` of a Django request, for ``append_record(**...)``."""
     if request is None:
         return {}
@@ -341,7 +347,7 @@ def verify_stored_ledger(*, now: datetime) -> Report:
         "leaf_index", "event", "client_id", "actor", "body"
     ):
         record = json.loads(body)
-        if (event, client_id, actor) != (
+        if index is not None and (event, client_id, actor) != (
             record["event"],
             record.get("client_id", "")[:255],
             record.get("sub", "")[:255],

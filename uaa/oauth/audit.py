@@ -18,7 +18,7 @@ from tokens import ledger
 from tokens.models import LedgerRecord
 
 
-def _metadata(request: OAuthlibRequest) -> dict[str, str]:
+def _metadata(request: OAuthlibRequest) -> ledger.RequestMetadata:
     headers = request.headers or {}
     return {"ip": headers.get("REMOTE_ADDR", ""), "user_agent": headers.get("HTTP_USER_AGENT", "")}
 
@@ -55,9 +55,9 @@ def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
     if request.grant_type == "refresh_token" and request.refresh_token:
         hashes["previous_refresh_token"] = ledger.sha256_hex(request.refresh_token)
     detail: dict[str, Any] = {}
-    id_token = getattr(request, "id_token", None)
-    if token.get("id_token") and getattr(id_token, "jti", None):
-        detail["id_token_jti"] = str(id_token.jti)
+    id_token_jti = getattr(getattr(request, "id_token", None), "jti", None)
+    if token.get("id_token") and id_token_jti:
+        detail["id_token_jti"] = str(id_token_jti)
     family = getattr(request, "uaa_refresh_token_family", None)
     if family:
         detail["refresh_token_family"] = str(family)
