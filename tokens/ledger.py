@@ -208,14 +208,17 @@ def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
     return head
 
 
-def seal_tree_head(*, now: datetime, force: bool = False) -> TreeHead | None:
-    """Seal every unsealed record (in batches, one signed head per batch); the last new head or ``None``.
+def seal_tree_head(*, now: datetime, force: bool = False, max_batches: int = 20) -> TreeHead | None:
+    """Seal the unsealed records, ``SEAL_BATCH`` at a time with one signed head per batch, for at most
+    ``max_batches`` batches (the next run carries on); the last new head, or ``None``.
 
     With nothing to seal no head is signed, unless ``force`` (a fresh timestamp on the same tree).
     """
     head = _seal_batch(now=now, force=force)
     latest = head
-    while head is not None and LedgerRecord.objects.unsealed().exists():
+    for _ in range(max_batches - 1):
+        if head is None or not LedgerRecord.objects.unsealed().exists():
+            break
         head = _seal_batch(now=now, force=False)
         latest = head or latest
     return latest

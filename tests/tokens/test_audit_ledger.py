@@ -158,6 +158,9 @@ def test_large_backlogs_are_sealed_in_batches_each_with_a_signed_head(db, monkey
     head = ledger.seal_tree_head(now=T0)
     assert head is not None and head.tree_size == 10
     assert list(TreeHead.objects.order_by("tree_size").values_list("tree_size", flat=True)) == [4, 8, 10]
+    append(9)
+    assert ledger.seal_tree_head(now=T0, max_batches=2).tree_size == 18  # one run is bounded ...
+    assert ledger.seal_tree_head(now=T0).tree_size == 19  # ... and the next carries on
     assert not LedgerRecord.objects.unsealed().exists()
     assert ledger.verify_stored_ledger(now=T0).ok
 
