@@ -96,6 +96,15 @@ def clear_pending(request: HttpRequest) -> None:
     request.session.pop(PENDING, None)
 
 
+def end_recorded_session(sender: object, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """``user_logged_out`` receiver: the session's ``SignIn`` record is marked ended."""
+    from accounts.models import SignIn
+
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        SignIn.objects.filter(session_key=key, ended_at=None).update(ended_at=timezone.now())
+
+
 # --- timeouts ---------------------------------------------------------------------------------------
 def expired(request: HttpRequest, *, now: float) -> str | None:
     """``"absolute"`` or ``"idle"`` when the signed-in session has run out, else ``None``."""
@@ -121,12 +130,7 @@ class SessionTimeoutMiddleware:
             reason = expired(request, now=now)
             if reason:
                 user_id = str(request.user.pk)
-                from accounts.models import SignIn
-
-                SignIn.objects.filter(session_key=request.session.session_key, ended_at=None).update(
-                    ended_at=timezone.now()
-                )
-                logout(request)
+                logout(request)  # end_recorded_session marks its SignIn ended
                 logger.info("accounts.session_expired", extra={"user_id": user_id, "reason": reason})
             elif now - float(request.session.get(LAST_SEEN, 0)) > LAST_SEEN_RESOLUTION:
                 request.session[LAST_SEEN] = now

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services, sessions
+from accounts import services, sessions, throttling
 from accounts.forms import BackupCodeForm, CodeForm, FactorForm, RenameForm, SignInForm, WebAuthnForm
 from accounts.mfa import enrollment, policy, recovery, totp
 from accounts.mfa import webauthn as passkeys
@@ -203,7 +203,10 @@ def mfa_enroll(request: HttpRequest) -> HttpResponse:
     next_url = state.get("next") if forced else reverse("accounts:security")
     error, status = None, HTTPStatus.OK
     device = totp.unconfirmed_device(user=user, device_id=request.session.get(TOTP_DEVICE))
-    if request.method == "POST":
+    wait = throttling.locked_for(email=user.email, ip=request.META.get("REMOTE_ADDR"))
+    if request.method == "POST" and wait:
+        error, status = throttling.lock_message(wait), HTTPStatus.TOO_MANY_REQUESTS
+    elif request.method == "POST":
         method = request.POST.get("method", "totp")
         enrolled_with: str | None = None
         if method == "webauthn":

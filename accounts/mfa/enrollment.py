@@ -29,9 +29,13 @@ def _record(event: str, *, user: User, request: HttpRequest | None, **detail: ob
 
 
 def confirm_totp(*, request: HttpRequest, user: User, device_id: int | None, code: str) -> bool:
-    """Enrollment ends with a first valid code from the new device (which also counts as used)."""
+    """Enrollment ends with a first valid code from the new device (which also counts as used).
+
+    A wrong code counts towards the account's and the IP's failure limits like any other code.
+    """
     device = totp.unconfirmed_device(user=user, device_id=device_id)
     if device is None or not totp.verify(device=device, code=code):
+        throttling.record_failure(email=user.email, ip=request.META.get("REMOTE_ADDR"))
         return False
     with transaction.atomic():
         device.confirmed = True

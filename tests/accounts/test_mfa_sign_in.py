@@ -125,3 +125,11 @@ def test_a_session_ends_at_its_absolute_limit_however_active(user, settings):
             assert http.get(HOME).status_code == HTTPStatus.OK
         clock.tick(timedelta(minutes=30))
         assert http.get(HOME).status_code == HTTPStatus.FOUND
+
+
+def test_rp_initiated_logout_also_closes_the_sign_in_record(code_flow, confidential_client, browser, user):
+    tokens = code_flow(confidential_client)["tokens"]
+    browser.get(
+        f"/oauth/logout?id_token_hint={tokens['id_token']}&post_logout_redirect_uri=https://rp.example.com/bye"
+    )
+    assert SignIn.objects.get(user=user).ended_at is not None

@@ -115,3 +115,13 @@ def test_an_admin_unlocks_a_locked_user(user, admin_client):
     )
     assert response.status_code == HTTPStatus.FOUND
     assert attempt(user.email, PASSWORD)["Location"] == MFA
+
+
+def test_wrong_codes_at_enrollment_count_too(db):
+    user = UserFactory(mfa=False)
+    http = HttpClient()
+    http.post(LOGIN, {"email": user.email, "password": PASSWORD})
+    http.get("/accounts/mfa/enroll")
+    statuses = [http.post("/accounts/mfa/enroll", {"code": "abcdef"}).status_code for _ in range(4)]
+    assert statuses == [HTTPStatus.BAD_REQUEST] * 3 + [HTTPStatus.TOO_MANY_REQUESTS]
+    assert b"Too many failed attempts" in http.post("/accounts/mfa/enroll", {"code": "123456"}).content

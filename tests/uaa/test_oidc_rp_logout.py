@@ -195,3 +195,20 @@ def test_logout_of_an_anonymous_visitor_with_a_valid_hint_still_redirects(signed
     )
     assert response.status_code == HTTPStatus.FOUND
     assert query_of(response["Location"])["state"] == "x"
+
+
+def test_an_id_token_of_an_earlier_session_does_not_end_the_current_one_silently(
+    code_flow, confidential_client, browser, user
+):
+    """RP-Initiated Logout §2: the OP MUST ask if the ID token does not belong to the current OP session;
+    the token's sid (OIDC Front-Channel Logout §3) names the session it was issued in."""
+    old = code_flow(confidential_client)["tokens"]["id_token"]
+    browser.post("/accounts/logout")
+    sign_in(browser, user)
+    response = browser.get(logout_url(id_token_hint=old, post_logout_redirect_uri=POST_LOGOUT))
+    assert response.status_code == HTTPStatus.OK  # the question, not a redirect
+    assert is_signed_in(browser)
+    current = code_flow(confidential_client)["tokens"]["id_token"]
+    response = browser.get(logout_url(id_token_hint=current, post_logout_redirect_uri=POST_LOGOUT))
+    assert response["Location"] == POST_LOGOUT
+    assert not is_signed_in(browser)

@@ -22,7 +22,8 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.mfa import policy
-from accounts.sessions import auth_context, current_acr, session_is_fresh
+from accounts.sessions import SID, auth_context, current_acr, session_is_fresh
+from tokens.formats import verify_jwt
 from tokens.introspection import introspect
 from uaa.oauth import consent
 from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
@@ -347,6 +348,17 @@ class LogoutView(CheckedParameters, RPInitiatedLogoutView):
         if client_id and not Client.objects.filter(client_id=client_id).exists():
             raise InvalidOIDCClientError()  # DOT would let Client.DoesNotExist become a 500
         return super().get_request_application(id_token, client_id)
+
+    def must_prompt(self, token_user: Any) -> bool:
+        """RP-Initiated Logout §2: the OP MUST ask when the ID token does not belong to the current OP
+        session; its ``sid`` tells which session it was issued in (OIDC Front-Channel Logout §3)."""
+        if super().must_prompt(token_user):
+            return True
+        if not self.request.user.is_authenticated:
+            return False  # no OP session to end
+        hint = self.request.GET.get("id_token_hint") or self.request.POST.get("id_token_hint") or ""
+        sid = (verify_jwt(hint) or {}).get("sid") if hint else None
+        return bool(sid) and sid != self.request.session.get(SID)
 
     def error_response(self, error: Any) -> HttpResponse:
         return render(
