@@ -39,7 +39,7 @@ def assert_page_headers(response):
     assert "object-src 'none'" in csp
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
     assert response["X-Frame-Options"] == "DENY"
-    # No Referer leaves for another origin; same-origin form POSTs keep their Origin (CSRF check, Fetch §3.2.5).
+    # No Referer to other origins; same-origin form POSTs keep their Origin (CSRF check, Fetch §3.2.5).
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Cache-Control"] == "no-store"
