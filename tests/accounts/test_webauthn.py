@@ -128,3 +128,30 @@ def test_a_synced_passkey_is_a_software_secured_key(db):
     )
     assert WebAuthnCredential.objects.get(user=user).backed_up is True
     assert http.session["uaa_amr"] == ["pwd", "swk", "mfa"]
+
+
+def test_a_signed_in_user_adds_a_passkey_from_the_security_page(browser, user):
+    """Adding a factor needs a recent sign-in (the browser fixture just signed in) and no new sign-in."""
+    authenticator = SoftAuthenticator()
+    page = browser.get(ENROLL)
+    assert page.status_code == HTTPStatus.OK
+    credential = authenticator.create(options_of(page))
+    response = browser.post(ENROLL, {"method": "webauthn", "credential": credential, "name": "Desk key"})
+    assert response.status_code == HTTPStatus.FOUND
+    assert WebAuthnCredential.objects.get(user=user).name == "Desk key"
+    assert "Desk key" in browser.get("/accounts/security").content.decode()
+
+
+def test_adding_a_factor_long_after_sign_in_asks_to_sign_in_again(user):
+    from datetime import timedelta
+
+    from freezegun import freeze_time
+
+    from tests.conftest import sign_in
+
+    with freeze_time("2030-01-01 09:00") as clock:
+        http = HttpClient()
+        sign_in(http, user)
+        clock.tick(timedelta(minutes=6))
+        response = http.get(ENROLL)
+    assert response["Location"] == f"{LOGIN}?next=%2Faccounts%2Fmfa%2Fenroll&reauth=1"
