@@ -133,31 +133,21 @@ def mfa_challenge(request: HttpRequest) -> HttpResponse:
     error, status = None, HTTPStatus.OK
     method = request.POST.get("method", "totp")
     if request.method == "POST":
-        result: services.StepResult | None = None
+        # Malformed input goes to the service as an empty value: refused, and counted like a wrong code.
         if method == "backup":
             form = BackupCodeForm(request.POST)
-            if form.is_valid():
-                result = services.verify_backup_code(
-                    request=request, user=user, code=form.cleaned_data["code"]
-                )
+            code = form.cleaned_data["code"] if form.is_valid() else ""
+            result = services.verify_backup_code(request=request, user=user, code=code)
         elif method == "webauthn":
             form = WebAuthnForm(request.POST)
-            challenge = _take_challenge(request)
-            if form.is_valid():
-                result = services.verify_webauthn(
-                    request=request,
-                    user=user,
-                    credential_json=form.cleaned_data["credential"],
-                    challenge=challenge,
-                )
+            credential = form.cleaned_data["credential"] if form.is_valid() else ""
+            result = services.verify_webauthn(
+                request=request, user=user, credential_json=credential, challenge=_take_challenge(request)
+            )
         else:
             form = CodeForm(request.POST)
-            if form.is_valid():
-                result = services.verify_totp(request=request, user=user, code=form.cleaned_data["code"])
-        if result is None:
-            result = services.StepResult(
-                error=services.BAD_CODE if method != "webauthn" else services.BAD_KEY
-            )
+            code = form.cleaned_data["code"] if form.is_valid() else ""
+            result = services.verify_totp(request=request, user=user, code=code)
         if result.user is not None:
             return _continue(request, state.get("next", ""))
         error = result.error

@@ -125,3 +125,19 @@ def test_wrong_codes_at_enrollment_count_too(db):
     statuses = [http.post("/accounts/mfa/enroll", {"code": "abcdef"}).status_code for _ in range(4)]
     assert statuses == [HTTPStatus.BAD_REQUEST] * 3 + [HTTPStatus.TOO_MANY_REQUESTS]
     assert b"Too many failed attempts" in http.post("/accounts/mfa/enroll", {"code": "123456"}).content
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"method": "totp", "code": "0" * 40},
+        {"method": "backup", "code": ""},
+        {"method": "webauthn", "credential": ""},
+        {"method": "webauthn", "credential": "x" * 20000},
+    ],
+)
+def test_malformed_second_factor_input_counts_like_a_wrong_code(user, data):
+    http = HttpClient()
+    http.post(LOGIN, {"email": user.email, "password": PASSWORD})
+    statuses = [http.post(MFA, data).status_code for _ in range(3)]
+    assert statuses == [HTTPStatus.BAD_REQUEST, HTTPStatus.BAD_REQUEST, HTTPStatus.TOO_MANY_REQUESTS]
