@@ -32,6 +32,14 @@ def ip_key(ip: str | None) -> str:
     return "ip:" + (ip or "unknown")[:64]
 
 
+def locked_until(*, email: str, now: datetime | None = None) -> datetime | None:
+    """When the account's lock ends (the admin's view), or ``None``."""
+    counter = ThrottleCounter.objects.filter(
+        key=account_key(email), locked_until__gt=now or timezone.now()
+    ).first()
+    return counter.locked_until if counter else None
+
+
 def _limits() -> dict[str, int]:
     return {"acct": settings.UAA_THROTTLE_ACCOUNT_FAILURES, "ip": settings.UAA_THROTTLE_IP_FAILURES}
 

@@ -127,3 +127,15 @@ def test_admin_reset_removes_every_factor_is_recorded_and_forces_enrollment(user
     assert reset["detail"]["totp"] == 1 and reset["detail"]["by"]
     http = HttpClient()
     assert http.post(LOGIN, {"email": user.email, "password": PASSWORD})["Location"] == "/accounts/mfa/enroll"
+
+
+def test_the_admin_user_page_shows_factors_backup_codes_and_the_lock(user, admin_client, settings):
+    from accounts import throttling
+
+    settings.UAA_THROTTLE_ACCOUNT_FAILURES = 1
+    recovery.generate_codes(user=user)
+    throttling.record_failure(email=user.email, ip="192.0.2.1")
+    page = admin_client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+    assert "authenticator app (Authenticator app)" in page
+    assert "Unused backup codes" in page
+    assert "not locked" not in page
