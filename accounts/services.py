@@ -62,7 +62,7 @@ def create_user(
 
 
 def _ip(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return throttling.client_ip(request)
 
 
 def _locked(email: str, request: HttpRequest) -> StepResult | None:

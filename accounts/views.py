@@ -193,7 +193,7 @@ def mfa_enroll(request: HttpRequest) -> HttpResponse:
     next_url = state.get("next") if forced else reverse("accounts:security")
     error, status = None, HTTPStatus.OK
     device = totp.unconfirmed_device(user=user, device_id=request.session.get(TOTP_DEVICE))
-    wait = throttling.locked_for(email=user.email, ip=request.META.get("REMOTE_ADDR"))
+    wait = throttling.locked_for(email=user.email, ip=throttling.client_ip(request))
     if request.method == "POST" and wait:
         error, status = throttling.lock_message(wait), HTTPStatus.TOO_MANY_REQUESTS
     elif request.method == "POST":

@@ -199,6 +199,9 @@ UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures ar
 UAA_THROTTLE_ACCOUNT_FAILURES = env.int("UAA_THROTTLE_ACCOUNT_FAILURES", default=10)  # per e-mail address
 UAA_THROTTLE_IP_FAILURES = env.int("UAA_THROTTLE_IP_FAILURES", default=50)  # per client IP address
 UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a lock lasts
+# Reverse proxies in front of UAA that append the client's address to X-Forwarded-For (0: none, use the
+# peer address). Behind one proxy set 1, or every user shares the proxy's address and its IP limit.
+UAA_TRUSTED_PROXIES = env.int("UAA_TRUSTED_PROXIES", default=0)
 
 # Tokens and keys.
 UAA_ACCESS_TOKEN_LIFETIME = env.int("UAA_ACCESS_TOKEN_LIFETIME", default=600)

@@ -35,7 +35,7 @@ def confirm_totp(*, request: HttpRequest, user: User, device_id: int | None, cod
     """
     device = totp.unconfirmed_device(user=user, device_id=device_id)
     if device is None or not totp.verify(device=device, code=code):
-        throttling.record_failure(email=user.email, ip=request.META.get("REMOTE_ADDR"))
+        throttling.record_failure(email=user.email, ip=throttling.client_ip(request))
         return False
     with transaction.atomic():
         device.confirmed = True

@@ -141,3 +141,29 @@ def test_malformed_second_factor_input_counts_like_a_wrong_code(user, data):
     http.post(LOGIN, {"email": user.email, "password": PASSWORD})
     statuses = [http.post(MFA, data).status_code for _ in range(3)]
     assert statuses == [HTTPStatus.BAD_REQUEST, HTTPStatus.BAD_REQUEST, HTTPStatus.TOO_MANY_REQUESTS]
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_counted(settings, user):
+    """Behind one reverse proxy every request comes from the proxy's address; the client's is the last
+    X-Forwarded-For entry, and entries left of it (which the client can write) are ignored."""
+    settings.UAA_TRUSTED_PROXIES = 1
+    for n in range(5):
+        HttpClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 198.51.100.66").post(
+            LOGIN, {"email": f"nobody{n}@example.com", "password": WRONG}
+        )
+    keys = set(ThrottleCounter.objects.filter(key__startswith="ip:").values_list("key", flat=True))
+    assert keys == {"ip:198.51.100.66"}
+    neighbour = HttpClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.67")
+    response = neighbour.post(LOGIN, {"email": user.email, "password": PASSWORD})
+    assert response["Location"] == MFA  # the proxy's other users are not locked out
+    spoofed = HttpClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="not-an-ip")
+    assert spoofed.post(LOGIN, {"email": user.email, "password": PASSWORD})["Location"] == MFA
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(user):
+    for n in range(5):
+        HttpClient(REMOTE_ADDR="192.0.2.9", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").post(
+            LOGIN, {"email": f"nobody{n}@example.com", "password": WRONG}
+        )
+    locked = HttpClient(REMOTE_ADDR="192.0.2.9", HTTP_X_FORWARDED_FOR="203.0.113.200")
+    assert locked.post(LOGIN, {"email": user.email, "password": PASSWORD}).status_code == 429
