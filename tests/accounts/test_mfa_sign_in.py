@@ -133,3 +133,20 @@ def test_rp_initiated_logout_also_closes_the_sign_in_record(code_flow, confident
         f"/oauth/logout?id_token_hint={tokens['id_token']}&post_logout_redirect_uri=https://rp.example.com/bye"
     )
     assert SignIn.objects.get(user=user).ended_at is not None
+
+
+def test_a_user_sent_to_enrollment_cannot_skip_to_the_client(client, db, confidential_client):
+    """Forced enrollment: until a factor is set up, the authorization request still asks for sign-in."""
+    from tests.conftest import ENROLL, REDIRECT_URI
+    from tests.oauth_client import AuthorizationRequest, query_of
+
+    user = UserFactory(mfa=False)
+    request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
+    response = client.post(LOGIN, {"email": user.email, "password": PASSWORD, "next": request.url()})
+    assert response["Location"] == ENROLL
+    skipped = client.get(request.url())
+    assert skipped.status_code == HTTPStatus.FOUND
+    assert skipped["Location"].startswith(LOGIN + "?next=")
+    silent = query_of(client.get(request.url(prompt="none"))["Location"])
+    assert silent["error"] == "login_required"
+    assert "code" not in silent
