@@ -135,18 +135,18 @@ def mfa_challenge(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         # Malformed input goes to the service as an empty value: refused, and counted like a wrong code.
         if method == "backup":
-            form = BackupCodeForm(request.POST)
-            code = form.cleaned_data["code"] if form.is_valid() else ""
+            backup = BackupCodeForm(request.POST)
+            code = backup.cleaned_data["code"] if backup.is_valid() else ""
             result = services.verify_backup_code(request=request, user=user, code=code)
         elif method == "webauthn":
-            form = WebAuthnForm(request.POST)
-            credential = form.cleaned_data["credential"] if form.is_valid() else ""
+            passkey = WebAuthnForm(request.POST)
+            credential = passkey.cleaned_data["credential"] if passkey.is_valid() else ""
             result = services.verify_webauthn(
                 request=request, user=user, credential_json=credential, challenge=_take_challenge(request)
             )
         else:
-            form = CodeForm(request.POST)
-            code = form.cleaned_data["code"] if form.is_valid() else ""
+            typed = CodeForm(request.POST)
+            code = typed.cleaned_data["code"] if typed.is_valid() else ""
             result = services.verify_totp(request=request, user=user, code=code)
         if result.user is not None:
             return _continue(request, state.get("next", ""))
@@ -200,24 +200,24 @@ def mfa_enroll(request: HttpRequest) -> HttpResponse:
         method = request.POST.get("method", "totp")
         enrolled_with: str | None = None
         if method == "webauthn":
-            form = WebAuthnForm(request.POST)
+            passkey = WebAuthnForm(request.POST)
             challenge = _take_challenge(request)
             try:
-                if not form.is_valid():
+                if not passkey.is_valid():
                     raise passkeys.WebAuthnFailed("malformed form")
                 credential = enrollment.register_webauthn(
                     request=request,
                     user=user,
-                    credential_json=form.cleaned_data["credential"],
+                    credential_json=passkey.cleaned_data["credential"],
                     challenge=challenge,
-                    name=form.cleaned_data["name"],
+                    name=passkey.cleaned_data["name"],
                 )
                 enrolled_with = passkeys.amr_of(credential)
             except passkeys.WebAuthnFailed:
                 error = services.BAD_KEY
         else:
-            form = CodeForm(request.POST)
-            code = form.cleaned_data["code"] if form.is_valid() else ""
+            typed = CodeForm(request.POST)
+            code = typed.cleaned_data["code"] if typed.is_valid() else ""
             if device is not None and enrollment.confirm_totp(
                 request=request, user=user, device_id=device.pk, code=code
             ):
@@ -279,14 +279,14 @@ def mfa_step_up(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET"])
 def security(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user: User = request.user  # type: ignore[assignment]  # login_required
     return render(
         request,
         "accounts/security.html",
         {
-            "totp_devices": totp.confirmed_devices(user),  # type: ignore[arg-type]
+            "totp_devices": totp.confirmed_devices(user),
             "credentials": list(WebAuthnCredential.objects.filter(user=user)),
-            "backup_codes_left": recovery.remaining(user),  # type: ignore[arg-type]
+            "backup_codes_left": recovery.remaining(user),
             "sign_ins": list(SignIn.objects.filter(user=user)[:10]),
             "current_session": request.session.session_key,
             "recent": _recently_signed_in(request),
