@@ -55,6 +55,15 @@ def _apply_context(request: OAuthlibRequest, source: AuthorizationCode | Redeeme
     request.uaa_sid = source.session_id
 
 
+def lock_for_redemption(*, code: str) -> None:
+    """Lock the code's row for the rest of the token request's transaction (uaa.oauth.views.TokenView).
+
+    Two requests redeeming one code at the same moment are serialized: the second finds the code spent
+    and is handled as a replay (RFC 6749 §4.1.2), instead of both minting tokens.
+    """
+    list(AuthorizationCode.objects.select_for_update().filter(code=code).values_list("pk", flat=True))
+
+
 def load_auth_context(*, code: str, client: Any, request: OAuthlibRequest) -> None:
     grant = AuthorizationCode.objects.filter(code=code, application=client).first()
     if grant is not None:

@@ -97,6 +97,7 @@ class UAAOAuth2Validator(OAuth2Validator):
                 description="code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636).",
                 request=request,
             )
+        codes.lock_for_redemption(code=code)  # concurrent redemptions of one code queue up here
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)
             self._resolve_resources(request)

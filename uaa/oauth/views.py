@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -90,7 +91,10 @@ class TokenView(DOTTokenView):
             raise InvalidRequest("The grant_type parameter is required.")
         if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
             raise UnsupportedGrantType()
-        return super().post(request, *args, **kwargs)
+        # One transaction for the whole grant: the code is spent, the tokens, the ID token and their
+        # ledger records are written, or none of it is.
+        with transaction.atomic():
+            return super().post(request, *args, **kwargs)
 
 
 class AuthorizeView(CheckedParameters, AuthorizationView):
