@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import transaction
 
 from tokens import ledger
-from tokens.keys import configured_keks, rewrap_data_key, unwrap_private_key, wrap_private_key
+from tokens.keys import configured_keks, rewrap_keys, unwrap_private_key, wrap_private_key
 from tokens.models import AuditKey, LedgerRecord
 from tokens.verifier import b64url, jwk_thumbprint
 
@@ -86,18 +86,7 @@ def audit_jwks() -> dict[str, list[dict[str, object]]]:
 
 def rewrap_audit_keys() -> int:
     """Re-wrap every audit key's data key under the current KEK (``manage.py rewrap_signing_keys``)."""
-    current = configured_keks()[0]
-    count = 0
-    for key_id in AuditKey.objects.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
-        with transaction.atomic():
-            key = AuditKey.objects.select_for_update().get(pk=key_id)
-            if key.kek_id == current.kek_id:
-                continue
-            key.wrapped_data_key = rewrap_data_key(key, current)
-            key.kek_id = current.kek_id
-            key.save(update_fields=["wrapped_data_key", "kek_id"])
-            count += 1
-    return count
+    return rewrap_keys(AuditKey)
 
 
 def verify_audit_keys() -> int:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, models, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 
@@ -259,19 +259,17 @@ def verify_stored_keys() -> int:
     return count
 
 
-def rewrap_signing_keys() -> int:
-    """Re-wrap every stored private key under the current (first) KEK; older KEKs must still be configured.
+def rewrap_keys(model: type[models.Model]) -> int:
+    """Re-wrap every stored private key of ``model`` (signing or audit keys) under the current KEK.
 
-    Each key's data key is re-encrypted in its own small transaction; the private key itself is untouched,
-    so signing and verification continue throughout.
+    Older KEKs must still be configured. Each key's data key is re-encrypted in its own small
+    transaction; the private key itself is untouched, so signing and verification continue throughout.
     """
-    from django.db import transaction
-
     current = configured_keks()[0]
     count = 0
-    for key_id in SigningKey.objects.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
+    for key_id in model._default_manager.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
         with transaction.atomic():
-            key = SigningKey.objects.select_for_update().get(pk=key_id)
+            key = model._default_manager.select_for_update().get(pk=key_id)
             if key.kek_id == current.kek_id:
                 continue
             key.wrapped_data_key = rewrap_data_key(key, current)
@@ -279,3 +277,8 @@ def rewrap_signing_keys() -> int:
             key.save(update_fields=["wrapped_data_key", "kek_id"])
             count += 1
     return count
+
+
+def rewrap_signing_keys() -> int:
+    """Re-wrap every signing key under the current (first) KEK."""
+    return rewrap_keys(SigningKey)
