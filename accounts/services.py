@@ -194,8 +194,11 @@ def sign_in(
 ) -> None:
     """Start the SSO session: a new session id (``login`` rotates it) and the authentication context."""
     acr = policy.acr_for(amr)
+    previous = request.session.session_key
     with transaction.atomic():
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        # A sign-in again in the same browser (step-up, prompt=login) supersedes the earlier record.
+        SignIn.objects.filter(session_key=previous, ended_at=None).update(ended_at=timezone.now())
         sessions.start(request, amr=amr, acr=acr)
         if request.session.session_key is None:
             request.session.save()

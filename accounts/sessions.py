@@ -72,13 +72,23 @@ def auth_context(request: HttpRequest) -> dict[str, Any]:
 # --- the half-finished sign-in ---------------------------------------------------------------------
 def begin_pending(request: HttpRequest, *, user_id: str, factors: list[str], next_url: str) -> None:
     """Password (or an earlier sign-in) done: remember who, what and where to, under a new session id."""
+    previous = request.session.session_key
     request.session.cycle_key()
+    follow_session_key(previous=previous, current=request.session.session_key)
     request.session[PENDING] = {
         "user": user_id,
         "factors": list(factors),
         "next": next_url,
         "since": time.time(),
     }
+
+
+def follow_session_key(*, previous: str | None, current: str | None) -> None:
+    """A signed-in session got a new id: its sign-in record follows it, so "sign out everywhere" finds it."""
+    if previous and current and previous != current:
+        from accounts.models import SignIn
+
+        SignIn.objects.filter(session_key=previous, ended_at=None).update(session_key=current)
 
 
 def pending(request: HttpRequest) -> dict[str, Any] | None:

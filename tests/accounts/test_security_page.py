@@ -139,3 +139,24 @@ def test_the_admin_user_page_shows_factors_backup_codes_and_the_lock(user, admin
     assert "authenticator app (Authenticator app)" in page
     assert "Unused backup codes" in page
     assert "not locked" not in page
+
+
+def test_sign_out_everywhere_reaches_a_session_whose_id_changed_at_an_abandoned_step_up(user, settings):
+    """The session id changes when a step-up starts; the sign-in record follows it even if the user
+    never finishes, so "sign out everywhere" still ends that session."""
+    laptop = HttpClient()
+    sign_in(laptop, user)
+    laptop.get("/accounts/mfa/step-up?next=/accounts/")  # new session id, second factor never sent
+    assert laptop.get("/accounts/").status_code == HTTPStatus.OK  # still signed in as before
+    assert SignIn.objects.get(user=user, ended_at=None).session_key == laptop.cookies["uaa_session"].value
+    phone = HttpClient()
+    sign_in(phone, user)
+    phone.post(f"{SECURITY}/sign-out-everywhere")
+    assert laptop.get("/accounts/").status_code == HTTPStatus.FOUND
+
+
+def test_signing_in_again_in_the_same_browser_supersedes_the_earlier_record(browser, user):
+    sign_in(browser, user)  # e.g. prompt=login
+    (current,) = SignIn.objects.filter(user=user, ended_at=None)
+    assert current.session_key == browser.cookies["uaa_session"].value
+    assert SignIn.objects.filter(user=user).count() == 2
