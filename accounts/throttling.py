@@ -13,7 +13,6 @@ like a real one, so the lock message does not tell whether an account exists (OW
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from datetime import datetime, timedelta
 
@@ -24,22 +23,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import ThrottleCounter
+from uaa.clientip import client_address
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's address: ``REMOTE_ADDR``, or behind ``UAA_TRUSTED_PROXIES`` reverse proxies the
-    address the outermost of them saw (that many entries from the right of ``X-Forwarded-For``; entries
-    further left are the client's own claims and are ignored)."""
-    hops = settings.UAA_TRUSTED_PROXIES
-    if hops > 0:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [part for part in forwarded if part]
-        if len(forwarded) >= hops:
-            try:
-                return str(ipaddress.ip_address(forwarded[-hops]))
-            except ValueError:
-                pass
-    return request.META.get("REMOTE_ADDR", "")
+    """The client's address (uaa.clientip: honours ``UAA_TRUSTED_PROXIES``)."""
+    return client_address(request.META)
 
 
 def account_key(email: str) -> str:

@@ -39,6 +39,7 @@ from tokens.verifier import (
     tree_head_message,
     verify_ledger,
 )
+from uaa.clientip import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def request_metadata(request: HttpRequest | None) -> RequestMetadata:
     if request is None:
         return {}
     return {
-        "ip": request.META.get("REMOTE_ADDR", ""),
+        "ip": client_address(request.META),
         "user_agent": request.META.get("HTTP_USER_AGENT", ""),
         "request_id": getattr(request, "request_id", ""),
     }

@@ -16,11 +16,12 @@ from oauthlib.common import Request as OAuthlibRequest
 
 from tokens import ledger
 from tokens.models import LedgerRecord
+from uaa.clientip import client_address
 
 
 def _metadata(request: OAuthlibRequest) -> ledger.RequestMetadata:
     headers = request.headers or {}
-    return {"ip": headers.get("REMOTE_ADDR", ""), "user_agent": headers.get("HTTP_USER_AGENT", "")}
+    return {"ip": client_address(headers), "user_agent": headers.get("HTTP_USER_AGENT", "")}
 
 
 def _sub(user: Any) -> str:

@@ -28,6 +28,7 @@ from jwcrypto.common import JWException
 
 from tokens import ledger
 from tokens.models import LedgerRecord
+from uaa.clientip import client_address
 from uaa.oauth.models import Client, SpentAssertion
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def record_rejection(*, assertion: str, reason: str, request_headers: Any) -> No
         client_id=claimed,
         hashes={"client_assertion": ledger.sha256_hex(assertion)} if assertion else {},
         detail={"method": Client.PRIVATE_KEY_JWT, "reason": reason},
-        ip=headers.get("REMOTE_ADDR", ""),
+        ip=client_address(headers),
         user_agent=headers.get("HTTP_USER_AGENT", ""),
     )
     logger.info("oauth.client_assertion_rejected", extra={"client_id": claimed, "reason": reason})
