@@ -11,7 +11,6 @@ urlpatterns = [
     path("mfa", views.mfa_challenge, name="mfa"),
     path("mfa/enroll", views.mfa_enroll, name="mfa_enroll"),
     path("mfa/step-up", views.mfa_step_up, name="mfa_step_up"),
-    path("mfa/backup-codes", views.backup_codes, name="backup_codes"),
     path("security", views.security, name="security"),
     path("security/factors/remove", views.remove_factor, name="remove_factor"),
     path("security/factors/rename", views.rename_factor, name="rename_factor"),

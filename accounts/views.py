@@ -31,8 +31,6 @@ EXPIRED = "Your sign-in took too long or was started in another browser. Sign in
 REAUTH = "Sign in again to change your security settings."
 TOTP_DEVICE = "uaa_totp_device"
 CHALLENGE = "uaa_webauthn_challenge"
-SHOW_CODES = "uaa_show_codes"
-AFTER_CODES = "uaa_after_codes"
 
 
 def _next_url(request: HttpRequest, candidate: str | None = None) -> str:
@@ -230,9 +228,7 @@ def mfa_enroll(request: HttpRequest) -> HttpResponse:
             if forced:
                 services.complete_sign_in(request=request, user=user, method=enrolled_with)
             if codes:
-                request.session[SHOW_CODES] = codes
-                request.session[AFTER_CODES] = next_url
-                return redirect("accounts:backup_codes")
+                return _show_backup_codes(request, codes, next_url or "")
             return _continue(request, next_url or "")
         status = HTTPStatus.BAD_REQUEST
     if device is None or request.method == "GET":
@@ -255,14 +251,12 @@ def mfa_enroll(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
-@never_cache
-@require_http_methods(["GET"])
-def backup_codes(request: HttpRequest) -> HttpResponse:
-    """New backup codes, shown once: a reload shows that they were already shown."""
-    codes = request.session.pop(SHOW_CODES, None)
-    next_url = _next_url(request, request.session.pop(AFTER_CODES, None) or request.GET.get("next", ""))
-    return render(request, "accounts/backup_codes.html", {"codes": codes, "next": next_url})
+def _show_backup_codes(request: HttpRequest, codes: list[str], next_url: str) -> HttpResponse:
+    """New backup codes, shown once: rendered in the response to the request that made them, never kept
+    in the session or anywhere else in the clear (only their digests are stored)."""
+    return render(
+        request, "accounts/backup_codes.html", {"codes": codes, "next": _next_url(request, next_url)}
+    )
 
 
 # --- step-up: a signed-in user needs a second factor ----------------------------------------------
@@ -338,9 +332,8 @@ def rename_factor(request: HttpRequest) -> HttpResponse:
 def regenerate_backup_codes(request: HttpRequest) -> HttpResponse:
     if (again := _security_change(request)) is not None:
         return again
-    request.session[SHOW_CODES] = enrollment.new_backup_codes(request=request, user=request.user)  # type: ignore[arg-type]
-    request.session[AFTER_CODES] = reverse("accounts:security")
-    return redirect("accounts:backup_codes")
+    codes = enrollment.new_backup_codes(request=request, user=request.user)  # type: ignore[arg-type]
+    return _show_backup_codes(request, codes, reverse("accounts:security"))
 
 
 @login_required

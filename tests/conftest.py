@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.http import HttpResponseRedirect
 from django.test import Client as HttpClient
 
 from tests.factories import PASSWORD, UserFactory, totp_code
@@ -52,7 +55,13 @@ def enroll_totp(http: HttpClient, user: Any) -> Any:
     data = {"method": "totp", "code": code}
     if "uaa_csrf" in http.cookies:
         data["csrfmiddlewaretoken"] = http.cookies["uaa_csrf"].value
-    return http.post(ENROLL, data)
+    response = http.post(ENROLL, data)
+    # The first backup codes are shown in that response; its "continue" link leads where the sign-in was
+    # going. Hand that on as the redirect a user's click amounts to.
+    found = re.search(r'href="([^"]*)" id="continue"', response.content.decode())
+    if response.status_code == 200 and found:
+        return HttpResponseRedirect(html.unescape(found.group(1)))
+    return response
 
 
 @dataclass

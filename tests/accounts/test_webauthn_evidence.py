@@ -33,7 +33,8 @@ def passkey_user(db):
     http.post(LOGIN, {"email": user.email, "password": PASSWORD})
     credential = authenticator.create(options_of(http.get(ENROLL)))
     response = http.post(ENROLL, {"method": "webauthn", "credential": credential, "name": "Laptop"})
-    assert response.status_code == HTTPStatus.FOUND
+    assert response.status_code == HTTPStatus.OK  # enrolled: the first backup codes are shown
+    assert b'id="backup-codes"' in response.content
     return user, authenticator
 
 
