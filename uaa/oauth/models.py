@@ -16,6 +16,8 @@ from jwcrypto import jwk
 from jwcrypto.common import JWException
 from oauth2_provider.models import AbstractApplication, AbstractGrant
 
+from uaa.oauth import rfc8252
+
 
 class Client(AbstractApplication):
     """An OAuth client. Redirect URIs match exactly; PKCE S256 is required for every code grant."""
@@ -80,6 +82,24 @@ class Client(AbstractApplication):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
         ordering = ["-created"]
         verbose_name = "client"
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        """RFC 8252 §7.3: any loopback port for native (public) clients only, else exact (RFC 9700 §4.1.3)."""
+        return rfc8252.is_registered(
+            uri=uri,
+            registered=self.redirect_uris.split(),
+            any_loopback_port=self.client_type == self.CLIENT_PUBLIC,
+            client_id=self.client_id,
+        )
+
+    def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
+        """OIDC RP-Initiated Logout §3: a registered URI, compared exactly (port included) for all."""
+        return rfc8252.is_registered(
+            uri=uri,
+            registered=self.post_logout_redirect_uris.split(),
+            any_loopback_port=False,
+            client_id=self.client_id,
+        )
 
     @property
     def jwk_key(self) -> None:  # pragma: no cover - guarded: our validator signs with tokens.keys
