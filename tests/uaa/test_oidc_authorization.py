@@ -333,6 +333,84 @@ def test_prompt_consent_asks_again_despite_remembered_consent(browser, request_f
     assert "form" in response.context
 
 
+# Attacker: a client's user is fooled, or a client needs fresh consent (new terms, a sensitive scope),
+# and sends prompt=consent. Whether the browser was signed in or not, the user must see the consent page:
+# a remembered consent or a trusted client must not skip it because sign-in came first.
+
+
+@pytest.fixture
+def remembered_consent(request_for, user, password):
+    """The user granted the client its scopes earlier, in another browser."""
+    other = HttpClient()
+    sign_in(other, user, password)
+    authorize(other, request_for())
+    assert Consent.objects.filter(user=user).exists()
+
+
+def _signed_out_through_sign_in(http, url, user, password):
+    """Open ``url`` signed out, sign in (password, then TOTP) and follow the way back; the final page."""
+    response = http.get(url)
+    assert response.status_code == HTTPStatus.FOUND
+    response = sign_in(http, user, password, next_url=next_of(response))
+    return http.get(response["Location"])
+
+
+def test_prompt_consent_survives_sign_in_despite_remembered_consent(
+    client, request_for, user, password, remembered_consent
+):
+    """OIDC Core §3.1.2.1 prompt=consent: the Authorization Server SHOULD prompt the End-User for consent
+    before returning information to the Client; signing in first does not answer that prompt."""
+    request = request_for()
+    page = _signed_out_through_sign_in(client, request.url(prompt="consent"), user, password)
+    assert page.status_code == HTTPStatus.OK
+    assert page.templates[0].name == "oauth/consent.html"
+    params = query_of(allow(client, page)["Location"])
+    assert params["code"]
+    assert params["state"] == request.state
+
+
+def test_prompt_consent_survives_sign_in_for_a_trusted_client(
+    client, request_for, trusted_client, user, password
+):
+    """OIDC Core §3.1.2.1 prompt=consent overrides the trusted-client shortcut, for a signed-out user too."""
+    page = _signed_out_through_sign_in(
+        client, request_for(trusted_client).url(prompt="consent"), user, password
+    )
+    assert page.status_code == HTTPStatus.OK
+    assert page.templates[0].name == "oauth/consent.html"
+
+
+def test_prompt_consent_is_kept_in_the_way_back_from_sign_in(client, request_for):
+    """OIDC Core §3.1.2.1: only the login value is answered by the sign-in; consent is still to be asked."""
+    resumed = next_of(client.get(request_for().url(prompt="consent")))
+    assert query_of(resumed)["prompt"] == "consent"
+
+
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_prompt_login_consent_asks_for_both(request_for, user, password, remembered_consent, signed_in):
+    """OIDC Core §3.1.2.1: prompt is a space-delimited list; "login consent" asks to re-authenticate and then
+    for consent. The sign-in answers login (no loop back to it), consent is still asked."""
+    http = HttpClient()
+    if signed_in:
+        sign_in(http, user, password)
+    response = http.get(request_for().url(prompt="login consent"))
+    resumed = next_of(response)
+    assert query_of(resumed)["prompt"] == "consent"
+    response = sign_in(http, user, password, next_url=resumed)
+    page = http.get(response["Location"])
+    assert page.status_code == HTTPStatus.OK
+    assert page.templates[0].name == "oauth/consent.html"
+
+
+def test_without_prompt_consent_remembered_consent_still_skips_the_page_after_sign_in(
+    client, request_for, user, password, remembered_consent
+):
+    """OIDC Core §3.1.2.4: consent established by prior interaction is reused when nobody asks again."""
+    response = _signed_out_through_sign_in(client, request_for().url(), user, password)
+    assert response.status_code == HTTPStatus.FOUND
+    assert query_of(response["Location"])["code"]
+
+
 def test_trusted_client_skips_consent(browser, request_for, trusted_client, user):
     """DESIGN: consent is skipped for first-party clients marked trusted."""
     request = request_for(trusted_client)

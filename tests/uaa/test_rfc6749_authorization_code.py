@@ -248,6 +248,94 @@ def test_user_denying_consent_is_access_denied_at_the_registered_uri(browser, co
     assert "code" not in params
 
 
+# --- before sign-in: the request is checked first -------------------------------------------------
+#
+# Attacker: anyone who can send a victim a link. With a bogus client_id or redirect_uri, UAA's own
+# sign-in page must not be the landing page of a phishing link (RFC 6749 §10.15), and no error may be
+# sent to an unregistered URI (§4.1.2.1). A signed-out browser gets the error page at once.
+
+
+def _assert_not_sent_to_sign_in(response):
+    assert "/accounts/login" not in response.get("Location", "")
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://evil.example.com/callback",
+        "https://rp.example.com/callback/",
+        "https://rp.example.com.evil.example/callback",
+        "javascript:alert(1)",
+        None,
+    ],
+)
+def test_signed_out_link_with_an_unregistered_redirect_uri_gets_the_error_page(
+    client, confidential_client, redirect_uri
+):
+    """RFC 6749 §4.1.2.1: if the redirection URI is missing, invalid or mismatching, the server SHOULD
+    inform the resource owner and MUST NOT redirect; §10.15: no open redirector. Checked before sign-in."""
+    request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
+    response = client.get(request.url(redirect_uri=redirect_uri))
+    _assert_not_sent_to_sign_in(response)
+    _assert_error_page_without_redirect(response)
+    assert b"evil.example" not in response.content
+
+
+@pytest.mark.parametrize("client_id", ["no-such-client", None, "", "x" * 300])
+def test_signed_out_link_with_an_unknown_client_id_gets_the_error_page(client, db, client_id):
+    """RFC 6749 §4.1.2.1: if the client identifier is missing or invalid, the server SHOULD inform the
+    resource owner and MUST NOT redirect; nobody is asked to sign in for a client that does not exist."""
+    request = AuthorizationRequest(client_id="placeholder", redirect_uri=REDIRECT_URI)
+    response = client.get(request.url(client_id=client_id))
+    _assert_not_sent_to_sign_in(response)
+    _assert_error_page_without_redirect(response)
+
+
+def test_signed_out_link_for_a_client_credentials_client_gets_the_error_page(client, service_client):
+    """RFC 6749 §4.1.2.1: a client with no registered redirect URI has nowhere to receive an error."""
+    request = AuthorizationRequest(client_id=service_client.client_id, redirect_uri=REDIRECT_URI)
+    response = client.get(request.url())
+    _assert_not_sent_to_sign_in(response)
+    _assert_error_page_without_redirect(response)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"scope": "openid bogus"}, "invalid_scope"),
+        ({"response_type": "bogus"}, "unsupported_response_type"),
+        ({"response_type": None}, "invalid_request"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"max_age": "soon"}, "invalid_request"),
+        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
+    ],
+)
+def test_signed_out_request_errors_go_to_the_client_before_sign_in(
+    client, confidential_client, overrides, error
+):
+    """RFC 6749 §4.1.2.1: for reasons other than the redirect URI or client, the server informs the client
+    at its redirect URI, with state; RFC 9207 §2: and iss. The user is not asked to sign in for a request
+    that cannot succeed (OIDC Core §3.1.2.6)."""
+    request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
+    response = client.get(request.url(**overrides))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith(REDIRECT_URI + "?")
+    params = query_of(response["Location"])
+    assert params["error"] == error
+    assert params["state"] == request.state
+    assert params["iss"] == "http://testserver"
+    assert "code" not in params
+
+
+def test_signed_out_valid_request_is_sent_to_sign_in(client, confidential_client):
+    """OIDC Core §3.1.2.3: a valid request from a signed-out browser goes on to authentication."""
+    request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
+    response = client.get(request.url())
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"].startswith("/accounts/login?")
+
+
 # --- the redirect URI at the token endpoint -----------------------------------------------------------
 
 

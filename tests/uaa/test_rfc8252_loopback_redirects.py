@@ -77,6 +77,14 @@ def test_confidential_client_at_its_registered_loopback_port_gets_a_code(browser
     assert response.status_code == HTTPStatus.OK, response.content
 
 
+def test_signed_out_browser_gets_the_error_page_for_another_loopback_port(client, loopback_web_client):
+    """RFC 6749 §4.1.2.1: the redirect URI is checked before anyone is asked to sign in."""
+    request = AuthorizationRequest(
+        client_id=loopback_web_client.client_id, redirect_uri="http://127.0.0.1:3102/callback"
+    )
+    _assert_error_page_without_redirect(client.get(request.url()))
+
+
 @pytest.mark.parametrize(
     "redirect_uri",
     ["http://127.0.0.1:49152/callback", "http://127.0.0.1/callback", "http://[::1]:50001/callback"],

@@ -62,6 +62,45 @@ def _max_age(request: HttpRequest) -> int | None:
     return int(value)
 
 
+def _refuse(credentials: dict[str, Any], error: oauthlib_errors.OAuth2Error) -> OAuthToolkitError:
+    """An error for the client, redirected to the redirect URI oauthlib has already validated."""
+    error.state = credentials.get("state")
+    return OAuthToolkitError(error=error, redirect_uri=credentials.get("redirect_uri"))
+
+
+def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str, Any]) -> None:
+    """Authorization request parameters oauthlib would accept but UAA refuses, as ``invalid_request`` (or
+    the OIDC Core §6 codes), once the client and redirect URI are known to be valid.
+
+    - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
+    - ``code_challenge_method`` other than S256 (RFC 9700 §2.1.1).
+    - ``max_age`` that is not a non-negative integer (OIDC Core §3.1.2.1).
+    """
+    for parameter in ("request", "request_uri"):
+        if parameter in request.GET:
+            raise _refuse(
+                credentials,
+                oauthlib_errors.CustomOAuth2Error(
+                    error=f"{parameter}_not_supported",
+                    description=f"The {parameter} parameter is not supported.",
+                ),
+            )
+    if credentials.get("code_challenge_method") != "S256":
+        raise _refuse(
+            credentials,
+            oauthlib_errors.InvalidRequestError(
+                description="PKCE is required: send code_challenge with code_challenge_method=S256."
+            ),
+        )
+    try:
+        _max_age(request)
+    except ValueError:
+        raise _refuse(
+            credentials,
+            oauthlib_errors.InvalidRequestError(description="max_age must be a number of seconds."),
+        ) from None
+
+
 class CheckedParameters:
     """RFC 6749 §3.1 and Appendix A on the browser endpoints: no repeated parameters, no NUL characters.
 
@@ -104,25 +143,10 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
 
     # --- validation ----------------------------------------------------------------------------
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
+        """oauthlib checks the client and redirect URI first (fatal: the error page), then the rest;
+        UAA's own refusals follow, each redirected to the now-validated redirect URI (RFC 6749 §4.1.2.1)."""
         scopes, credentials = super().validate_authorization_request(request)
-        for parameter in ("request", "request_uri"):  # OIDC Core §6: not supported, so MUST be refused
-            if parameter in request.GET:
-                raise OAuthToolkitError(
-                    error=oauthlib_errors.CustomOAuth2Error(
-                        error=f"{parameter}_not_supported",
-                        description=f"The {parameter} parameter is not supported.",
-                        state=credentials.get("state"),
-                    ),
-                    redirect_uri=credentials.get("redirect_uri"),
-                )
-        if credentials.get("code_challenge_method") != "S256":
-            raise OAuthToolkitError(
-                error=oauthlib_errors.InvalidRequestError(
-                    description="PKCE is required: send code_challenge with code_challenge_method=S256.",
-                    state=credentials.get("state"),
-                ),
-                redirect_uri=credentials.get("redirect_uri"),
-            )
+        _refuse_what_uaa_does_not_offer(request, credentials)
         return scopes, credentials
 
     # --- responses ----------------------------------------------------------------------------
@@ -159,9 +183,17 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
 
     def _reauthenticate(self) -> HttpResponse:
-        """Send the user to sign in; that sign-in satisfies prompt=login and max_age, so both are dropped."""
+        """Send the user to sign in; that sign-in satisfies prompt=login and max_age, so both are dropped.
+
+        Any other prompt value stays: prompt=consent is answered on the consent page, not by signing in
+        (OIDC Core §3.1.2.1), so a remembered consent or a trusted client must not skip it afterwards.
+        """
         query = self.request.GET.copy()
-        query.pop("prompt", None)
+        remaining = [value for value in query.get("prompt", "").split() if value != "login"]
+        if remaining:
+            query["prompt"] = " ".join(remaining)
+        else:
+            query.pop("prompt", None)
         query.pop("max_age", None)  # else max_age=0 could never be met and the user would loop
         next_url = f"{self.request.path}?{query.urlencode()}"
         return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
@@ -174,6 +206,9 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
     def create_authorization_response(
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> tuple[str, dict[str, str], str, int]:
+        # The consent form posts back to the authorization URL, whose query oauthlib reads again: the same
+        # refusals as on the GET.
+        _refuse_what_uaa_does_not_offer(request, credentials)
         client = Client.objects.filter(client_id=credentials["client_id"]).first()
         if (
             allow
@@ -198,11 +233,15 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
 
     # --- the endpoint -------------------------------------------------------------------------
     def handle_no_permission(self) -> HttpResponse:
+        """Nobody is signed in. The request is validated before anyone is asked to sign in: an unknown
+        client or an unregistered redirect URI gets the error page at once, so a phishing link cannot use
+        UAA's sign-in page as its landing page (RFC 6749 §4.1.2.1, §10.15); any other error goes back to
+        the client (OIDC Core §3.1.2.6), and prompt=none gets login_required."""
+        try:
+            _scopes, credentials = self.validate_authorization_request(self.request)
+        except OAuthToolkitError as error:
+            return self.error_response(error, application=None)
         if "none" in _prompts(self.request):
-            try:
-                _scopes, credentials = self.validate_authorization_request(self.request)
-            except OAuthToolkitError as error:
-                return self.error_response(error, application=None)
             application = Client.objects.get(client_id=credentials["client_id"])
             return self._redirect_error(credentials, application, "login_required")
         return self._reauthenticate()
@@ -214,10 +253,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             return self.error_response(error, application=None)
         application = Client.objects.get(client_id=credentials["client_id"])
         prompts = _prompts(request)
-        try:
-            max_age = _max_age(request)
-        except ValueError:
-            return self._redirect_error(credentials, application, "invalid_request")
+        max_age = _max_age(request)  # well-formed: validate_authorization_request refused anything else
         if "login" in prompts or not session_is_fresh(request, max_age=max_age):
             if "none" in prompts:
                 return self._redirect_error(credentials, application, "login_required")
