@@ -510,3 +510,58 @@ def test_every_error_redirect_carries_iss_even_when_the_redirect_uri_has_a_query
     assert params["iss"] == [ISSUER]
     assert params["state"] == [request.state]
     assert "error" in params
+
+
+# --- response_mode ------------------------------------------------------------------------------
+#
+# Attacker: a client-side script or a party that reads URL fragments (a page on the redirect URI's origin
+# that does not expect a code there, or a browser extension). Discovery offers response_mode=query only,
+# so a request for another mode must not have its code delivered some other way.
+
+
+@pytest.mark.parametrize("response_mode", ["fragment", "form_post"])
+def test_unsupported_response_mode_gets_no_code_even_with_remembered_consent(
+    browser, request_for, response_mode
+):
+    """OAuth 2.0 Multiple Response Type Encoding Practices §2.1 / OIDC Core §3.1.2.1 response_mode: UAA
+    lists only "query" (response_modes_supported); another mode is invalid_request (RFC 6749 §4.1.2.1),
+    returned in the query, not a code placed in the fragment when no page is shown."""
+    authorize(browser, request_for())
+    request = request_for()
+    response = browser.get(request.url(response_mode=response_mode))
+    assert response.status_code == HTTPStatus.FOUND
+    assert "#" not in response["Location"]
+    params = query_of(response["Location"])
+    assert params["error"] == "invalid_request"
+    assert params["state"] == request.state
+    assert params["iss"] == ISSUER
+    assert "code" not in params
+
+
+def test_unsupported_response_mode_is_refused_before_sign_in(client, request_for):
+    """OIDC Core §3.1.2.6: the request error reaches the client without asking anyone to sign in."""
+    request = request_for()
+    response = client.get(request.url(response_mode="fragment"))
+    assert response["Location"].startswith(REDIRECT_URI + "?")
+    assert query_of(response["Location"])["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("response_mode", ["query", ""])
+def test_query_response_mode_or_none_is_accepted(browser, request_for, response_mode):
+    """Multiple Response Type Encoding Practices §2.1: query is the code flow's default; RFC 6749 §3.1: a
+    parameter sent without a value is treated as omitted."""
+    params = authorize(browser, request_for(), response_mode=response_mode)
+    assert params["code"]
+
+
+def test_consent_form_posted_with_a_fragment_response_mode_gets_no_code_in_a_fragment(browser, request_for):
+    """Multiple Response Type Encoding Practices §2.1: the approved request is checked again; a consent
+    form posted to a URL naming another response mode gets invalid_request, not a code in a fragment."""
+    page = browser.get(request_for().url())
+    form = page.context["form"]
+    data = {name: form.initial.get(name) or "" for name in form.fields}
+    data["allow"] = "Authorize"
+    response = browser.post("/oauth/authorize?response_mode=fragment", data)
+    assert response.status_code == HTTPStatus.FOUND
+    assert "#" not in response["Location"]
+    assert query_of(response["Location"])["error"] == "invalid_request"

@@ -175,3 +175,73 @@ def test_a_failed_verifier_does_not_spend_the_code_for_the_rightful_client(brows
     ] == ("invalid_grant")
     response = _exchange(public_client, authorization, params["code"])
     assert response.status_code == HTTPStatus.OK, response.content
+
+
+# --- the code_challenge's own grammar, checked at the authorization endpoint ---------------------
+#
+# Attacker: none in particular; a client bug (a hex digest, padding, the verifier itself) must be found at
+# authorize, where the developer sees it in the redirect, and not produce a code no verifier can redeem.
+
+S256_CHALLENGE_IS_43 = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # RFC 7636 Appendix B
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        S256_CHALLENGE_IS_43[:42],  # too short
+        S256_CHALLENGE_IS_43 + "A",  # 44
+        S256_CHALLENGE_IS_43 + "=",  # padded (RFC 7636 §3: no padding)
+        "a" * 128,  # long enough for "plain", not a SHA-256 digest
+        S256_CHALLENGE_IS_43[:42] + "+",  # base64, not base64url
+        S256_CHALLENGE_IS_43[:42] + "/",
+        S256_CHALLENGE_IS_43[:42] + ".",  # unreserved but outside base64url
+        S256_CHALLENGE_IS_43[:42] + "N",  # 43 characters, but not the encoding of 32 octets
+        "ä" * 43,
+        hashlib.sha256(b"verifier").hexdigest(),  # a hex digest: 64 characters
+    ],
+)
+@pytest.mark.parametrize("kind", ["confidential_client", "public_client"])
+def test_malformed_s256_code_challenge_is_invalid_request_at_authorize(request, browser, kind, challenge):
+    """RFC 7636 §4.2: code_challenge = BASE64URL-ENCODE(SHA256(ASCII(code_verifier))), without padding
+    (§3): exactly 43 base64url characters; §4.4.1: otherwise invalid_request at the redirect URI."""
+    authorization = _request_for(request.getfixturevalue(kind))
+    response = browser.get(authorization.url(code_challenge=challenge))
+    _assert_error_redirect(response, authorization)
+
+
+def test_malformed_code_challenge_is_refused_before_sign_in(client, public_client):
+    """RFC 7636 §4.4.1, OIDC Core §3.1.2.6: the client learns of the bad request without a sign-in."""
+    authorization = _request_for(public_client)
+    response = client.get(authorization.url(code_challenge="x" * 42))
+    _assert_error_redirect(response, authorization)
+
+
+def test_malformed_code_challenge_is_refused_when_consent_is_skipped(browser, public_client):
+    """RFC 7636 §4.4.1: no code is issued for a malformed challenge, even where no page is shown."""
+    authorize(browser, _request_for(public_client))
+    authorization = _request_for(public_client)
+    response = browser.get(authorization.url(code_challenge="x" * 42))
+    _assert_error_redirect(response, authorization)
+
+
+def test_consent_form_cannot_carry_a_malformed_code_challenge(browser, public_client):
+    """RFC 7636 §4.4.1: the approved request is checked again, including the challenge's grammar."""
+    authorization = _request_for(public_client)
+    data = _consent_form(browser, authorization)
+    data["code_challenge"] = "x" * 42
+    response = browser.post("/oauth/authorize", data)
+    _assert_error_redirect(response, authorization)
+
+
+def test_rfc7636_appendix_b_challenge_is_accepted(browser, public_client):
+    """RFC 7636 Appendix B: the example verifier and challenge redeem a code."""
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert _s256(verifier) == S256_CHALLENGE_IS_43
+    authorization = AuthorizationRequest(
+        client_id=public_client.client_id,
+        redirect_uri=REDIRECT_URI,
+        verifier=verifier,
+        challenge=_s256(verifier),
+    )
+    params = authorize(browser, authorization)
+    assert _exchange(public_client, authorization, params["code"]).status_code == HTTPStatus.OK

@@ -182,3 +182,26 @@ def test_password_grant_is_refused_as_advertised(client, confidential_client, us
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["error"] in ("unsupported_grant_type", "unauthorized_client")
     assert "access_token" not in response.json()
+
+
+def test_only_the_query_response_mode_is_advertised(metadata):
+    """OAuth 2.0 Multiple Response Type Encoding Practices §2.1: UAA returns parameters in the query only."""
+    assert metadata["response_modes_supported"] == ["query"]
+
+
+@pytest.mark.parametrize("response_mode", ["fragment", "form_post", "query.jwt", "bogus"])
+def test_other_response_modes_are_refused_as_advertised(browser, confidential_client, response_mode):
+    """RFC 8414 §2 response_modes_supported: a mode the server does not list is refused with
+    invalid_request, in the query of the registered redirect URI, never with a code in a fragment."""
+    request = AuthorizationRequest(
+        client_id=confidential_client.client_id, redirect_uri="https://rp.example.com/callback"
+    )
+    response = browser.get(request.url(response_mode=response_mode))
+    assert response.status_code == HTTPStatus.FOUND
+    location = response["Location"]
+    assert "#" not in location
+    params = query_of(location)
+    assert params["error"] == "invalid_request"
+    assert params["state"] == request.state
+    assert params["iss"] == ISSUER
+    assert "code" not in params

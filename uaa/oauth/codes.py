@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -25,15 +24,9 @@ from uaa.oauth.models import AuthorizationCode, RedeemedCode
 
 logger = logging.getLogger(__name__)
 
-CODE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 §4.1: code-verifier = 43*128unreserved
-
 
 def _checksum(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def is_well_formed_verifier(verifier: str) -> bool:
-    return CODE_VERIFIER.fullmatch(verifier) is not None
 
 
 def record_auth_context(*, grant: AuthorizationCode, context: dict[str, Any] | None) -> None:

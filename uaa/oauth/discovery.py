@@ -13,6 +13,9 @@ from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
 
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523 §2.2, OIDC Core §9 (uaa/oauth/rfc7523.py)
+# OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the authorization endpoint refuses any other
+# response_mode (uaa.oauth.views.AuthorizeView), so this list is what it does, not a default.
+RESPONSE_MODES_SUPPORTED = ("query",)
 
 
 def _url(name: str) -> str:
@@ -32,7 +35,7 @@ def authorization_server_metadata() -> dict[str, Any]:
         "end_session_endpoint": _url("oauth:logout"),
         "scopes_supported": list(settings.UAA_SCOPES),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": list(RESPONSE_MODES_SUPPORTED),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT, "none"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),

@@ -15,7 +15,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import sign_jwt, verify_jwt
-from uaa.oauth import audit, codes, rfc7523
+from uaa.oauth import audit, codes, rfc7523, rfc7636
 from uaa.oauth.claims import claims_for_user
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        if request.code_verifier is not None and not codes.is_well_formed_verifier(request.code_verifier):
+        if request.code_verifier is not None and not rfc7636.is_well_formed_verifier(request.code_verifier):
             raise oauthlib_errors.InvalidRequestError(
                 description="code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636).",
                 request=request,

@@ -26,8 +26,12 @@ from accounts.mfa import policy
 from accounts.sessions import SID, auth_context, current_acr, session_is_fresh
 from tokens.formats import verify_jwt
 from tokens.introspection import introspect
-from uaa.oauth import consent
-from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
+from uaa.oauth import consent, rfc7636
+from uaa.oauth.discovery import (
+    RESPONSE_MODES_SUPPORTED,
+    authorization_server_metadata,
+    openid_configuration,
+)
 from uaa.oauth.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
 from uaa.oauth.http import check_form
 from uaa.oauth.models import Client
@@ -73,7 +77,11 @@ def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str,
     the OIDC Core §6 codes), once the client and redirect URI are known to be valid.
 
     - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
-    - ``code_challenge_method`` other than S256 (RFC 9700 §2.1.1).
+    - ``response_mode``: only what discovery lists (``query``). oauthlib would put the code in the
+      fragment for ``fragment`` and silently use the query for anything else (Multiple Response Type
+      Encoding Practices §2.1; OIDC Core §3.1.2.1).
+    - ``code_challenge_method`` other than S256 (RFC 9700 §2.1.1), and a ``code_challenge`` that is not
+      43 base64url characters (RFC 7636 §4.2, §4.4.1).
     - ``max_age`` that is not a non-negative integer (OIDC Core §3.1.2.1).
     """
     for parameter in ("request", "request_uri"):
@@ -85,11 +93,25 @@ def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str,
                     description=f"The {parameter} parameter is not supported.",
                 ),
             )
+    response_mode = request.GET.get("response_mode")
+    if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
+        raise _refuse(
+            credentials,
+            oauthlib_errors.InvalidRequestError(description="response_mode must be query (or left out)."),
+        )
     if credentials.get("code_challenge_method") != "S256":
         raise _refuse(
             credentials,
             oauthlib_errors.InvalidRequestError(
                 description="PKCE is required: send code_challenge with code_challenge_method=S256."
+            ),
+        )
+    if not rfc7636.is_well_formed_s256_challenge(credentials.get("code_challenge") or ""):
+        raise _refuse(
+            credentials,
+            oauthlib_errors.InvalidRequestError(
+                description="code_challenge must be the unpadded base64url SHA-256 of the code_verifier "
+                "(43 characters, RFC 7636)."
             ),
         )
     try:
@@ -207,7 +229,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> tuple[str, dict[str, str], str, int]:
         # The consent form posts back to the authorization URL, whose query oauthlib reads again: the same
-        # refusals as on the GET.
+        # refusals as on the GET (a response_mode, a code_challenge edited in the form).
         _refuse_what_uaa_does_not_offer(request, credentials)
         client = Client.objects.filter(client_id=credentials["client_id"]).first()
         if (
