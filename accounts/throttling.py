@@ -8,12 +8,21 @@ by itself, or at once when an admin unlocks the user.
 
 The account key is a digest of the typed e-mail address, known or not: an unknown address locks exactly
 like a real one, so the lock message does not tell whether an account exists (OWASP ASVS V2.2.1).
+
+Client authentication at the token, revocation and introspection endpoints is limited the same way, with
+keys of its own: ``UAA_THROTTLE_CLIENT_FAILURES`` failures per registered client and
+``UAA_THROTTLE_CLIENT_IP_FAILURES`` per client address (an IPv6 address counts as its /64) lock for
+``UAA_CLIENT_LOCKOUT_SECONDS``. Unknown client_ids count against the address only, so invented ids leave
+no rows behind. The lock is checked before any credential is: a locked caller costs one query.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -60,7 +69,19 @@ def locked_for(*, email: str, ip: str | None, now: datetime | None = None) -> in
     return math.ceil((until - now).total_seconds()) if until else 0
 
 
-def _count(key: str, *, limit: int, now: datetime) -> None:
+def seconds_locked(*, keys: Iterable[str], now: datetime | None = None) -> int:
+    """Seconds until every one of ``keys`` may try again (the longest lock among them); 0 when none is."""
+    now = now or timezone.now()
+    until = ThrottleCounter.objects.filter(key__in=list(keys), locked_until__gt=now).aggregate(
+        until=Max("locked_until")
+    )["until"]
+    return math.ceil((until - now).total_seconds()) if until else 0
+
+
+def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime | None = None) -> None:
+    """One failure for ``key`` (any namespace): the ``limit``-th within ``UAA_THROTTLE_WINDOW`` seconds
+    locks the key for ``lockout_seconds``. One row per key, updated under a row lock."""
+    now = now or timezone.now()
     window = timedelta(seconds=settings.UAA_THROTTLE_WINDOW)
     with transaction.atomic():
         counter, _ = ThrottleCounter.objects.select_for_update().get_or_create(
@@ -72,9 +93,19 @@ def _count(key: str, *, limit: int, now: datetime) -> None:
             counter.failures, counter.window_started_at = 0, now
         counter.failures += 1
         if counter.failures >= limit:
-            counter.locked_until = now + timedelta(seconds=settings.UAA_LOCKOUT_SECONDS)
+            counter.locked_until = now + timedelta(seconds=lockout_seconds)
             counter.failures, counter.window_started_at = 0, now
         counter.save()
+
+
+def clear(*, key: str, now: datetime | None = None) -> None:
+    """Forget ``key``'s failures, but not a lock that is still running."""
+    now = now or timezone.now()
+    ThrottleCounter.objects.filter(key=key).exclude(locked_until__gt=now).delete()
+
+
+def _count(key: str, *, limit: int, now: datetime) -> None:
+    count_failure(key=key, limit=limit, lockout_seconds=settings.UAA_LOCKOUT_SECONDS, now=now)
 
 
 def record_failure(*, email: str, ip: str | None, now: datetime | None = None) -> None:
@@ -101,3 +132,79 @@ def lock_message(seconds: int) -> str:
     minutes = max(1, math.ceil(seconds / 60))
     unit = "minute" if minutes == 1 else "minutes"
     return f"Too many failed attempts. Sign-in is locked; try again in {minutes} {unit}."
+
+
+# --- client authentication (the token, revocation and introspection endpoints) ----------------------
+def client_key(client_id: str) -> str:
+    return "client:" + hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+def address_bucket(ip: str | None) -> str:
+    """The address a limit applies to: an IPv4 address, or the /64 of an IPv6 address (RFC 6177: one
+    subscriber's allocation, within which an attacker rotates addresses for free)."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return (ip or "unknown")[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def client_ip_key(ip: str | None) -> str:
+    return "client-ip:" + address_bucket(ip)
+
+
+@dataclass(frozen=True)
+class ClientThrottle:
+    """What the counters say about one client authentication attempt, read in one query."""
+
+    retry_after: int  # seconds until the attempt may be made; 0: now
+    client_failures: int  # failures counted against the named client in its current window
+
+
+def check_client(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> ClientThrottle:
+    """The counters for a client authentication naming ``client_id`` from ``ip``, before anything is
+    verified (one indexed query on the request path)."""
+    now = now or timezone.now()
+    keys = {client_ip_key(ip): "ip"}
+    if client_id:
+        keys[client_key(client_id)] = "client"
+    until, failures = None, 0
+    for key, count, locked in ThrottleCounter.objects.filter(key__in=list(keys)).values_list(
+        "key", "failures", "locked_until"
+    ):
+        if locked and locked > now:
+            until = max(until or locked, locked)
+        if keys[key] == "client":
+            failures = count
+    retry_after = math.ceil((until - now).total_seconds()) if until else 0
+    return ClientThrottle(retry_after=retry_after, client_failures=failures)
+
+
+def record_client_failure(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> None:
+    """Count a failed client authentication against the address, and against ``client_id`` when it names
+    a registered client (the caller says so by passing it; unknown ids are passed as ``None``)."""
+    lockout = settings.UAA_CLIENT_LOCKOUT_SECONDS
+    if client_id:
+        count_failure(
+            key=client_key(client_id),
+            limit=settings.UAA_THROTTLE_CLIENT_FAILURES,
+            lockout_seconds=lockout,
+            now=now,
+        )
+    count_failure(
+        key=client_ip_key(ip),
+        limit=settings.UAA_THROTTLE_CLIENT_IP_FAILURES,
+        lockout_seconds=lockout,
+        now=now,
+    )
+
+
+def record_client_success(*, client_id: str, throttle: ClientThrottle) -> None:
+    """An authenticated client's own failures are forgiven (not its address's). Nothing is written when
+    ``throttle`` (read before the attempt) counted none: the successful path stays write-free."""
+    if throttle.client_failures:
+        clear(key=client_key(client_id))

@@ -202,6 +202,19 @@ UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a 
 # Reverse proxies in front of UAA that append the client's address to X-Forwarded-For (0: none, use the
 # peer address). Behind one proxy set 1, or every user shares the proxy's address and its IP limit.
 UAA_TRUSTED_PROXIES = env.int("UAA_TRUSTED_PROXIES", default=0)
+# Failed client authentication at the token, revocation and introspection endpoints (accounts/throttling.py,
+# same counters and window): per registered client, per client address (IPv6: its /64), and the lock.
+UAA_THROTTLE_CLIENT_FAILURES = env.int("UAA_THROTTLE_CLIENT_FAILURES", default=10)
+UAA_THROTTLE_CLIENT_IP_FAILURES = env.int("UAA_THROTTLE_CLIENT_IP_FAILURES", default=50)
+UAA_CLIENT_LOCKOUT_SECONDS = env.int("UAA_CLIENT_LOCKOUT_SECONDS", default=300)
+
+# private_key_jwt (uaa/oauth/rfc7523.py). An assertion's aud must be the issuer identifier alone
+# (draft-ietf-oauth-rfc7523bis); True also accepts the token endpoint URL and the URL of the endpoint called.
+UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD = env.bool("UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD", default=False)
+# A client's jwks_uri (uaa/oauth/remote_jwks.py): one deadline for the whole fetch, and the internal networks
+# (CIDRs) that may be fetched from although they are not public; none by default.
+UAA_JWKS_URI_TIMEOUT = env.float("UAA_JWKS_URI_TIMEOUT", default=3.0)
+UAA_JWKS_URI_ALLOWED_NETWORKS = env.list("UAA_JWKS_URI_ALLOWED_NETWORKS", default=[])
 
 # Tokens and keys.
 UAA_ACCESS_TOKEN_LIFETIME = env.int("UAA_ACCESS_TOKEN_LIFETIME", default=600)

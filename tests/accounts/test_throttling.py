@@ -167,3 +167,64 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(user):
         )
     locked = HttpClient(REMOTE_ADDR="192.0.2.9", HTTP_X_FORWARDED_FOR="203.0.113.200")
     assert locked.post(LOGIN, {"email": user.email, "password": PASSWORD}).status_code == 429
+
+
+# --- the generic keyed counter, and client authentication's keys --------------------------------------
+def test_a_keyed_counter_locks_at_its_limit_and_says_for_how_long(db):
+    """OWASP ASVS V2.2.1: any credential can be given its own limit; the lock is one shared row."""
+    with freeze_time("2030-01-01 09:00") as clock:
+        for _ in range(3):
+            throttling.count_failure(key="test:k", limit=3, lockout_seconds=120)
+        assert throttling.seconds_locked(keys=["test:k", "test:other"]) == 120
+        clock.tick(timedelta(seconds=30))
+        throttling.count_failure(key="test:k", limit=3, lockout_seconds=120)  # does not extend the lock
+        assert throttling.seconds_locked(keys=["test:k"]) == 90
+        clock.tick(timedelta(seconds=91))
+        assert throttling.seconds_locked(keys=["test:k"]) == 0
+
+
+def test_clearing_a_key_keeps_a_running_lock(db):
+    for _ in range(3):
+        throttling.count_failure(key="test:k", limit=3, lockout_seconds=60)
+    throttling.clear(key="test:k")
+    assert throttling.seconds_locked(keys=["test:k"]) == 60
+
+
+def test_client_authentication_failures_do_not_lock_sign_in_from_the_same_address(settings, user):
+    """Client and sign-in limits count separately: a misbehaving service behind an office NAT does not
+    lock its people out of signing in (and the reverse)."""
+    settings.UAA_THROTTLE_CLIENT_IP_FAILURES = 2
+    settings.UAA_CLIENT_LOCKOUT_SECONDS = 60
+    for _ in range(2):
+        throttling.record_client_failure(client_id=None, ip="198.51.100.7")
+    assert throttling.check_client(client_id=None, ip="198.51.100.7").retry_after == 60
+    assert throttling.locked_for(email=user.email, ip="198.51.100.7") == 0
+    assert attempt(user.email, PASSWORD)["Location"] == MFA
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("not-an-ip", "not-an-ip"),
+        ("", "unknown"),
+    ],
+)
+def test_client_limits_count_an_ipv6_address_by_its_64(address, bucket):
+    """RFC 6177: a /64 is one end site; its 2^64 addresses are one caller."""
+    assert throttling.address_bucket(address) == bucket
+
+
+def test_a_clients_failures_are_forgiven_by_its_success_without_a_write_otherwise(
+    db, django_assert_num_queries
+):
+    throttling.record_client_failure(client_id="svc", ip="192.0.2.1")
+    seen = throttling.check_client(client_id="svc", ip="192.0.2.1")
+    assert seen.client_failures == 1 and seen.retry_after == 0
+    throttling.record_client_success(client_id="svc", throttle=seen)
+    assert not ThrottleCounter.objects.filter(key=throttling.client_key("svc")).exists()
+    clean = throttling.check_client(client_id="svc", ip="192.0.2.1")
+    with django_assert_num_queries(0):
+        throttling.record_client_success(client_id="svc", throttle=clean)
