@@ -1,8 +1,16 @@
-"""RFC 7662 token introspection over the stored token records (checksums only, never whole tokens)."""
+"""RFC 7662 token introspection over the stored token records (checksums only, never whole tokens).
+
+Who learns what (§2.1, §4: the server decides what to tell whom): an access token is described to the
+client it was issued to, and to a client registered as serving one of its audiences (``serves``: the
+"resources this client serves" of the caller); a refresh token only to its own client. Anything else,
+and any token of a deactivated account, is exactly ``{"active": false}``. ``username`` (the e-mail
+address) is included only when the token was granted the ``email`` scope (OIDC Core §5.4).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -13,13 +21,29 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from tokens.formats import verify_jwt
 
 INACTIVE: dict[str, Any] = {"active": False}
+EMAIL_SCOPE = "email"  # OIDC Core §5.4: the scope that releases the e-mail address
 
 
 def _checksum(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _access_token(token: str) -> dict[str, Any] | None:
+def _audiences(claims: dict[str, Any]) -> set[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return {aud}
+    return {value for value in aud if isinstance(value, str)} if isinstance(aud, list) else set()
+
+
+def _user_is_active(record: Any) -> bool:
+    return record.user is None or record.user.is_active
+
+
+def _releases_email(scope: str) -> bool:
+    return EMAIL_SCOPE in scope.split()
+
+
+def _access_token(token: str, caller: Any, serves: Collection[str]) -> dict[str, Any] | None:
     claims = verify_jwt(token)
     if claims is None:
         return None
@@ -29,8 +53,10 @@ def _access_token(token: str) -> dict[str, Any] | None:
         .filter(token_checksum=_checksum(token))
         .first()
     )
-    if record is None or record.is_expired():
+    if record is None or record.is_expired() or not _user_is_active(record):
         return None
+    if record.application_id != caller.pk and not _audiences(claims) & set(serves):
+        return None  # §4: neither the caller's own token nor one for a resource it serves
     body: dict[str, Any] = {
         "active": True,
         "token_type": "Bearer",
@@ -43,7 +69,7 @@ def _access_token(token: str) -> dict[str, Any] | None:
         "iss": claims.get("iss"),
         "jti": claims.get("jti"),
     }
-    if record.user is not None:
+    if record.user is not None and _releases_email(record.scope):
         body["username"] = record.user.get_username()
     if "auth_time" in claims:
         body["auth_time"] = claims["auth_time"]
@@ -57,26 +83,28 @@ def _refresh_token(token: str, caller: Any) -> dict[str, Any] | None:
         .filter(token_checksum=_checksum(token), revoked__isnull=True, application=caller)
         .first()
     )
-    if record is None or record.access_token is None:
+    if record is None or record.access_token is None or not _user_is_active(record):
         return None
     expires = record.access_token.expires + timedelta(seconds=settings.UAA_REFRESH_TOKEN_LIFETIME)
     if expires <= timezone.now():
         return None
-    return {
+    body: dict[str, Any] = {
         "active": True,
         "token_type": "refresh_token",
         "scope": record.access_token.scope,
         "client_id": record.application.client_id,
         "sub": str(record.user.pk),
-        "username": record.user.get_username(),
         "exp": int(expires.timestamp()),
         "iss": settings.UAA_ISSUER,
     }
+    if _releases_email(record.access_token.scope):
+        body["username"] = record.user.get_username()
+    return body
 
 
-def introspect(*, token: str, hint: str | None, caller: Any) -> dict[str, Any]:
-    """RFC 7662 §2.2. Refresh tokens are only described to the client they were issued to."""
-    lookups = [_access_token, lambda t: _refresh_token(t, caller)]
+def introspect(*, token: str, hint: str | None, caller: Any, serves: Collection[str] = ()) -> dict[str, Any]:
+    """RFC 7662 §2.2 for ``caller`` (the authenticated client), which serves the resources ``serves``."""
+    lookups = [lambda t: _access_token(t, caller, serves), lambda t: _refresh_token(t, caller)]
     if hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:

@@ -73,12 +73,12 @@ def test_unsupported_token_type_hint_is_ignored(confidential_client, tokens):
 
 
 @pytest.mark.parametrize("which", ["access_token", "refresh_token"])
-def test_another_clients_token_is_not_revoked(client_factory, tokens, which):
+def test_another_clients_token_is_not_revoked(client_factory, confidential_client, tokens, which):
     """RFC 7009 §2.1: the server verifies whether the token was issued to the client making the request."""
     other = client_factory(name="Other RP")
     _assert_revocation_ok(revoke(other, tokens[which]))
     assert userinfo(tokens["access_token"]).status_code == HTTPStatus.OK
-    assert introspect(other, tokens["access_token"]).json()["active"] is True
+    assert introspect(confidential_client, tokens[which]).json()["active"] is True
 
 
 def test_service_client_cannot_revoke_a_users_token(service_client, tokens):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
@@ -15,6 +16,15 @@ from tests.uaa.endpoints import introspect, refresh, revoke, token_request, unve
 INACTIVE = {"active": False}
 
 
+API = "https://api.example.com"
+
+
+@pytest.fixture
+def confidential_client(client_factory):
+    """The relying party whose users' tokens are for the API (aud, RFC 8707 / its default audience)."""
+    return client_factory(default_audience=[API])
+
+
 @pytest.fixture
 def tokens(code_flow, confidential_client):
     return code_flow(confidential_client)["tokens"]
@@ -22,8 +32,14 @@ def tokens(code_flow, confidential_client):
 
 @pytest.fixture
 def resource_server(client_factory):
-    """A confidential client standing in for a resource server that introspects tokens issued to others."""
-    return client_factory(name="Resource server", grant_type="client-credentials", redirect_uris=[])
+    """A confidential client registered as serving the API: it may introspect tokens for the API that
+    were issued to other clients (RFC 7662 §4)."""
+    return client_factory(
+        name="Resource server",
+        grant_type="client-credentials",
+        redirect_uris=[],
+        introspection_resources=[API],
+    )
 
 
 def _assert_inactive(response):
@@ -58,7 +74,7 @@ def test_client_credentials_token_is_described_with_the_client_as_subject(resour
     assert body["active"] is True
     assert body["sub"] == service_client.client_id
     assert body["client_id"] == service_client.client_id
-    assert body["aud"] == "https://api.example.com"
+    assert body["aud"] == API
     assert "username" not in body
 
 
@@ -194,3 +210,106 @@ def test_introspection_refuses_get(resource_server, tokens):
     )
     assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
     assert b"active" not in response.content
+
+
+# --- who may learn what (RFC 7662 §2.1, §4) ----------------------------------------------------------
+# The attacker is another registered confidential client: it holds (or guesses at) a token issued to
+# someone else and must learn nothing about it, not even that it is active, unless it serves the token's
+# audience; and nobody learns a user's e-mail address from a token that was not granted the email scope.
+
+
+def test_another_client_learns_nothing_about_a_token_for_an_audience_it_does_not_serve(
+    client_factory, tokens, service_client
+):
+    """RFC 7662 §4: the server MUST determine whether the caller is allowed to learn about the token; a
+    client that neither holds it nor serves its audience gets exactly {"active": false}."""
+    other = client_factory(name="Other RP")
+    _assert_inactive(introspect(other, tokens["access_token"]))
+    _assert_inactive(introspect(service_client, tokens["access_token"]))
+    elsewhere = client_factory(
+        name="Other API",
+        grant_type="client-credentials",
+        redirect_uris=[],
+        introspection_resources=["https://other.example.com"],
+    )
+    _assert_inactive(introspect(elsewhere, tokens["access_token"]))
+
+
+def test_a_client_may_introspect_its_own_tokens(confidential_client, tokens):
+    """RFC 7662 §2.1: the client the token was issued to may ask about it."""
+    body = introspect(confidential_client, tokens["access_token"]).json()
+    assert body["active"] is True
+    assert body["client_id"] == confidential_client.client_id
+
+
+def test_a_resource_server_learns_about_tokens_for_any_audience_it_serves(client_factory, browser):
+    """RFC 7662 §4 with RFC 8707 §2: a token with several audiences is described to a server of any one."""
+    from tests.conftest import REDIRECT_URI
+    from tests.oauth_client import AuthorizationRequest, authorize, exchange_code
+
+    rp = client_factory(default_audience=["https://a.example.com", API])
+    request = AuthorizationRequest(client_id=rp.client_id, redirect_uri=REDIRECT_URI)
+    code = authorize(browser, request)["code"]
+    access_token = exchange_code(HttpClient(), code=code, request=request, auth=rp.basic).json()[
+        "access_token"
+    ]
+    server = client_factory(
+        name="B", grant_type="client-credentials", redirect_uris=[], introspection_resources=[API]
+    )
+    assert introspect(server, access_token).json()["active"] is True
+
+
+def test_the_issuer_is_not_a_resource_a_client_can_serve(client_factory):
+    """Tokens for UAA itself (aud = the issuer: userinfo) are described only to the client that holds
+    them, so no client may be registered as serving the issuer."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as error:
+        client_factory(
+            name="X",
+            grant_type="client-credentials",
+            redirect_uris=[],
+            introspection_resources=["http://testserver"],
+        )
+    assert "introspection_resources" in error.value.message_dict
+
+
+@pytest.mark.parametrize("resource", ["not a uri", "https://api.example.com/#frag", "/relative"])
+def test_served_resources_are_absolute_uris_without_a_fragment(client_factory, resource):
+    """RFC 8707 §2: a resource is an absolute URI and MUST NOT include a fragment."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        client_factory(
+            name="X", grant_type="client-credentials", redirect_uris=[], introspection_resources=[resource]
+        )
+
+
+def test_username_is_released_only_with_the_email_scope(
+    code_flow, confidential_client, resource_server, user
+):
+    """OIDC Core §5.4: the e-mail address is released by the email scope; RFC 7662 §2.2 username is
+    OPTIONAL, so a token granted only openid does not tell its introspector the user's address."""
+    without = code_flow(confidential_client, scope="openid profile")["tokens"]
+    for caller in (confidential_client, resource_server):
+        body = introspect(caller, without["access_token"]).json()
+        assert body["active"] is True
+        assert "username" not in body
+        assert user.email not in json.dumps(body)
+        refreshed = introspect(confidential_client, without["refresh_token"]).json()
+        assert refreshed["active"] is True and "username" not in refreshed
+    granted = code_flow(confidential_client, scope="openid email")["tokens"]
+    assert introspect(resource_server, granted["access_token"]).json()["username"] == user.email
+    assert introspect(confidential_client, granted["refresh_token"]).json()["username"] == user.email
+
+
+@pytest.mark.parametrize("which", ["access_token", "refresh_token"])
+def test_a_deactivated_users_tokens_are_inactive(confidential_client, resource_server, tokens, user, which):
+    """RFC 7662 §2.2 active: the token is currently usable; a deactivated account's are not (userinfo and
+    refresh already refuse them), so introspection must not tell a resource server otherwise."""
+    assert introspect(confidential_client, tokens[which]).json()["active"] is True
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    _assert_inactive(introspect(confidential_client, tokens[which]))
+    if which == "access_token":
+        _assert_inactive(introspect(resource_server, tokens[which]))

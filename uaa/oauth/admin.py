@@ -26,6 +26,7 @@ class ClientForm(forms.ModelForm):
             "requires_mfa",
             "algorithm",
             "default_audience",
+            "introspection_resources",
             "allowed_origins",
             "token_endpoint_auth_method",
             "jwks",
@@ -72,6 +73,7 @@ class ClientAdmin(admin.ModelAdmin):
         ),
         ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")}),
         ("Tokens", {"fields": ("algorithm", "default_audience")}),
+        ("Resource server (RFC 7662 introspection)", {"fields": ("introspection_resources",)}),
         ("Client authentication", {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri")}),
         ("Dates", {"fields": ("created", "updated")}),
     )

@@ -60,6 +60,14 @@ class Client(AbstractApplication):
         blank=True,
         help_text="Space-separated audiences (aud) of access tokens when the request names no resource.",
     )
+    introspection_resources = models.CharField(
+        "resources this client serves",
+        max_length=2000,
+        blank=True,
+        help_text="Space-separated resource URIs (aud values, RFC 8707) this client serves as a resource "
+        "server: it may introspect access tokens issued to other clients for them (RFC 7662 §4). Empty: "
+        "it may introspect only its own tokens.",
+    )
 
     token_endpoint_auth_method = models.CharField(
         max_length=32,
@@ -127,6 +135,21 @@ class Client(AbstractApplication):
         ):
             raise ValidationError({"client_type": "Client credentials need a confidential client."})
         self._clean_private_key_jwt()
+        self._clean_introspection_resources()
+
+    def _clean_introspection_resources(self) -> None:
+        """RFC 8707 §2 resources: absolute URIs without a fragment; never the issuer, whose tokens (aud =
+        the issuer: userinfo) are described only to the client holding them."""
+        from oauth2_provider.oauth2_validators import is_valid_resource_uri  # needs the app registry
+
+        for resource in self.served_resources:
+            if not is_valid_resource_uri(resource):
+                message = f"{resource[:100]} is not an absolute URI without a fragment."
+                raise ValidationError({"introspection_resources": message})
+            if resource.rstrip("/") == settings.UAA_ISSUER:
+                raise ValidationError(
+                    {"introspection_resources": "UAA's own tokens are introspected only by their client."}
+                )
 
     def _clean_private_key_jwt(self) -> None:
         """RFC 7523 keys: public keys only, inline or at an https URL (a loopback http URL for local use)."""
@@ -154,6 +177,10 @@ class Client(AbstractApplication):
     @property
     def audiences(self) -> list[str]:
         return self.default_audience.split()
+
+    @property
+    def served_resources(self) -> list[str]:
+        return self.introspection_resources.split()
 
 
 class AuthorizationCode(AbstractGrant):

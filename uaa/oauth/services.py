@@ -33,6 +33,7 @@ def register_client(
     token_endpoint_auth_method: str = Client.CLIENT_SECRET,
     jwks: dict[str, object] | None = None,
     jwks_uri: str = "",
+    introspection_resources: list[str] | None = None,
 ) -> IssuedCredentials:
     confidential = client_type == Client.CLIENT_CONFIDENTIAL
     # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
@@ -51,6 +52,7 @@ def register_client(
         token_endpoint_auth_method=token_endpoint_auth_method,
         jwks=jwks or {},
         jwks_uri=jwks_uri,
+        introspection_resources=" ".join(introspection_resources or []),
         client_secret=raw_secret,
         hash_client_secret=True,
     )
@@ -64,6 +66,7 @@ def register_client(
             "grant_type": grant_type,
             "redirect_uris": redirect_uris or [],
             "token_endpoint_auth_method": token_endpoint_auth_method,
+            "introspection_resources": introspection_resources or [],
         },
     )
     return IssuedCredentials(client=client, client_secret=raw_secret if confidential else None)

@@ -336,7 +336,8 @@ def introspect_view(request: HttpRequest) -> JsonResponse:
     token = request.POST.get("token")
     if not token:
         raise InvalidRequest("The token parameter is required.")
-    return JsonResponse(introspect(token=token, hint=request.POST.get("token_type_hint"), caller=caller))
+    hint = request.POST.get("token_type_hint")
+    return JsonResponse(introspect(token=token, hint=hint, caller=caller, serves=caller.served_resources))
 
 
 def _authenticated_client_id(request: HttpRequest, core: Any) -> str | None:

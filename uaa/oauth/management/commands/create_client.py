@@ -31,6 +31,15 @@ class Command(BaseCommand):
         parser.add_argument("--trusted", action="store_true", help="first-party: skip the consent page")
         parser.add_argument("--algorithm", choices=["RS256", "ES256", "EdDSA"], default="RS256")
         parser.add_argument("--audience", action="append", default=[], help="default aud of access tokens")
+        parser.add_argument(
+            "--serves",
+            action="append",
+            default=[],
+            metavar="URI",
+            dest="serves",
+            help="a resource (aud) this client serves as a resource server: it may introspect other "
+            "clients' access tokens for it (RFC 7662 §4); repeatable",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -44,6 +53,7 @@ class Command(BaseCommand):
                 trusted=options["trusted"],
                 algorithm=options["algorithm"],
                 default_audience=options["audience"],
+                introspection_resources=options["serves"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
