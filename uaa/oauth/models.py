@@ -17,6 +17,7 @@ from jwcrypto.common import JWException
 from oauth2_provider.models import AbstractApplication, AbstractGrant
 
 from uaa.oauth import rfc8252
+from uaa.oauth.remote_jwks import UnsafeURI, check_uri
 
 
 class Client(AbstractApplication):
@@ -162,10 +163,10 @@ class Client(AbstractApplication):
         if bool(self.jwks) == bool(self.jwks_uri):
             raise ValidationError({"jwks": "Register the client's public keys: a JWK Set or a JWK Set URL."})
         if self.jwks_uri:
-            scheme, _, rest = self.jwks_uri.partition("://")
-            host = rest.split("/", 1)[0].rsplit(":", 1)[0]
-            if scheme != "https" and host not in ("127.0.0.1", "localhost", "[::1]"):
-                raise ValidationError({"jwks_uri": "The JWK Set URL must be https."})
+            try:
+                check_uri(self.jwks_uri)  # checked again, with its addresses, at every fetch
+            except UnsafeURI as exc:
+                raise ValidationError({"jwks_uri": str(exc)}) from exc
             return
         try:
             keys = jwk.JWKSet.from_json(json.dumps(self.jwks))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +27,7 @@ from jwcrypto.common import JWException
 from tokens import ledger
 from tokens.models import LedgerRecord
 from uaa.clientip import client_address
+from uaa.oauth import remote_jwks
 from uaa.oauth.models import Client, SpentAssertion
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]  # asymmetric only: never "none", never HS*
 LEEWAY = timedelta(seconds=30)
 MAX_LIFETIME = timedelta(minutes=10)  # bounds how long a jti must be remembered
-JWKS_URI_CACHE_SECONDS = 300
 MAX_ASSERTION_BYTES = 8192
 
 
@@ -88,32 +86,30 @@ def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any], jws.JWS
     return header, payload, parsed
 
 
-def _jwks_from_uri(uri: str) -> dict[str, Any]:
-    key = "uaa:rfc7523:jwks:" + hashlib.sha256(uri.encode()).hexdigest()
-    document = cache.get(key)
-    if document is None:
-        try:
-            with urllib.request.urlopen(uri, timeout=3) as response:  # noqa: S310 - an admin-registered URL
-                document = json.loads(response.read(256 * 1024))
-        except (OSError, ValueError) as exc:
-            raise AssertionRejected("the client's jwks_uri could not be read") from exc
-        cache.set(key, document, JWKS_URI_CACHE_SECONDS)
-    return document if isinstance(document, dict) else {}
-
-
 def registered_keys(client: Client) -> jwk.JWKSet:
-    """The client's public keys: its inline JWK Set, else the one at its ``jwks_uri``."""
-    document = client.jwks or (_jwks_from_uri(client.jwks_uri) if client.jwks_uri else {})
+    """The client's public keys: its inline JWK Set, else the one at its ``jwks_uri`` (fetched safely)."""
+    try:
+        document = client.jwks or (remote_jwks.fetch_jwks(client.jwks_uri) if client.jwks_uri else {})
+    except remote_jwks.FetchFailed as exc:
+        raise AssertionRejected("the client's jwks_uri could not be read") from exc
     try:
         return jwk.JWKSet.from_json(json.dumps(document))
     except (JWException, ValueError, TypeError) as exc:
         raise AssertionRejected("the client's registered JWK Set is unusable") from exc
 
 
-def _verify_signature(parsed: jws.JWS, header: dict[str, Any], keys: jwk.JWKSet) -> None:
+def _check_algorithm(header: dict[str, Any]) -> str:
     alg = header.get("alg")
-    if alg not in ALGORITHMS:
-        raise AssertionRejected(f"algorithm {alg!r} is not accepted")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        known = isinstance(alg, str) and alg in ("none", "HS256", "HS384", "HS512", "RS384", "RS512", "ES384")
+        raise AssertionRejected(
+            f"algorithm {alg!r} is not accepted" if known else "the algorithm is not accepted"
+        )
+    return alg
+
+
+def _verify_signature(parsed: jws.JWS, header: dict[str, Any], keys: jwk.JWKSet) -> None:
+    alg = _check_algorithm(header)
     kid = header.get("kid")
     candidates = [keys.get_key(kid)] if kid else list(keys)
     for key in candidates:
@@ -192,17 +188,18 @@ def authenticate(
     if not assertion or len(assertion) > MAX_ASSERTION_BYTES:
         raise AssertionRejected("client_assertion is missing or too long")
     header, claims, parsed = _unverified(assertion)
+    _check_algorithm(header)
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or issuer != claims.get("sub"):
         raise AssertionRejected("iss and sub must both be the client_id")
     if client_id and client_id != issuer:
         raise AssertionRejected("client_id does not match the assertion")
+    now = timezone.now()
+    _check_claims(claims, audiences=audiences, now=now)  # before any key is read or fetched
     client = Client.objects.filter(client_id=issuer).first() if "\x00" not in issuer else None
     if client is None or client.token_endpoint_auth_method != Client.PRIVATE_KEY_JWT:
         raise AssertionRejected("no client registered for private_key_jwt has this client_id")
     _verify_signature(parsed, header, registered_keys(client))
-    now = timezone.now()
-    _check_claims(claims, audiences=audiences, now=now)
     _spend(client=client, jti=claims["jti"], expires=_instant(claims, "exp") or now)
     return AuthenticatedAssertion(client=client, assertion=assertion, jti=claims["jti"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -40,9 +41,26 @@ class Command(BaseCommand):
             help="a resource (aud) this client serves as a resource server: it may introspect other "
             "clients' access tokens for it (RFC 7662 §4); repeatable",
         )
+        keys = parser.add_mutually_exclusive_group()
+        keys.add_argument(
+            "--jwks-uri", default="", help="authenticate with private_key_jwt, keys at this URL"
+        )
+        keys.add_argument(
+            "--jwks-file",
+            default="",
+            help="authenticate with private_key_jwt, public keys in this JWK Set file",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        jwks: dict[str, object] = {}
+        if options["jwks_file"]:
+            try:
+                jwks = json.loads(Path(options["jwks_file"]).read_text())
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"--jwks-file: {exc}") from exc
+        private_key_jwt = bool(jwks or options["jwks_uri"])
+        method = Client.PRIVATE_KEY_JWT if private_key_jwt else Client.CLIENT_SECRET
         try:
             issued = register_client(
                 name=options["name"],
@@ -54,15 +72,19 @@ class Command(BaseCommand):
                 algorithm=options["algorithm"],
                 default_audience=options["audience"],
                 introspection_resources=options["serves"],
+                token_endpoint_auth_method=method,
+                jwks=jwks,
+                jwks_uri=options["jwks_uri"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        secret = None if private_key_jwt else issued.client_secret  # its secret authenticates nothing
         if options["json"]:
-            self.stdout.write(
-                json.dumps({"client_id": issued.client.client_id, "client_secret": issued.client_secret})
-            )
+            self.stdout.write(json.dumps({"client_id": issued.client.client_id, "client_secret": secret}))
             return
         self.stdout.write(f"client_id:     {issued.client.client_id}")
-        if issued.client_secret:
+        if private_key_jwt:
+            self.stdout.write("It authenticates with private_key_jwt (RFC 7523): no secret.")
+        elif issued.client_secret:
             self.stdout.write(f"client_secret: {issued.client_secret}")
             self.stdout.write("The secret is shown only now; it is stored hashed.")
