@@ -120,11 +120,14 @@ def test_no_client_at_all_is_invalid_client(db):
 def test_basic_and_body_naming_different_clients_is_invalid_client(
     service_client, client_factory, body_secret
 ):
-    """RFC 6749 §2.3: one client, authenticated one way; a body client_id naming another client fails."""
+    """RFC 6749 §2.3: one client, authenticated one way; a body client_id naming another client fails
+    (invalid_client), and a body secret beside Basic is a second method (invalid_request)."""
     other = client_factory(name="Other", grant_type="client-credentials", redirect_uris=[])
     data = {**CLIENT_CREDENTIALS, "client_id": other.client_id}
     if body_secret:
         data["client_secret"] = body_secret
+        _assert_invalid_request(_token(data, auth=service_client.basic))
+        return
     _assert_invalid_client(_token(data, auth=service_client.basic))
 
 
@@ -189,3 +192,94 @@ def test_a_public_client_cannot_authenticate_with_an_empty_secret(public_client)
     )
     assert response.status_code == HTTPStatus.UNAUTHORIZED
     assert response.json()["error"] == "invalid_client"
+
+
+# --- one authentication method per request (RFC 6749 §2.3) -------------------------------------------
+# The attacker is another registered client (or anyone holding client A's secret): they must not get a
+# token, a revocation or an introspection answer for client K by adding K's credentials beside A's.
+
+
+@pytest.fixture
+def signing_key():
+    from tests.uaa.client_assertions import new_key
+
+    return new_key()
+
+
+@pytest.fixture
+def jwt_client(db, signing_key):
+    from tests.conftest import RegisteredClient
+    from tests.uaa.client_assertions import public_set
+    from uaa.oauth.models import Client
+    from uaa.oauth.services import register_client
+
+    issued = register_client(
+        name="Signed service",
+        client_type=Client.CLIENT_CONFIDENTIAL,
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS,
+        token_endpoint_auth_method=Client.PRIVATE_KEY_JWT,
+        jwks=public_set(signing_key),
+    )
+    return RegisteredClient(client=issued.client, secret=issued.client_secret)
+
+
+def _assert_invalid_request(response):
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert response.json()["error"] == "invalid_request"
+    assert "access_token" not in response.json() and "active" not in response.json()
+    assert response["Cache-Control"] == "no-store"
+
+
+ENDPOINTS = {
+    "/oauth/token": CLIENT_CREDENTIALS,
+    "/oauth/revoke": {"token": "some-token"},
+    "/oauth/introspect": {"token": "some-token"},
+}
+
+
+@pytest.mark.parametrize("url", list(ENDPOINTS))
+def test_basic_for_one_client_and_an_assertion_for_another_is_invalid_request(
+    url, service_client, jwt_client, signing_key
+):
+    """RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
+    Today's attack: Basic for client A plus a client_assertion for K issued a token to K."""
+    from tests.uaa.client_assertions import assertion
+    from uaa.oauth.rfc7523 import ASSERTION_TYPE
+
+    data = {
+        **ENDPOINTS[url],
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(jwt_client.client_id, signing_key),
+    }
+    _assert_invalid_request(form_post(HttpClient(), url, data, auth=service_client.basic))
+
+
+@pytest.mark.parametrize("url", list(ENDPOINTS))
+@pytest.mark.parametrize("basic_secret", ["right", "wrong"])
+def test_basic_and_a_secret_in_the_body_is_invalid_request(url, service_client, client_factory, basic_secret):
+    """RFC 6749 §2.3.1 and §2.3: Basic or the body, never both; a failed Basic header does not fall back
+    to another client's secret in the body."""
+    other = client_factory(name="Other", grant_type="client-credentials", redirect_uris=[])
+    auth = service_client.basic if basic_secret == "right" else basic_auth(service_client.client_id, "x")
+    data = {**ENDPOINTS[url], "client_id": other.client_id, "client_secret": other.secret}
+    _assert_invalid_request(form_post(HttpClient(), url, data, auth=auth))
+    same = {**ENDPOINTS[url], "client_id": service_client.client_id, "client_secret": service_client.secret}
+    _assert_invalid_request(form_post(HttpClient(), url, same, auth=service_client.basic))
+
+
+@pytest.mark.parametrize("url", list(ENDPOINTS))
+def test_an_assertion_with_a_secret_in_the_body_is_invalid_request(
+    url, service_client, jwt_client, signing_key
+):
+    """RFC 6749 §2.3 and RFC 7523 §2.2: a client assertion is the one method of its request."""
+    from tests.uaa.client_assertions import assertion
+    from uaa.oauth.rfc7523 import ASSERTION_TYPE
+
+    data = {
+        **ENDPOINTS[url],
+        "client_id": service_client.client_id,
+        "client_secret": service_client.secret,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(jwt_client.client_id, signing_key),
+    }
+    _assert_invalid_request(form_post(HttpClient(), url, data))

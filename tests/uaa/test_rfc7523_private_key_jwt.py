@@ -7,6 +7,7 @@ invalid_client, and each rejection is recorded as a failed attempt.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import threading
@@ -23,56 +24,22 @@ from jwcrypto import jwk, jws, jwt
 
 from tests.conftest import REDIRECT_URI, RegisteredClient
 from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, form_post
+from tests.uaa.client_assertions import (
+    ISSUER,
+    TOKEN_ENDPOINT,
+    assertion,
+    assertion_request,
+    new_key,
+    public_set,
+)
 from tokens.models import LedgerRecord
 from uaa.oauth.models import Client
 from uaa.oauth.rfc7523 import ASSERTION_TYPE
 from uaa.oauth.services import register_client
 
-TOKEN_ENDPOINT = "http://testserver/oauth/token"
-KEY_TYPES = {
-    "RS256": {"kty": "RSA", "size": 2048},
-    "PS256": {"kty": "RSA", "size": 2048},
-    "ES256": {"kty": "EC", "crv": "P-256"},
-    "EdDSA": {"kty": "OKP", "crv": "Ed25519"},
-}
-
-
-def new_key(alg: str = "ES256") -> jwk.JWK:
-    key = jwk.JWK.generate(**KEY_TYPES[alg])
-    key["kid"] = key.thumbprint()  # type: ignore[index]
-    return key
-
-
-def public_set(*keys: jwk.JWK) -> dict[str, Any]:
-    return {"keys": [key.export_public(as_dict=True) for key in keys]}
-
-
-def assertion(client_id: str, key: jwk.JWK, *, alg: str = "ES256", **overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": TOKEN_ENDPOINT,
-        "exp": now + 60,
-        "iat": now,
-        "jti": uuid.uuid4().hex,
-        **overrides,
-    }
-    token = jwt.JWT(
-        header={"alg": alg, "kid": key["kid"]}, claims={k: v for k, v in claims.items() if v is not None}
-    )
-    token.make_signed_token(key)
-    return token.serialize()
-
 
 def token_request(signed: str, **extra: str) -> Any:
-    data = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": signed,
-        **extra,
-    }
-    return form_post(HttpClient(), "/oauth/token", data)
+    return assertion_request(signed, **extra)
 
 
 def records(event: str) -> list[dict[str, Any]]:
@@ -100,12 +67,26 @@ def jwt_client(db, signing_key) -> RegisteredClient:
     return RegisteredClient(client=issued.client, secret=issued.client_secret)
 
 
+def failure_reasons() -> dict[str, int]:
+    """Every recorded reason for a failed client authentication, summaries flushed (docs/audit-ledger.md)."""
+    from django.utils import timezone
+
+    from uaa.oauth.audit import flush_client_authentication_failures
+
+    flush_client_authentication_failures(now=timezone.now(), force=True)
+    reasons: dict[str, int] = {}
+    for failed in records("client_authentication.failed"):
+        counted = failed["detail"].get("reasons") or {failed["detail"]["reason"]: 1}
+        for reason, count in counted.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    return reasons
+
+
 def assert_invalid_client(response: Any, reason: str) -> None:
     assert response.status_code == HTTPStatus.UNAUTHORIZED, response.content
     assert response.json()["error"] == "invalid_client"
     assert response["Cache-Control"] == "no-store"
-    failed = records("client_authentication.failed")[-1]
-    assert failed["detail"] == {"method": "private_key_jwt", "reason": reason}
+    assert reason in failure_reasons()
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "EdDSA"])
@@ -126,7 +107,7 @@ def test_a_signed_assertion_authenticates_the_client(db, alg):
 
 def test_the_assertion_is_kept_with_the_grant_and_proves_it_offline(jwt_client, signing_key):
     """The client's own signature, in the ledger: verifiable with its registered public key alone."""
-    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver")  # the issuer is an aud too
+    signed = assertion(jwt_client.client_id, signing_key)  # aud: the issuer identifier
     response = token_request(signed)
     assert response.status_code == HTTPStatus.OK
     (issued,) = records("token.issued")
@@ -148,6 +129,11 @@ def test_a_replayed_assertion_is_invalid_client_and_recorded(jwt_client, signing
     assert_invalid_client(token_request(signed), "the assertion was used before (jti replayed)")
     failed = records("client_authentication.failed")[-1]
     assert failed["client_id"] == jwt_client.client_id
+    assert failed["detail"] == {
+        "method": "private_key_jwt",
+        "reason": "the assertion was used before (jti replayed)",
+    }
+    assert failed["hashes"] == {"client_assertion": hashlib.sha256(signed.encode()).hexdigest()}
     assert signed not in json.dumps(failed)  # a rejected assertion is kept by digest only
 
 
@@ -162,11 +148,68 @@ def test_an_assertion_valid_for_too_long_is_invalid_client(jwt_client, signing_k
     assert_invalid_client(token_request(signed), "exp is too far in the future")
 
 
-@pytest.mark.parametrize("aud", ["https://elsewhere.example/oauth/token", ["https://a.example"], None])
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://elsewhere.example/oauth/token",
+        ["https://a.example"],
+        None,
+        ISSUER + "/",
+        [ISSUER, "https://attacker.example"],  # the issuer, but not as the sole value
+        [],
+        7,
+    ],
+)
 def test_an_assertion_for_another_audience_is_invalid_client(jwt_client, signing_key, aud):
-    """RFC 7523 §3 item 3: aud must identify this authorization server."""
+    """RFC 7523 §3 item 3: aud must identify this authorization server; draft-ietf-oauth-rfc7523bis §4:
+    the issuer identifier as its sole value."""
     signed = assertion(jwt_client.client_id, signing_key, aud=aud)
-    assert_invalid_client(token_request(signed), "aud names neither the issuer nor this endpoint")
+    assert_invalid_client(token_request(signed), "aud is not the issuer identifier")
+
+
+def test_the_issuer_as_a_one_element_array_is_accepted(jwt_client, signing_key):
+    """RFC 7519 §4.1.3: aud may be an array; with the issuer as its sole value it names only us."""
+    response = token_request(assertion(jwt_client.client_id, signing_key, aud=[ISSUER]))
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+@pytest.mark.parametrize(
+    ("url", "aud"),
+    [
+        ("/oauth/token", TOKEN_ENDPOINT),
+        ("/oauth/revoke", f"{ISSUER}/oauth/revoke"),
+        ("/oauth/introspect", f"{ISSUER}/oauth/introspect"),
+        ("/oauth/revoke", TOKEN_ENDPOINT),
+    ],
+)
+def test_an_assertion_addressed_to_an_endpoint_url_is_refused_by_default(jwt_client, signing_key, url, aud):
+    """The 2025 audience-injection advisory (draft-ietf-oauth-rfc7523bis §4, OpenID Foundation): an
+    assertion whose aud is an endpoint URL can have been made for another authorization server that
+    advertised our URL as its own endpoint; only the issuer identifier, which a client checks in the
+    discovery document, is accepted. The attacker is that other authorization server, replaying."""
+    data = {"token": "x"} if url != "/oauth/token" else {}
+    response = assertion_request(assertion(jwt_client.client_id, signing_key, aud=aud), url, **data)
+    assert_invalid_client(response, "aud is not the issuer identifier")
+
+
+@pytest.mark.parametrize(
+    ("url", "aud"),
+    [
+        ("/oauth/token", TOKEN_ENDPOINT),
+        ("/oauth/revoke", f"{ISSUER}/oauth/revoke"),
+        ("/oauth/revoke", TOKEN_ENDPOINT),
+        ("/oauth/introspect", f"{ISSUER}/oauth/introspect"),
+    ],
+)
+def test_endpoint_urls_are_accepted_when_the_setting_allows_them(settings, jwt_client, signing_key, url, aud):
+    """OIDC Core §9 (aud SHOULD be the token endpoint URL): for clients not yet updated, an operator may
+    turn on UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD; the token endpoint URL and the URL called count."""
+    settings.UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD = True
+    data = {"token": "x"} if url != "/oauth/token" else {}
+    response = assertion_request(assertion(jwt_client.client_id, signing_key, aud=aud), url, **data)
+    assert response.status_code == HTTPStatus.OK, response.content
+    other = assertion(jwt_client.client_id, signing_key, aud=f"{ISSUER}/oauth/userinfo")
+    assert_invalid_client(assertion_request(other, url, **data), "aud is not the issuer identifier")
 
 
 def test_an_assertion_signed_with_an_unregistered_key_is_invalid_client(jwt_client):
@@ -232,9 +275,9 @@ def test_a_secret_client_cannot_authenticate_with_an_assertion(service_client):
 
 
 def test_revocation_accepts_private_key_jwt_and_records_the_assertion(jwt_client, signing_key):
-    """RFC 7009 §2.1 with RFC 7523 client authentication; aud may name the revocation endpoint."""
+    """RFC 7009 §2.1 with RFC 7523 client authentication (aud: the issuer identifier)."""
     access_token = token_request(assertion(jwt_client.client_id, signing_key)).json()["access_token"]
-    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver/oauth/revoke")
+    signed = assertion(jwt_client.client_id, signing_key)
     response = form_post(
         HttpClient(),
         "/oauth/revoke",
@@ -349,9 +392,9 @@ def test_the_code_exchange_accepts_private_key_jwt(db, browser, signing_key):
 
 
 def test_introspection_accepts_private_key_jwt(jwt_client, signing_key):
-    """RFC 7662 §2.1 with RFC 7523 client authentication (aud: the introspection endpoint)."""
+    """RFC 7662 §2.1 with RFC 7523 client authentication (aud: the issuer identifier)."""
     access_token = token_request(assertion(jwt_client.client_id, signing_key)).json()["access_token"]
-    signed = assertion(jwt_client.client_id, signing_key, aud="http://testserver/oauth/introspect")
+    signed = assertion(jwt_client.client_id, signing_key)
     response = form_post(
         HttpClient(),
         "/oauth/introspect",
@@ -410,6 +453,6 @@ def test_an_assertion_made_with_pyjwt_as_in_the_docs_is_accepted(db):
     )
     now = int(time.time())
     client_id = issued.client.client_id
-    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60}
+    claims = {"iss": client_id, "sub": client_id, "aud": ISSUER, "iat": now, "exp": now + 60}
     signed = pyjwt.encode({**claims, "jti": uuid.uuid4().hex}, pem, algorithm="ES256", headers={"kid": kid})
     assert token_request(signed).status_code == HTTPStatus.OK

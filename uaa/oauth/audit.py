@@ -2,21 +2,29 @@
 
 Called from the validator's hooks inside the transaction that stores the grant, so a grant and its
 record commit or roll back together. Tokens, codes and secrets appear only as SHA-256 digests and
-``jti``; ID tokens by ``jti``.
+``jti``; ID tokens by ``jti``. Failed client authentication, which anyone can cause, is counted into
+summaries (``ClientAuthenticationTally``) rather than recorded once per request.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauthlib.common import Request as OAuthlibRequest
 
+from accounts.throttling import address_bucket
 from tokens import ledger
 from tokens.models import LedgerRecord
 from uaa.clientip import client_address
+from uaa.oauth.models import ClientAuthenticationTally
 
 
 def _metadata(request: OAuthlibRequest) -> ledger.RequestMetadata:
@@ -166,3 +174,147 @@ def code_replayed(*, redemption: Any, access_tokens: list[Any], request: OAuthli
         detail={"refresh_token_family": str(redemption.refresh_token_family or ""), "tokens_revoked": True},
         **(_metadata(request) if request is not None else {}),
     )
+
+
+# --- failed client authentication: counted summaries (docs/audit-ledger.md) --------------------------
+SUMMARY_KEYS_PER_WINDOW = 1000  # open tallies per window; beyond it, everything shares one overflow tally
+OVERFLOW = "*"  # the address of the overflow tally
+USER_AGENT_KEPT = 128  # of the first failure's User-Agent; summaries keep none
+FLUSH_BATCH = 500
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _window() -> timedelta:
+    return timedelta(seconds=settings.UAA_THROTTLE_WINDOW)
+
+
+def _summarise(tally: ClientAuthenticationTally, *, now: datetime) -> bool:
+    """The record of what a tally counted beyond its window's first failure; False when nothing was."""
+    if not tally.failures and not tally.throttled:
+        return False
+    detail: dict[str, Any] = {
+        "summary": True,
+        "failures": tally.failures,
+        "throttled": tally.throttled,
+        "reasons": dict(sorted(tally.reasons.items())),
+        "methods": dict(sorted(tally.methods.items())),
+        "from": _utc(tally.window_started_at),
+        "until": _utc(tally.last_at),
+    }
+    if tally.ip == OVERFLOW:
+        detail["overflow"] = True  # the per-window cap was reached: many clients or addresses in one
+    ledger.append_record(
+        event=LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
+        at=now,
+        client_id=tally.client_id,
+        ip="" if tally.ip == OVERFLOW else tally.ip,
+        detail=detail,
+    )
+    return True
+
+
+def _open_tally(*, client_id: str, ip: str, now: datetime) -> tuple[ClientAuthenticationTally, bool]:
+    """The locked tally of (client_id, ip) for the current window, and whether it was just opened; a
+    tally whose window ended is summarised and replaced first. Call inside a transaction."""
+    tallies = ClientAuthenticationTally.objects.select_for_update()
+    tally = tallies.filter(client_id=client_id, ip=ip).first()
+    if tally is not None and now - tally.window_started_at >= _window():
+        _summarise(tally, now=now)
+        tally.delete()
+        tally = None
+    if tally is not None:
+        return tally, False
+    try:
+        with transaction.atomic():
+            return (
+                ClientAuthenticationTally.objects.create(
+                    client_id=client_id, ip=ip, window_started_at=now, last_at=now
+                ),
+                True,
+            )
+    except IntegrityError:  # opened concurrently by another worker
+        return tallies.get(client_id=client_id, ip=ip), False
+
+
+def _tally(*, client_id: str, ip: str, now: datetime) -> tuple[ClientAuthenticationTally, bool]:
+    exists = ClientAuthenticationTally.objects.filter(client_id=client_id, ip=ip).exists()
+    if not exists and ClientAuthenticationTally.objects.count() >= SUMMARY_KEYS_PER_WINDOW:
+        client_id, ip = "", OVERFLOW
+    return _open_tally(client_id=client_id, ip=ip, now=now)
+
+
+def _count(mapping: dict[str, int], key: str) -> dict[str, int]:
+    return {**mapping, key: mapping.get(key, 0) + 1}
+
+
+def client_authentication_failed(
+    *,
+    client_id: str,
+    method: str,
+    reason: str,
+    headers: Mapping[str, str] | None,
+    assertion: str = "",
+    now: datetime | None = None,
+) -> None:
+    """RFC 6749 §5.2 invalid_client, recorded without letting the caller grow the ledger per request:
+    the first failure of a (client, address) window is a record at once, the rest are counted into one
+    summary written when the window ends. ``client_id`` is empty unless it names a registered client."""
+    now = now or timezone.now()
+    meta = headers or {}
+    ip = client_address(meta)
+    with transaction.atomic():
+        tally, opened = _tally(client_id=client_id, ip=address_bucket(ip), now=now)
+        if opened:
+            ledger.append_record(
+                event=LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
+                at=now,
+                client_id=tally.client_id,
+                hashes={"client_assertion": ledger.sha256_hex(assertion)} if assertion else {},
+                detail={"method": method, "reason": reason},
+                ip=ip,
+                user_agent=meta.get("HTTP_USER_AGENT", "")[:USER_AGENT_KEPT],
+            )
+            return
+        tally.failures += 1
+        tally.reasons = _count(tally.reasons, reason)
+        tally.methods = _count(tally.methods, method)
+        tally.last_at = max(tally.last_at, now)
+        tally.save(update_fields=["failures", "reasons", "methods", "last_at"])
+
+
+def client_authentication_throttled(
+    *, client_id: str, method: str, headers: Mapping[str, str] | None, now: datetime | None = None
+) -> None:
+    """A client authentication refused with 429 before anything was verified: counted, never a record."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        tally, _ = _tally(client_id=client_id, ip=address_bucket(client_address(headers or {})), now=now)
+        tally.throttled += 1
+        tally.methods = _count(tally.methods, method)
+        tally.last_at = max(tally.last_at, now)
+        tally.save(update_fields=["throttled", "methods", "last_at"])
+
+
+def flush_client_authentication_failures(*, now: datetime, force: bool = False, max_batches: int = 20) -> int:
+    """Summarise the tallies whose window has ended (every tally when ``force``); the records written.
+    Run before every sealing (``tokens.ledger.before_sealing``) and whenever a window rolls."""
+    written = 0
+    for _ in range(max_batches):
+        with transaction.atomic():
+            due = ClientAuthenticationTally.objects.select_for_update(skip_locked=True).order_by("id")
+            if not force:
+                due = due.filter(window_started_at__lte=now - _window())
+            batch = list(due[:FLUSH_BATCH])
+            written += sum(_summarise(tally, now=now) for tally in batch)
+            ClientAuthenticationTally.objects.filter(pk__in=[tally.pk for tally in batch]).delete()
+        if len(batch) < FLUSH_BATCH:
+            break
+    return written
+
+
+def flush_before_sealing(sender: Any, *, now: datetime, **kwargs: Any) -> None:
+    """``tokens.ledger.before_sealing`` receiver: the summaries of ended windows go into this seal."""
+    flush_client_authentication_failures(now=now)

@@ -44,6 +44,19 @@ class InvalidClient(OAuthError):
     description = "Client authentication failed."
 
 
+class ClientLockedOut(OAuthError):
+    """Too many failed client authentications (accounts/throttling.py): RFC 6585 §4 429 with Retry-After,
+    and the RFC 6749 §5.2 invalid_client code, since the client was not authenticated."""
+
+    code = "invalid_client"
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    description = "Too many failed client authentications. Try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class InvalidGrant(OAuthError):
     code = "invalid_grant"
     description = "The grant is invalid, expired, revoked or was issued to another client."
@@ -99,4 +112,6 @@ def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonRe
         response["WWW-Authenticate"] = 'Basic realm="uaa", charset="UTF-8"'
     if isinstance(exc, InvalidToken):
         response["WWW-Authenticate"] = f'Bearer realm="uaa", error="{exc.code}"'
+    if isinstance(exc, ClientLockedOut):
+        response["Retry-After"] = str(exc.retry_after)
     return response

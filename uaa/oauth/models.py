@@ -212,6 +212,29 @@ class SpentAssertion(models.Model):
         return f"assertion {self.jti_sha256[:8]} of {self.client_id}"
 
 
+class ClientAuthenticationTally(models.Model):
+    """Failed client authentications from one address for one registered client (``client_id``) or for
+    any unknown one (``client_id`` empty), counted over one window: the ledger gets the first failure at
+    once and the rest as one summary when the window ends (uaa/oauth/audit.py, docs/audit-ledger.md)."""
+
+    client_id = models.CharField(max_length=255, blank=True)
+    ip = models.CharField(max_length=64, blank=True)
+    window_started_at = models.DateTimeField(db_index=True)
+    last_at = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)  # verified and failed, after the first (recorded)
+    throttled = models.PositiveIntegerField(default=0)  # refused with 429 before any verification
+    reasons = models.JSONField(default=dict)  # reason -> count (a fixed set of sentences)
+    methods = models.JSONField(default=dict)  # authentication method -> count
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "ip"], name="one_tally_per_client_and_address")
+        ]
+
+    def __str__(self) -> str:
+        return f"failed client authentication of {self.client_id or 'unknown'} from {self.ip}"
+
+
 class RedeemedCode(models.Model):
     """A spent authorization code (its SHA-256 only), the tokens it produced, and their sign-in context.
 

@@ -2,10 +2,14 @@
 
 The client signs a short-lived JWT with a key it registered (an inline JWK Set or a ``jwks_uri``), and
 sends it as ``client_assertion`` with ``client_assertion_type`` =
-``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``. UAA checks the signature, ``iss`` = ``sub`` =
-the client, ``aud`` (the issuer or the endpoint's URL), ``exp`` (and ``nbf``/``iat`` when present), and
-that its ``jti`` was never used before. A valid assertion is kept with the grant's audit record: it is
-the client's own signature over the request. Every rejection is recorded too.
+``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``. UAA checks, cheapest first: the algorithm,
+``iss`` = ``sub`` = the client, ``aud`` = the issuer identifier as its sole value
+(draft-ietf-oauth-rfc7523bis §4: an endpoint URL is refused unless
+``UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD``), ``exp`` (and ``nbf``/``iat`` when present), ``jti``; only
+then the client's keys (a ``jwks_uri`` is fetched by uaa/oauth/remote_jwks.py) and the signature; last,
+that the ``jti`` was never used before. A valid assertion is kept with the grant's audit record: it is
+the client's own signature over the request. A rejection raises ``AssertionRejected`` with the reason
+the validator records (uaa/oauth/clientauth.py: throttled, and summarised in the ledger).
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from django.utils import timezone
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from tokens import ledger
-from tokens.models import LedgerRecord
-from uaa.clientip import client_address
 from uaa.oauth import remote_jwks
 from uaa.oauth.models import Client, SpentAssertion
 
@@ -37,10 +38,12 @@ ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]  # asymmetric only: never "non
 LEEWAY = timedelta(seconds=30)
 MAX_LIFETIME = timedelta(minutes=10)  # bounds how long a jti must be remembered
 MAX_ASSERTION_BYTES = 8192
+WRONG_AUDIENCE = "aud is not the issuer identifier"
 
 
 class AssertionRejected(Exception):
-    """Why an assertion does not authenticate its client (recorded; the client only sees invalid_client)."""
+    """Why an assertion does not authenticate its client (recorded; the client only sees invalid_client).
+    The message is one of a fixed set of sentences: nothing the caller wrote is copied into it."""
 
 
 @dataclass(frozen=True)
@@ -55,22 +58,26 @@ def present(request: Any) -> bool:
     return bool(getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None))
 
 
-def authenticate_request(request: Any) -> bool:
-    """The validator's hook: authenticate an oauthlib request by its assertion, or record why not."""
-    assertion = str(getattr(request, "client_assertion", None) or "")
-    try:
-        result = authenticate(
-            assertion=assertion,
-            assertion_type=str(getattr(request, "client_assertion_type", None) or ""),
-            client_id=request.client_id,
-            audiences=endpoint_audiences(request.uri),
-        )
-    except AssertionRejected as exc:
-        record_rejection(assertion=assertion, reason=str(exc), request_headers=request.headers)
-        return False
+def authenticate_request(request: Any) -> None:
+    """The validator's hook: authenticate an oauthlib request by its assertion (``request.client`` is set),
+    or raise ``AssertionRejected``."""
+    result = authenticate(
+        assertion=str(getattr(request, "client_assertion", None) or ""),
+        assertion_type=str(getattr(request, "client_assertion_type", None) or ""),
+        client_id=request.client_id,
+        audiences=accepted_audiences(request.uri),
+    )
     request.client = result.client
     request.uaa_client_assertion = result.assertion
-    return True
+
+
+def claimed_client_id(request: Any) -> str | None:
+    """The client an assertion says it is (its unverified ``iss``), for throttling and the audit record."""
+    try:
+        issuer = _unverified(str(getattr(request, "client_assertion", None) or ""))[1].get("iss")
+    except AssertionRejected:
+        return None
+    return issuer if isinstance(issuer, str) else None
 
 
 def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any], jws.JWS]:
@@ -134,9 +141,9 @@ def _instant(claims: dict[str, Any], name: str) -> datetime | None:
 
 def _check_claims(claims: dict[str, Any], *, audiences: set[str], now: datetime) -> None:
     aud = claims.get("aud")
-    named = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-    if not named & audiences:
-        raise AssertionRejected("aud names neither the issuer nor this endpoint")
+    sole = aud if isinstance(aud, str) else aud[0] if isinstance(aud, list) and len(aud) == 1 else None
+    if not isinstance(sole, str) or sole not in audiences:
+        raise AssertionRejected(WRONG_AUDIENCE)  # rfc7523bis §4: the issuer, as the only audience
     expires = _instant(claims, "exp")
     if expires is None:
         raise AssertionRejected("exp is missing")
@@ -168,15 +175,15 @@ def _spend(*, client: Client, jti: str, expires: datetime) -> None:
         raise AssertionRejected("the assertion was used before (jti replayed)") from exc
 
 
-def endpoint_audiences(request_uri: str) -> set[str]:
-    """What ``aud`` may name: the issuer, the token endpoint (OIDC Core §9), the endpoint called."""
-    base = request_uri.split("?", 1)[0]
-    path = base.split("://", 1)[-1].partition("/")[2]
-    return {
-        settings.UAA_ISSUER,
-        settings.UAA_ISSUER + reverse("oauth:token"),
-        f"{settings.UAA_ISSUER}/{path}",
-    }
+def accepted_audiences(request_uri: str) -> set[str]:
+    """What ``aud`` may be: the issuer identifier (draft-ietf-oauth-rfc7523bis §4). Where
+    ``UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD`` says so, also the token endpoint URL (OIDC Core §9) and
+    the URL of the endpoint called, for clients not yet updated to the advisory."""
+    accepted = {settings.UAA_ISSUER}
+    if settings.UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD:
+        path = request_uri.split("?", 1)[0].split("://", 1)[-1].partition("/")[2]
+        accepted |= {settings.UAA_ISSUER + reverse("oauth:token"), f"{settings.UAA_ISSUER}/{path}"}
+    return accepted
 
 
 def authenticate(
@@ -202,22 +209,3 @@ def authenticate(
     _verify_signature(parsed, header, registered_keys(client))
     _spend(client=client, jti=claims["jti"], expires=_instant(claims, "exp") or now)
     return AuthenticatedAssertion(client=client, assertion=assertion, jti=claims["jti"])
-
-
-def record_rejection(*, assertion: str, reason: str, request_headers: Any) -> None:
-    """RFC 7523 §3.2 invalid_client, kept in the ledger as a failed attempt (the assertion by digest)."""
-    claimed = ""
-    try:
-        claimed = str(_unverified(assertion)[1].get("iss", ""))[:255]
-    except AssertionRejected:
-        pass
-    headers = request_headers or {}
-    ledger.append_record(
-        event=LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
-        client_id=claimed,
-        hashes={"client_assertion": ledger.sha256_hex(assertion)} if assertion else {},
-        detail={"method": Client.PRIVATE_KEY_JWT, "reason": reason},
-        ip=client_address(headers),
-        user_agent=headers.get("HTTP_USER_AGENT", ""),
-    )
-    logger.info("oauth.client_assertion_rejected", extra={"client_id": claimed, "reason": reason})

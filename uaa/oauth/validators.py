@@ -15,7 +15,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import sign_jwt, verify_jwt
-from uaa.oauth import audit, codes, rfc7523, rfc7636
+from uaa.oauth import audit, clientauth, codes, rfc7523, rfc7636
 from uaa.oauth.claims import claims_for_user
 
 logger = logging.getLogger(__name__)
@@ -43,16 +43,50 @@ class UAAOAuth2Validator(OAuth2Validator):
             self._resolve_resources(request)
         return True
 
+    def client_authentication_required(self, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
+        """A request carrying a client assertion asked to be authenticated by it (RFC 7523 §2.2)."""
+        return rfc7523.present(request) or super().client_authentication_required(request, *args, **kwargs)
+
     def authenticate_client(self, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
-        """RFC 6749 §2.3: one client per request, by its registered method; a body client_id naming
-        another client fails. RFC 7523 §2.2: a client assertion (private_key_jwt) is checked by rfc7523."""
-        if rfc7523.present(request):
-            return rfc7523.authenticate_request(request)
-        if not super().authenticate_client(request, *args, **kwargs):
+        """RFC 6749 §2.3: one method per request (else invalid_request), one client, by its registered
+        method; a body client_id naming another client fails. Throttled before anything is checked, and
+        every failure counted and recorded (uaa/oauth/clientauth.py). RFC 7523 §2.2: a client assertion
+        (private_key_jwt) is checked by rfc7523."""
+        attempt = clientauth.begin(request)
+        if attempt.method == clientauth.JWT:
+            try:
+                rfc7523.authenticate_request(request)
+            except rfc7523.AssertionRejected as exc:
+                assertion = str(request.client_assertion or "")
+                clientauth.failed(attempt, request=request, reason=str(exc), assertion=assertion)
+                return False
+            clientauth.succeeded(attempt, client=request.client)
+            return True
+        if attempt.method == clientauth.BASIC:
+            authenticated = self._authenticate_basic_auth(request)
+        else:
+            authenticated = self._authenticate_request_body(request)
+        reason = None
+        if authenticated and request.client.token_endpoint_auth_method == request.client.PRIVATE_KEY_JWT:
+            authenticated, reason = False, clientauth.USE_ASSERTION  # its secret does not authenticate it
+        if authenticated and request.client_id and request.client_id != request.client.client_id:
+            authenticated, reason = False, clientauth.OTHER_CLIENT
+        if not authenticated:
+            clientauth.failed(attempt, request=request, reason=reason)
             return False
-        if request.client.token_endpoint_auth_method == request.client.PRIVATE_KEY_JWT:
-            return False  # a private_key_jwt client's secret does not authenticate it
-        return not request.client_id or request.client_id == request.client.client_id
+        clientauth.succeeded(attempt, client=request.client)
+        return True
+
+    def authenticate_client_id(
+        self, client_id: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> bool:
+        """RFC 6749 §3.2.1: a public client identifies itself by client_id; throttled and counted alike."""
+        attempt = clientauth.begin(request)
+        if super().authenticate_client_id(client_id, request, *args, **kwargs):
+            clientauth.succeeded(attempt, client=request.client)
+            return True
+        clientauth.failed(attempt, request=request)
+        return False
 
     def get_default_redirect_uri(
         self, client_id: str, request: OAuthlibRequest, *args: Any, **kwargs: Any

@@ -15,7 +15,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
-from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -27,6 +26,7 @@ from accounts.sessions import SID, auth_context, current_acr, session_is_fresh
 from tokens.formats import verify_jwt
 from tokens.introspection import introspect
 from uaa.oauth import consent, rfc7636
+from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (
     RESPONSE_MODES_SUPPORTED,
     authorization_server_metadata,
@@ -328,26 +328,16 @@ def authorization_server_metadata_view(request: HttpRequest) -> JsonResponse:
 
 
 def introspect_view(request: HttpRequest) -> JsonResponse:
-    """RFC 7662 §2: the caller authenticates as a confidential client; inactive tokens say only that."""
-    client_id = _authenticated_client_id(request, get_oauthlib_core())
-    caller = Client.objects.filter(client_id=client_id).first()
-    if caller is None or caller.client_type != Client.CLIENT_CONFIDENTIAL:
+    """RFC 7662 §2: the caller authenticates as a confidential client (throttled like the token endpoint);
+    it learns about its own tokens and those for resources it serves (§4); anything else is inactive."""
+    caller = authenticate_caller(request)
+    if caller.client_type != Client.CLIENT_CONFIDENTIAL:
         raise InvalidClient()
     token = request.POST.get("token")
     if not token:
         raise InvalidRequest("The token parameter is required.")
     hint = request.POST.get("token_type_hint")
     return JsonResponse(introspect(token=token, hint=hint, caller=caller, serves=caller.served_resources))
-
-
-def _authenticated_client_id(request: HttpRequest, core: Any) -> str | None:
-    from oauthlib.common import Request as OAuthlibRequest
-
-    uri, method, body, headers = core._extract_params(request)
-    oauth_request = OAuthlibRequest(uri, method, body, headers)
-    if core.server.request_validator.authenticate_client(oauth_request):
-        return oauth_request.client.client_id
-    return None
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -1,0 +1,183 @@
+"""RFC 6749 §2.3 client authentication at the token, revocation and introspection endpoints.
+
+The validator's ``authenticate_client``/``authenticate_client_id`` hooks (and the introspection view,
+through ``authenticate_caller``) run every attempt through here:
+
+1. ``begin``: one method per request (§2.3: "MUST NOT use more than one authentication method in each
+   request") — Basic, a secret in the body, or a client assertion (RFC 7523 §2.2) — else
+   ``invalid_request``; then the throttle (accounts/throttling.py), before any credential is checked: a
+   locked client or address gets 429 with Retry-After, no secret hashed, no signature verified, no
+   ``jwks_uri`` fetched.
+2. ``succeeded``/``failed``: a failure counts against the address (and the client, when registered) and
+   is recorded as a counted summary (uaa/oauth/audit.py); a success forgives the client's own failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from django.http import HttpRequest
+from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
+
+from accounts import throttling
+from uaa.clientip import client_address
+from uaa.oauth import audit, rfc7523
+from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
+from uaa.oauth.models import Client
+
+logger = logging.getLogger(__name__)
+
+BASIC = "client_secret_basic"
+POST = "client_secret_post"
+JWT = Client.PRIVATE_KEY_JWT
+NONE = "none"  # a public client identified by client_id alone (RFC 6749 §2.1, §3.2.1)
+
+ONE_METHOD = "Use exactly one client authentication method per request (RFC 6749 section 2.3)."
+MALFORMED_BASIC = "the Basic credentials are malformed"
+UNKNOWN_CLIENT = "no client has this client_id"
+WRONG_SECRET = "the client secret is wrong"
+NO_SECRET = "no client credentials were sent"
+USE_ASSERTION = "the client authenticates with private_key_jwt"
+OTHER_CLIENT = "client_id names another client than the credentials"
+
+
+class Throttled(oauthlib_errors.OAuth2Error):
+    """oauthlib's form of ``uaa.oauth.errors.ClientLockedOut``: the grant and revocation endpoints render
+    ``json``, ``status_code`` and ``headers`` of the errors raised in validator hooks."""
+
+    error = "invalid_client"
+    status_code = 429
+    description = ClientLockedOut.description
+
+    def __init__(self, *, retry_after: int, request: Any = None) -> None:
+        super().__init__(request=request)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    method: str
+    claimed: str | None  # the client_id the request names (unverified)
+    throttle: throttling.ClientThrottle
+
+
+def _basic_client_id(header: str) -> str | None:
+    try:
+        decoded = base64.b64decode(header.split(" ", 1)[1], validate=False).decode("utf-8")
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, _ = decoded.partition(":")
+    return unquote_plus(client_id) if colon else None
+
+
+def _methods(request: OAuthlibRequest) -> list[str]:
+    used = []
+    if (request.headers or {}).get("HTTP_AUTHORIZATION", "").split(" ", 1)[0].lower() == "basic":
+        used.append(BASIC)
+    if request.client_secret is not None:
+        used.append(POST)
+    if rfc7523.present(request):
+        used.append(JWT)
+    return used
+
+
+def _claimed(request: OAuthlibRequest, method: str) -> str | None:
+    if method == BASIC:
+        claimed = _basic_client_id((request.headers or {}).get("HTTP_AUTHORIZATION", ""))
+    elif method == JWT:
+        claimed = rfc7523.claimed_client_id(request) or request.client_id
+    else:
+        claimed = request.client_id
+    if not isinstance(claimed, str) or not claimed or "\x00" in claimed or len(claimed) > 255:
+        return None
+    return claimed
+
+
+def registered(client_id: str | None) -> Client | None:
+    return Client.objects.filter(client_id=client_id).first() if client_id else None
+
+
+def begin(request: OAuthlibRequest) -> Attempt:
+    """Refuse two methods at once, then a throttled caller; else the attempt, to settle with
+    ``succeeded`` or ``failed``."""
+    used = _methods(request)
+    if len(used) > 1:
+        raise oauthlib_errors.InvalidRequestError(description=ONE_METHOD, request=request)
+    method = used[0] if used else NONE
+    claimed = _claimed(request, method)
+    ip = client_address(request.headers or {})
+    throttle = throttling.check_client(client_id=claimed, ip=ip)
+    if throttle.retry_after:
+        known = registered(claimed)
+        client_id = known.client_id if known else ""
+        audit.client_authentication_throttled(client_id=client_id, method=method, headers=request.headers)
+        logger.debug("oauth.client_authentication_throttled", extra={"client_id": client_id})
+        raise Throttled(retry_after=throttle.retry_after, request=request)
+    return Attempt(method=method, claimed=claimed, throttle=throttle)
+
+
+def succeeded(attempt: Attempt, *, client: Client) -> None:
+    throttling.record_client_success(client_id=client.client_id, throttle=attempt.throttle)
+
+
+def failed(
+    attempt: Attempt, *, request: OAuthlibRequest, reason: str | None = None, assertion: str = ""
+) -> None:
+    """Count and record a failed attempt; ``reason`` defaults to what the request and registry show."""
+    known = registered(attempt.claimed)
+    if reason is None:
+        reason = _reason(attempt, known)
+    client_id = known.client_id if known else ""
+    throttling.record_client_failure(client_id=client_id or None, ip=client_address(request.headers or {}))
+    audit.client_authentication_failed(
+        client_id=client_id,
+        method=attempt.method,
+        reason=reason,
+        headers=request.headers,
+        assertion=assertion,
+    )
+    logger.info(
+        "oauth.client_authentication_failed",
+        extra={"client_id": client_id, "method": attempt.method, "reason": reason},
+    )
+
+
+def _reason(attempt: Attempt, known: Client | None) -> str:
+    if attempt.claimed is None:
+        return MALFORMED_BASIC if attempt.method == BASIC else UNKNOWN_CLIENT
+    if known is None:
+        return UNKNOWN_CLIENT
+    if known.token_endpoint_auth_method == Client.PRIVATE_KEY_JWT:
+        return USE_ASSERTION
+    if attempt.method == NONE:
+        return NO_SECRET
+    return WRONG_SECRET
+
+
+def authenticate_caller(request: HttpRequest) -> Client:
+    """The introspection endpoint's client authentication (RFC 7662 §2.1), by the same validator hook as
+    the token endpoint: the authenticated client, or a uaa ``OAuthError`` (401, 400 or 429)."""
+    from oauth2_provider.oauth2_backends import get_oauthlib_core
+
+    core = get_oauthlib_core()
+    uri, method, body, headers = core._extract_params(request)
+    oauth_request = OAuthlibRequest(uri, method, body, headers)
+    try:
+        authenticated = core.server.request_validator.authenticate_client(oauth_request)
+    except Throttled as exc:
+        raise ClientLockedOut(exc.retry_after) from exc
+    except oauthlib_errors.InvalidRequestError as exc:
+        raise InvalidRequest(exc.description) from exc
+    if not authenticated or not isinstance(oauth_request.client, Client):
+        raise InvalidClient()
+    return oauth_request.client
