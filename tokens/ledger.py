@@ -37,6 +37,7 @@ from tokens.verifier import (
     b64url,
     canonical_json,
     leaf_hash,
+    prune_statement_message,
     tree_head_message,
     verify_ledger,
 )
@@ -346,8 +347,14 @@ def write_export(export: Export, directory: Path) -> None:
     (directory / "audit-keys.json").write_bytes(canonical_json(export.jwks) + b"\n")
 
 
-def verify_stored_ledger(*, now: datetime) -> Report:
-    """The standalone verifier over the database's ledger, plus a check that the admin's columns agree."""
+def verify_stored_ledger(
+    *, now: datetime, keys: dict[str, Any] | None = None, trusted_head: dict[str, Any] | None = None
+) -> Report:
+    """The standalone verifier over the database's ledger, plus a check that the admin's columns agree.
+
+    ``keys`` (a pinned audit JWK Set) and ``trusted_head`` (a head saved earlier) as in ``verify_export``:
+    without ``keys`` the audit keys come from the database, which a database attacker can write to.
+    """
     export = collect_export(now=now)
     manifest = export.manifest
     report = verify_ledger(
@@ -357,6 +364,9 @@ def verify_stored_ledger(*, now: datetime) -> Report:
         issuer=manifest["issuer"],
         first_index=manifest["first_index"],
         frontier=manifest["frontier"],
+        tree_size=manifest["tree_size"],
+        pinned_keys=keys,
+        trusted_head=trusted_head,
     )
     for index, event, client_id, actor, body in LedgerRecord.objects.in_leaf_order().values_list(
         "leaf_index", "event", "client_id", "actor", "body"
@@ -383,7 +393,13 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
     """Delete the records below ``tree_size`` once ``export`` (a directory written by ``write_export``)
     is verified to hold them; the tree heads stay, and the head at ``tree_size`` keeps the frontier
     that later roots, proofs and exports are computed from (docs/audit-ledger.md, "Retention").
+
+    The ``ledger.pruned`` record carries a prune statement (tree size, root of the head at that size,
+    time, the export's manifest digest) signed by the active audit key: later exports start at
+    ``tree_size``, and the verifier accepts that only with this statement. A database attacker can
+    append a ``ledger.pruned`` record, but cannot sign one.
     """
+    from tokens.audit_keys import audit_jwks, locked_active_audit_key, sign
     from tokens.verifier import verify_export
 
     head = TreeHead.objects.filter(tree_size=tree_size).order_by("timestamp").first()
@@ -392,7 +408,7 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
     pruned = _pruned_through()
     if pruned is not None and pruned.tree_size >= tree_size:
         raise PruneRefused(f"records below {pruned.tree_size} are already pruned")
-    report = verify_export(export)
+    report = verify_export(export, keys=audit_jwks(), trusted_head=head.as_dict())
     if not report.ok:
         raise PruneRefused(f"the export does not verify: {report.summary()}")
     manifest = json.loads((export / "manifest.json").read_text())
@@ -400,9 +416,20 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
         raise PruneRefused(f"the export does not hold every record below {tree_size}")
     if manifest["issuer"] != settings.UAA_ISSUER:
         raise PruneRefused("the export is of another issuer's ledger")
+    manifest_sha256 = sha256_hex((export / "manifest.json").read_bytes())
     with transaction.atomic():
+        key = locked_active_audit_key(now=now)  # no seal runs meanwhile
         deleted, _ = LedgerRecord.objects.filter(leaf_index__lt=tree_size).delete()
         TreeHead.objects.filter(pk=head.pk).update(pruned_at=now)
+        timestamp = _timestamp_ms(now)
+        statement = prune_statement_message(
+            issuer=settings.UAA_ISSUER,
+            tree_size=tree_size,
+            root_hash=bytes.fromhex(head.root_hash),
+            timestamp=timestamp,
+            kid=key.kid,
+            export_manifest_sha256=manifest_sha256,
+        )
         append_record(
             event=LedgerRecord.Event.LEDGER_PRUNED,
             at=now,
@@ -410,9 +437,13 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
                 "tree_size": tree_size,
                 "root_hash": head.root_hash,
                 "records_deleted": deleted,
-                "export_manifest_sha256": sha256_hex((export / "manifest.json").read_bytes()),
+                "export_manifest_sha256": manifest_sha256,
+                "timestamp": timestamp,
+                "kid": key.kid,
+                "signature": b64url(sign(key, statement)),
             },
         )
     logger.info("tokens.ledger_pruned", extra={"tree_size": tree_size, "deleted": deleted})
+    seal_tree_head(now=now)  # the ledger verifies from the pruning point at once, not at the next beat
     head.refresh_from_db()
     return head

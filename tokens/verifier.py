@@ -3,8 +3,15 @@
 Standalone by design: this module imports the Python standard library and ``cryptography`` only,
 never Django or anything else from UAA, so an auditor can copy this one file and run, years later::
 
-    python verifier.py EXPORT_DIR              # the whole export: exit status 0 only if it all verifies
+    python verifier.py EXPORT_DIR --keys PINNED-audit-keys.json --trusted-head SAVED-head.json
+    python verifier.py EXPORT_DIR              # no pinned keys, no saved head: prints a WARNING for each
     python verifier.py --proof PROOF.json --keys audit-keys.json   # one inclusion proof
+
+Exit status 0 only if everything verifies. ``--keys`` is the audit JWK Set the auditor obtained
+independently (keys taken from the export only show that the export agrees with itself);
+``--trusted-head`` is a signed tree head saved at an earlier audit, which the export must contain and
+extend (RFC 9162 §2.1.4, §8): without it, an export cut short together with its last heads looks
+complete.
 
 The server builds its tree heads and proofs with the same functions (tokens/ledger.py), so what is
 specified here is what is deployed. The export format (docs/audit-ledger.md):
@@ -12,6 +19,10 @@ specified here is what is deployed. The export format (docs/audit-ledger.md):
 ``manifest.json``
     ``{"format": "uaa-audit-ledger/1", "issuer", "first_index", "frontier", "tree_size", "exported_at"}``;
     ``frontier`` holds the Merkle hashes of the pruned records ``[0, first_index)`` (empty if none).
+    ``tree_size`` is the size of the latest head, and ``first_index`` + the number of records.
+    An export with ``first_index`` > 0 must hold the ``ledger.pruned`` record of that prune, whose
+    prune statement (tree size, root, signed by an audit key) names the signed head at ``first_index``
+    that the frontier reproduces.
 ``records.jsonl``
     one line per record, in leaf order: ``{"index": i, "leaf_hash": hex, "record": {...}}``. The leaf is
     the RFC 8785 canonical form of ``record``; ``leaf_hash`` is what the server computed when it sealed it.
@@ -39,6 +50,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "uaa-audit-ledger/1"
 TREE_HEAD_TYPE = "uaa-audit-tree-head/1"
+PRUNE_STATEMENT_TYPE = "uaa-audit-prune/1"
+PRUNED_EVENT = "ledger.pruned"
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles, exact up to here
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1: MTH({}) = HASH()
 
@@ -319,6 +332,24 @@ def tree_head_message(*, issuer: str, tree_size: int, root_hash: bytes, timestam
     )
 
 
+def prune_statement_message(
+    *, issuer: str, tree_size: int, root_hash: bytes, timestamp: int, kid: str, export_manifest_sha256: str
+) -> bytes:
+    """The bytes an audit key signs when ``audit prune`` deletes the records below ``tree_size``: the
+    canonical JSON of the statement (its own ``type``, so no tree head signature can pass for one)."""
+    return canonical_json(
+        {
+            "type": PRUNE_STATEMENT_TYPE,
+            "issuer": issuer,
+            "tree_size": tree_size,
+            "root_hash": root_hash.hex(),
+            "timestamp": timestamp,
+            "kid": kid,
+            "export_manifest_sha256": export_manifest_sha256,
+        }
+    )
+
+
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 thumbprint of an RFC 8037 OKP key: SHA-256 over its required members, base64url."""
     required = {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}
@@ -341,27 +372,118 @@ def load_keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
-def verify_tree_head(head: dict[str, Any], *, issuer: str, keys: dict[str, Ed25519PublicKey]) -> str | None:
-    """``None`` if ``head`` carries a valid signature by a known audit key, else what is wrong."""
-    where = f"tree head of size {head.get('tree_size')} (timestamp {head.get('timestamp')})"
-    key = keys.get(head.get("kid", ""))
+def _unknown_key(kid: object, pinned: bool) -> str:
+    return f"is signed by an unknown key {kid!r}" + (
+        " that is not among the pinned audit keys" if pinned else ""
+    )
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def verify_tree_head(
+    head: dict[str, Any],
+    *,
+    issuer: str,
+    keys: dict[str, Ed25519PublicKey],
+    pinned: bool = False,
+    name: str = "tree head",
+) -> str | None:
+    """``None`` if ``head`` carries a valid signature by a known audit key, else what is wrong.
+
+    ``pinned``: ``keys`` are the auditor's own, not the export's (only changes the message).
+    """
+    if not isinstance(head, dict):
+        return f"{name} {head!r} is not a JSON object"
+    where = f"{name} of size {head.get('tree_size')} (timestamp {head.get('timestamp')})"
+    if not (
+        _is_size(head.get("tree_size"))
+        and _is_size(head.get("timestamp"))
+        and _is_hash(head.get("root_hash"))
+        and isinstance(head.get("signature"), str)
+    ):
+        return (
+            f"{where} is malformed: it needs an integer tree_size and timestamp, a hex root_hash, a signature"
+        )
+    kid = head.get("kid", "")
+    key = keys.get(kid) if isinstance(kid, str) else None
     if key is None:
-        return f"{where} is signed by an unknown key {head.get('kid')!r}"
+        return f"{where} {_unknown_key(kid, pinned)}"
     try:
         message = tree_head_message(
             issuer=issuer,
             tree_size=head["tree_size"],
             root_hash=bytes.fromhex(head["root_hash"]),
             timestamp=head["timestamp"],
-            kid=head["kid"],
+            kid=kid,
         )
         key.verify(b64url_decode(head["signature"]), message)
-    except (InvalidSignature, KeyError, TypeError, ValueError):
+    except (InvalidSignature, TypeError, ValueError):
         return f"{where} has an invalid signature: it was forged or altered"
     return None
 
 
+def verify_prune_statement(
+    detail: object,
+    *,
+    issuer: str,
+    keys: dict[str, Ed25519PublicKey],
+    heads_by_size: dict[int, list[dict[str, Any]]],
+    pinned: bool = False,
+) -> str | None:
+    """``None`` if the ``detail`` of a ``ledger.pruned`` record is a prune statement signed by a known
+    audit key whose tree size and root are those of a signed tree head, else what is wrong.
+
+    A database attacker can get any record sealed, a ``ledger.pruned`` one included; only ``audit prune``,
+    holding the audit key, can sign the statement.
+    """
+    members = ("tree_size", "root_hash", "timestamp", "kid", "signature", "export_manifest_sha256")
+    if not isinstance(detail, dict) or any(member not in detail for member in members):
+        return "it carries no signed prune statement: it was not written by `audit prune`"
+    kid = detail["kid"]
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        return f"its prune statement {_unknown_key(kid, pinned)}"
+    size, root = detail["tree_size"], detail["root_hash"]
+    try:
+        if not (_is_size(size) and _is_hash(root) and isinstance(detail["signature"], str)):
+            raise ValueError("malformed")
+        message = prune_statement_message(
+            issuer=issuer,
+            tree_size=size,
+            root_hash=bytes.fromhex(root),
+            timestamp=detail["timestamp"],
+            kid=kid,
+            export_manifest_sha256=detail["export_manifest_sha256"],
+        )
+        key.verify(b64url_decode(detail["signature"]), message)
+    except (InvalidSignature, TypeError, ValueError):
+        return "its prune statement has an invalid signature: it was forged or altered"
+    heads = heads_by_size.get(size)
+    if not heads:
+        return f"its prune statement names tree size {size}, which no signed tree head in the export has"
+    if any(head["root_hash"] != root for head in heads):
+        return f"its prune statement's root is not the root of the signed tree head of size {size}"
+    return None
+
+
 # --- whole-ledger verification -------------------------------------------------------------------
+KEYS_NOT_PINNED = (
+    "audit keys were not pinned: the signatures were checked against the export's own audit-keys.json,"
+    " which shows only that the export agrees with itself, not who signed it; pass --keys with the audit"
+    " JWK Set you obtained from the issuer independently (/.well-known/audit-keys.json)"
+)
+NO_TRUSTED_HEAD = (
+    "no trusted head: an export cut short together with its last tree heads looks complete; pass"
+    " --trusted-head with a signed head you saved at an earlier audit"
+)
+
+
 @dataclass
 class Report:
     records: int = 0
@@ -369,7 +491,9 @@ class Report:
     keys: int = 0
     tree_size: int = 0
     root_hash: str = ""
+    first_index: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     first_bad_record: int | None = None
 
     @property
@@ -383,9 +507,12 @@ class Report:
 
     def summary(self) -> str:
         if self.ok:
+            start = (
+                f" from record {self.first_index} (the records below were pruned)" if self.first_index else ""
+            )
             return (
-                f"OK: {self.records} records, {self.tree_heads} signed tree heads, {self.keys} audit keys; "
-                f"tree size {self.tree_size}, root {self.root_hash}"
+                f"OK: {self.records} records{start}, {self.tree_heads} signed tree heads,"
+                f" {self.keys} audit keys; tree size {self.tree_size}, root {self.root_hash}"
             )
         first = "" if self.first_bad_record is None else f" (first bad record: {self.first_bad_record})"
         return f"FAILED{first}: " + "; ".join(self.errors)
@@ -397,8 +524,8 @@ def _check_records(records: Sequence[dict[str, Any]], first_index: int, report: 
     sealed: list[bytes] = []
     for position, entry in enumerate(records):
         expected = first_index + position
-        index = entry.get("index")
-        if index != expected:
+        index = entry.get("index") if isinstance(entry, dict) else None
+        if index != expected or isinstance(index, bool):
             if isinstance(index, int) and index > expected:
                 report.bad_record(expected, f"record {expected} is missing (the next record is {index})")
             else:
@@ -424,6 +551,153 @@ def _check_records(records: Sequence[dict[str, Any]], first_index: int, report: 
     return computed
 
 
+def _check_heads(
+    tree_heads: Sequence[dict[str, Any]],
+    *,
+    issuer: str,
+    keys: dict[str, Ed25519PublicKey],
+    pinned: bool,
+    report: Report,
+) -> list[dict[str, Any]]:
+    """The validly signed heads; each must extend the one before it (RFC 9162 §2.1.4.2)."""
+    good: list[dict[str, Any]] = []
+    for head in tree_heads:
+        problem = verify_tree_head(head, issuer=issuer, keys=keys, pinned=pinned)
+        if problem:
+            report.errors.append(problem)
+            continue
+        if good:
+            previous = good[-1]
+            ordered = (
+                head["tree_size"] >= previous["tree_size"] and head["timestamp"] >= previous["timestamp"]
+            )
+            proof = head.get("consistency", [])
+            try:
+                nodes = [bytes.fromhex(node) for node in proof] if isinstance(proof, list) else None
+            except (TypeError, ValueError):
+                nodes = None
+            consistent = (
+                ordered
+                and nodes is not None
+                and verify_consistency(
+                    first=previous["tree_size"],
+                    second=head["tree_size"],
+                    first_root=bytes.fromhex(previous["root_hash"]),
+                    second_root=bytes.fromhex(head["root_hash"]),
+                    proof=nodes,
+                )
+            )
+            if not consistent:
+                report.errors.append(
+                    f"tree heads of sizes {previous['tree_size']} and {head['tree_size']} are not consistent:"
+                    " the later one does not extend the earlier one"
+                )
+        good.append(head)
+    return good
+
+
+def _check_prunes(
+    records: Sequence[dict[str, Any]],
+    *,
+    first_index: int,
+    issuer: str,
+    keys: dict[str, Ed25519PublicKey],
+    pinned: bool,
+    heads_by_size: dict[int, list[dict[str, Any]]],
+    report: Report,
+) -> None:
+    """Every ``ledger.pruned`` record carries a valid prune statement, and an export that starts above 0
+    holds the one for its ``first_index``: nothing else shows the missing records were pruned, not cut."""
+    covering: tuple[int, dict[str, Any]] | None = None
+    for entry in records:
+        record = entry.get("record") if isinstance(entry, dict) else None
+        if not isinstance(record, dict) or record.get("event") != PRUNED_EVENT:
+            continue
+        index, detail = entry.get("index"), record.get("detail")
+        claimed = detail.get("tree_size") if isinstance(detail, dict) else None
+        problem = verify_prune_statement(
+            detail, issuer=issuer, keys=keys, heads_by_size=heads_by_size, pinned=pinned
+        )
+        if problem is None and isinstance(index, int) and claimed > index:
+            problem = "it claims to prune records after its own index"
+        if problem:
+            report.bad_record(
+                index if isinstance(index, int) else first_index,
+                f"ledger.pruned record {index} (tree size {claimed}): {problem}",
+            )
+        elif claimed == first_index:
+            covering = (index, record)
+    if first_index == 0:
+        return
+    warning = f"the export starts at record {first_index}, not 0: records [0, {first_index}) are not in it"
+    if covering is None:
+        report.warnings.append(warning)
+        report.errors.append(
+            f"the export starts at record {first_index} but holds no ledger.pruned record for tree size"
+            f" {first_index} signed by an audit key: records [0, {first_index}) were removed, not pruned"
+        )
+        return
+    index, record = covering
+    detail = record["detail"]
+    report.warnings.append(
+        f"{warning}; they were pruned at {record.get('at')} (ledger.pruned record {index},"
+        f" signed by audit key {detail['kid']}) and only the archived export whose manifest.json has SHA-256"
+        f" {detail['export_manifest_sha256']} shows what they were: verify that export too"
+    )
+
+
+def _check_trusted_head(
+    trusted: object,
+    *,
+    issuer: str,
+    keys: dict[str, Ed25519PublicKey],
+    pinned: bool,
+    tree_heads: Sequence[dict[str, Any]],
+    good_heads: Sequence[dict[str, Any]],
+    roots: dict[int, bytes],
+    report: Report,
+) -> None:
+    """RFC 9162 §2.1.4, §8: the export holds, and its later heads extend, the head the auditor saved.
+
+    ``roots`` are roots the records reproduce, by size (for a trusted size no exported head has)."""
+    problem = verify_tree_head(trusted, issuer=issuer, keys=keys, pinned=pinned, name="the trusted head")  # type: ignore[arg-type]
+    if problem:
+        report.errors.append(problem)
+    if not isinstance(trusted, dict) or not (
+        _is_size(trusted.get("tree_size")) and _is_hash(trusted.get("root_hash"))
+    ):
+        return
+    if trusted.get("issuer", issuer) != issuer:
+        report.errors.append(
+            f"the trusted head is of issuer {trusted.get('issuer')!r}, the export of {issuer!r}"
+        )
+        return
+    size, root = trusted["tree_size"], trusted["root_hash"]
+    mismatch = f"the export is not consistent with the trusted head of size {size}"
+    latest = good_heads[-1]["tree_size"] if good_heads else 0
+    if not good_heads and tree_heads:
+        report.errors.append(f"{mismatch}: none of the export's tree heads carries a valid signature")
+    elif latest < size:
+        report.errors.append(
+            f"the export ends at tree size {latest}, before the trusted head of size {size}:"
+            " records and tree heads were cut from the end"
+        )
+    else:
+        same = [head["root_hash"] for head in good_heads if head["tree_size"] == size]
+        if not same and size in roots:
+            same = [roots[size].hex()]
+        if not same:
+            report.errors.append(
+                f"{mismatch}: the export has no tree head of that size"
+                " (every head is kept, so it was removed)"
+            )
+        elif any(found != root for found in same):
+            report.errors.append(
+                f"{mismatch}: the export's tree of that size has root {same[0]}, the trusted head {root};"
+                " the history was rewritten"
+            )
+
+
 def verify_ledger(
     *,
     records: Sequence[dict[str, Any]],
@@ -432,84 +706,122 @@ def verify_ledger(
     issuer: str,
     first_index: int = 0,
     frontier: Sequence[str] = (),
+    tree_size: int | None = None,
+    pinned_keys: dict[str, Any] | None = None,
+    trusted_head: dict[str, Any] | None = None,
 ) -> Report:
     """Check every leaf, every tree head signature, consistency between consecutive heads, and that
-    the records reproduce every signed root. The report names the first bad record it can."""
+    the records reproduce every signed root; that ``tree_size`` (the manifest's) is the latest head's and
+    ``first_index`` + the records add up to it; that an export starting above 0 holds the signed prune
+    statement for ``first_index`` and that the frontier reproduces the signed head of that size. With
+    ``pinned_keys`` only those keys are trusted (else the export's ``jwks``, with a warning); with
+    ``trusted_head`` the export must hold and extend it. The report names the first bad record it can."""
     report = Report(records=len(records), tree_heads=len(tree_heads))
+    if not _is_size(first_index) or not (tree_size is None or _is_size(tree_size)):
+        report.errors.append(
+            f"manifest.first_index ({first_index!r}) and manifest.tree_size ({tree_size!r}) must be"
+            " non-negative integers"
+        )
+        return report
+    report.first_index = first_index
+    pinned = pinned_keys is not None
     try:
-        keys = load_keys(jwks)
-    except (KeyError, TypeError, ValueError) as exc:
-        report.errors.append(f"audit keys unusable: {exc}")
+        keys = load_keys(pinned_keys if pinned_keys is not None else jwks)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        report.errors.append(f"{'pinned' if pinned else 'exported'} audit keys unusable: {exc}")
         return report
     report.keys = len(keys)
+    if not pinned:
+        report.warnings.append(KEYS_NOT_PINNED)
+    if trusted_head is None:
+        report.warnings.append(NO_TRUSTED_HEAD)
 
-    previous: dict[str, Any] | None = None
-    for head in tree_heads:
-        problem = verify_tree_head(head, issuer=issuer, keys=keys)
-        if problem:
-            report.errors.append(problem)
-        elif previous is not None:
-            ordered = (
-                head["tree_size"] >= previous["tree_size"] and head["timestamp"] >= previous["timestamp"]
-            )
-            consistent = ordered and verify_consistency(
-                first=previous["tree_size"],
-                second=head["tree_size"],
-                first_root=bytes.fromhex(previous["root_hash"]),
-                second_root=bytes.fromhex(head["root_hash"]),
-                proof=[bytes.fromhex(node) for node in head.get("consistency", [])],
-            )
-            if not consistent:
-                report.errors.append(
-                    f"tree heads of sizes {previous['tree_size']} and {head['tree_size']} are not consistent:"
-                    " the later one does not extend the earlier one"
-                )
-        if not problem:
-            previous = head
-
-    try:
-        start = Frontier(first_index, [bytes.fromhex(node) for node in frontier])
-    except ValueError as exc:
-        report.errors.append(f"manifest frontier unusable: {exc}")
-        return report
-    computed = _check_records(records, first_index, report)
-    good_heads = [head for head in tree_heads if verify_tree_head(head, issuer=issuer, keys=keys) is None]
-    if not good_heads:
-        if not report.errors:
-            report.errors.append("the export holds no valid signed tree head")
-        return report
-
-    latest = good_heads[-1]
-    report.tree_size, report.root_hash = latest["tree_size"], latest["root_hash"]
-    end = first_index + len(records)
-    if latest["tree_size"] > end:
-        report.bad_record(
-            end, f"records from {end} on are missing: the tree heads cover {latest['tree_size']}"
-        )
-    elif latest["tree_size"] < end:
-        size = latest["tree_size"]
-        report.bad_record(size, f"records from {size} on are not covered by any signed tree head")
-
+    good_heads = _check_heads(tree_heads, issuer=issuer, keys=keys, pinned=pinned, report=report)
     heads_by_size: dict[int, list[dict[str, Any]]] = {}
     for head in good_heads:
         heads_by_size.setdefault(head["tree_size"], []).append(head)
-    matched = first_index
-    if not _compare(start, heads_by_size.get(first_index, []), report):
-        report.errors.append("the manifest frontier does not match the tree head at the pruning point")
+    try:
+        if not isinstance(frontier, list | tuple):
+            raise TypeError("not a list")
+        start = Frontier(first_index, [bytes.fromhex(node) for node in frontier])
+    except (TypeError, ValueError) as exc:
+        report.errors.append(f"manifest frontier unusable: {exc}")
         return report
-    for leaf in computed:
-        start.append(leaf)
-        if start.size not in heads_by_size:
-            continue
-        if not _compare(start, heads_by_size[start.size], report):
-            if report.first_bad_record is None:
-                report.bad_record(
-                    matched,
-                    f"a record in [{matched}, {start.size}) was altered, removed or moved along with its"
-                    f" sealed leaf hash (the last tree head the records reproduce has size {matched})",
-                )
-            break
-        matched = start.size
+    computed = _check_records(records, first_index, report)
+    _check_prunes(
+        records,
+        first_index=first_index,
+        issuer=issuer,
+        keys=keys,
+        pinned=pinned,
+        heads_by_size=heads_by_size,
+        report=report,
+    )
+
+    end = first_index + len(records)
+    latest = good_heads[-1] if good_heads else None
+    if latest is None:
+        report.errors.append("the export holds no valid signed tree head")
+    else:
+        report.tree_size, report.root_hash = latest["tree_size"], latest["root_hash"]
+        if tree_size is not None and tree_size != latest["tree_size"]:
+            report.errors.append(
+                f"manifest.tree_size is {tree_size} but the latest signed tree head has size"
+                f" {latest['tree_size']}: tree heads were removed from the end, or the manifest was altered"
+            )
+        if latest["tree_size"] > end:
+            report.bad_record(
+                end, f"records from {end} on are missing: the tree heads cover {latest['tree_size']}"
+            )
+        elif latest["tree_size"] < end:
+            size = latest["tree_size"]
+            report.bad_record(size, f"records from {size} on are not covered by any signed tree head")
+    if tree_size is not None and end != tree_size:
+        report.errors.append(
+            f"first_index {first_index} + {len(records)} records make {end},"
+            f" not manifest.tree_size {tree_size}"
+        )
+
+    trusted_size = trusted_head.get("tree_size") if isinstance(trusted_head, dict) else None
+    roots: dict[int, bytes] = {}
+    if first_index > 0 and first_index not in heads_by_size:
+        report.errors.append(
+            f"no signed tree head has size {first_index}: the export's first_index is not a sealed tree size,"
+            " so its frontier cannot be checked"
+        )
+    elif not _compare(start, heads_by_size.get(first_index, []), report):
+        report.errors.append("the manifest frontier does not match the tree head at the pruning point")
+    else:
+        if trusted_size == start.size:
+            roots[start.size] = start.root()
+        matched = first_index
+        for leaf in computed:
+            start.append(leaf)
+            if trusted_size == start.size:
+                roots[start.size] = start.root()
+            if start.size not in heads_by_size:
+                continue
+            if not _compare(start, heads_by_size[start.size], report):
+                if report.first_bad_record is None:
+                    report.bad_record(
+                        matched,
+                        f"a record in [{matched}, {start.size}) was altered, removed or moved along with its"
+                        f" sealed leaf hash (the last tree head the records reproduce has size {matched})",
+                    )
+                break
+            matched = start.size
+
+    if trusted_head is not None:
+        _check_trusted_head(
+            trusted_head,
+            issuer=issuer,
+            keys=keys,
+            pinned=pinned,
+            tree_heads=tree_heads,
+            good_heads=good_heads,
+            roots=roots,
+            report=report,
+        )
     return report
 
 
@@ -534,8 +846,13 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 def load_export(directory: Path) -> dict[str, Any]:
     manifest = parse_json((directory / "manifest.json").read_bytes())
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} export")
+    for member in ("issuer", "tree_size"):
+        if member not in manifest:
+            raise ValueError(f"manifest.json has no {member}")
+    if not isinstance(manifest["issuer"], str):
+        raise ValueError("manifest.issuer is not a string")
     return {
         "manifest": manifest,
         "records": [parse_json(line) for line in _lines(directory / "records.jsonl")],
@@ -544,8 +861,25 @@ def load_export(directory: Path) -> dict[str, Any]:
     }
 
 
-def verify_export(directory: Path | str) -> Report:
-    """Verify an export directory written by ``manage.py audit export``."""
+def load_trusted_head(path: Path | str) -> dict[str, Any]:
+    """A signed tree head saved earlier: one head as in tree-heads.jsonl (``manage.py audit head`` adds
+    ``issuer``), or a document that holds one as ``tree_head`` (``manage.py audit prove``)."""
+    document = parse_json(Path(path).read_bytes())
+    if isinstance(document, dict) and isinstance(document.get("tree_head"), dict):
+        head = dict(document["tree_head"])
+        if "issuer" in document:
+            head.setdefault("issuer", document["issuer"])
+        return head
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a signed tree head")
+    return document
+
+
+def verify_export(
+    directory: Path | str, *, keys: dict[str, Any] | None = None, trusted_head: dict[str, Any] | None = None
+) -> Report:
+    """Verify an export directory written by ``manage.py audit export``; ``keys`` is the auditor's pinned
+    audit JWK Set, ``trusted_head`` a signed head they saved earlier (both see ``verify_ledger``)."""
     try:
         export = load_export(Path(directory))
     except (OSError, ValueError) as exc:
@@ -558,6 +892,9 @@ def verify_export(directory: Path | str) -> Report:
         issuer=manifest["issuer"],
         first_index=manifest.get("first_index", 0),
         frontier=manifest.get("frontier", []),
+        tree_size=manifest["tree_size"],
+        pinned_keys=keys,
+        trusted_head=trusted_head,
     )
 
 
@@ -583,11 +920,24 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a UAA audit ledger export offline.")
     parser.add_argument("export", nargs="?", help="directory written by `manage.py audit export`")
     parser.add_argument("--proof", help="an inclusion proof written by `manage.py audit prove`")
-    parser.add_argument("--keys", help="audit-keys.json to check --proof against")
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="the audit JWK Set you obtained independently (pinned): every signature must be by one of"
+        " these keys, not merely by a key the export lists; required with --proof",
+    )
+    parser.add_argument(
+        "--trusted-head",
+        metavar="FILE",
+        help="a signed tree head you saved at an earlier audit (`manage.py audit head`): the export must"
+        " hold it and extend it",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.proof:
         if not args.keys:
             parser.error("--proof needs --keys")
+        if args.trusted_head:
+            parser.error("--trusted-head applies to an export, not to --proof")
         problem = verify_proof(
             parse_json(Path(args.proof).read_bytes()), parse_json(Path(args.keys).read_bytes())
         )
@@ -597,7 +947,15 @@ def main(argv: Iterable[str] | None = None) -> int:
         return 0 if problem is None else 1
     if not args.export:
         parser.error("give an export directory or --proof")
-    report = verify_export(args.export)
+    try:
+        keys = parse_json(Path(args.keys).read_bytes()) if args.keys else None
+        trusted = load_trusted_head(args.trusted_head) if args.trusted_head else None
+    except (OSError, ValueError) as exc:
+        print(f"FAILED: --keys or --trusted-head unreadable: {exc}")
+        return 1
+    report = verify_export(args.export, keys=keys, trusted_head=trusted)
+    for warning in report.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -47,7 +47,10 @@ def test_an_exported_range_is_pruned_and_verification_chains_across_it(two_heads
     out = run("prune", "7", "--export", str(tmp_path / "before"))
     assert "pruned the records below 7" in out
     assert not LedgerRecord.objects.filter(leaf_index__lt=7).exists()
-    assert TreeHead.objects.count() == 2  # every head stays
+    assert TreeHead.objects.filter(tree_size__in=[7, 10]).count() == 2  # every head stays ...
+    assert TreeHead.objects.count() == 3  # ... and the prune's own record is sealed at once
+    assert not LedgerRecord.objects.unsealed().exists()
+    assert "OK:" in run("verify", "--no-seal")
     assert TreeHead.objects.get(tree_size=7).pruned_at is not None
 
     append(4, "new")
@@ -65,7 +68,9 @@ def test_an_exported_range_is_pruned_and_verification_chains_across_it(two_heads
     assert after[: len(before)] == before  # the old export's heads are a prefix of the new export's
 
     pruned_event = LedgerRecord.objects.get(event="ledger.pruned")
-    assert json.loads(pruned_event.body)["detail"]["tree_size"] == 7
+    detail = json.loads(pruned_event.body)["detail"]
+    assert detail["tree_size"] == 7 and detail["root_hash"] == TreeHead.objects.get(tree_size=7).root_hash
+    assert detail["kid"] and detail["signature"]  # the prune statement, signed by the audit key
 
     proof = json.loads(run("prove", "8"))
     assert verify_proof(proof, client.get("/.well-known/audit-keys.json").json()) is None

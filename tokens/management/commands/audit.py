@@ -1,4 +1,4 @@
-"""``manage.py audit seal|verify|prove|export|prune|rotate-key``: the audit ledger from the command line."""
+"""``manage.py audit seal|verify|head|prove|export|prune|rotate-key``: the ledger from the command line."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from tokens import ledger
 from tokens.audit_keys import rotate_audit_key
 from tokens.models import LedgerRecord, TreeHead
+from tokens.verifier import Report, load_trusted_head, parse_json, verify_export
 
 
 class Command(BaseCommand):
@@ -25,6 +27,22 @@ class Command(BaseCommand):
             "verify", help="check every record, tree head signature and consistency; exit 1 on failure"
         )
         verify.add_argument("--no-seal", action="store_true", help="verify what is sealed, seal nothing")
+        verify.add_argument(
+            "--export", type=Path, metavar="DIR", help="verify this export directory instead of the database"
+        )
+        verify.add_argument(
+            "--keys",
+            type=Path,
+            metavar="FILE",
+            help="pinned audit JWK Set: every signature must be by one of these keys",
+        )
+        verify.add_argument(
+            "--trusted-head",
+            type=Path,
+            metavar="FILE",
+            help="a signed tree head saved earlier (`audit head`): the ledger must hold and extend it",
+        )
+        commands.add_parser("head", help="the latest signed tree head, as JSON: save it for --trusted-head")
         prove = commands.add_parser("prove", help="RFC 9162 inclusion proof of one record, as JSON")
         prove.add_argument("record", type=int, help="the record's leaf index")
         prove.add_argument("--tree-size", type=int, help="prove against the head of this size")
@@ -39,15 +57,25 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
-        if action in ("seal", "export") or (action == "verify" and not options["no_seal"]):
+        if action in ("seal", "export") or (
+            action == "verify" and not options["no_seal"] and not options["export"]
+        ):
             head = ledger.seal_tree_head(now=timezone.now(), force=options.get("force", False))
             if action == "seal":
                 self.stdout.write(f"sealed: tree size {head.tree_size}" if head else "nothing to seal")
         if action == "verify":
-            report = ledger.verify_stored_ledger(now=timezone.now())
+            report = self._verify(options)
+            for warning in report.warnings:
+                self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
             if not report.ok:
                 raise CommandError(report.summary())
             self.stdout.write(self.style.SUCCESS(report.summary()))
+        elif action == "head":
+            try:
+                head = ledger.tree_head_at()
+            except TreeHead.DoesNotExist as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(json.dumps({**head.as_dict(), "issuer": settings.UAA_ISSUER}, sort_keys=True))
         elif action == "prove":
             try:
                 proof = ledger.inclusion_proof(index=options["record"], tree_size=options["tree_size"])
@@ -72,3 +100,14 @@ class Command(BaseCommand):
         elif action == "rotate-key":
             key = rotate_audit_key(now=timezone.now())
             self.stdout.write(f"audit key {key.kid} now signs tree heads")
+
+    def _verify(self, options: dict[str, Any]) -> Report:
+        """The database's ledger, or ``--export DIR``, against ``--keys`` and ``--trusted-head`` if given."""
+        try:
+            keys = parse_json(options["keys"].read_bytes()) if options["keys"] else None
+            trusted = load_trusted_head(options["trusted_head"]) if options["trusted_head"] else None
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--keys or --trusted-head unreadable: {exc}") from exc
+        if options["export"]:
+            return verify_export(options["export"], keys=keys, trusted_head=trusted)
+        return ledger.verify_stored_ledger(now=timezone.now(), keys=keys, trusted_head=trusted)
