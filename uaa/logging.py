@@ -99,3 +99,15 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             body["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(body, default=str)
+
+
+class ClientFaultFilter(logging.Filter):
+    """Django's ``django.security.*`` refusals of malformed requests (a body over the size limit, too many
+    fields, a foreign Host header) are the client's fault, not a surprise of ours: log them as warnings,
+    without a traceback, so that a flood of bad requests cannot fill the ERROR log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True

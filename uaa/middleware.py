@@ -1,4 +1,4 @@
-"""Request ids and the security headers every response carries."""
+"""Request ids, request hygiene before any view runs, and the security headers every response carries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, get_resolver, resolve
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{8,64}$")
 
@@ -56,3 +57,37 @@ class SecurityHeadersMiddleware:
             response["Cache-Control"] = "no-store"
             response["Pragma"] = "no-cache"
         return response
+
+
+def is_oauth_endpoint(request: HttpRequest) -> bool:
+    """Whether the path is one of the JSON OAuth endpoints (``uaa.oauth.http.oauth_endpoint``), whose
+    errors are RFC 6749 §5.2 JSON rather than HTML pages."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    return bool(getattr(match.func, "oauth_endpoint", False))
+
+
+def bad_request(request: HttpRequest) -> HttpResponse:
+    """A 400 in the form the endpoint speaks: the §5.2 JSON ``invalid_request``, or the 400 page."""
+    if is_oauth_endpoint(request):
+        from uaa.oauth.errors import InvalidRequest, error_response
+
+        return error_response(InvalidRequest(), request)
+    return get_resolver().resolve_error_handler(400)(request, exception=None)
+
+
+class RequestHygieneMiddleware:
+    """What no view can cope with is refused before any view runs: a ``Content-Length`` that is not a
+    number (RFC 9110 §8.6: ``1*DIGIT``) would otherwise surface as a ValueError (a 500) wherever the body
+    is first read."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        length = request.META.get("CONTENT_LENGTH", "")
+        if length and not (length.isascii() and length.isdigit()):
+            return bad_request(request)
+        return self.get_response(request)

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "uaa.middleware.RequestIdMiddleware",
+    "uaa.middleware.RequestHygieneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "uaa.middleware.SecurityHeadersMiddleware",
@@ -312,10 +313,24 @@ CELERY_TIMEZONE = "UTC"
 # The schedule lives in the database (Django admin → Periodic tasks), seeded by tokens/migrations/0003.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+_CLIENT_FAULTS = [  # django.core.exceptions.SuspiciousOperation and the subclasses Django logs by class name
+    "SuspiciousOperation",
+    "DisallowedHost",
+    "DisallowedRedirect",
+    "RequestDataTooBig",
+    "TooManyFieldsSent",
+    "TooManyFilesSent",
+    "SuspiciousMultipartForm",
+    "SuspiciousFileOperation",
+    "SuspiciousSession",
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "uaa.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "uaa.logging.RedactSecretsFilter"},
+        "client_fault": {"()": "uaa.logging.ClientFaultFilter"},
+    },
     "formatters": {
         "json": {"()": "uaa.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -330,6 +345,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("UAA_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # Django logs its refusals of malformed requests at ERROR, each on its own logger; they are warnings.
+        **{f"django.security.{name}": {"filters": ["client_fault"]} for name in _CLIENT_FAULTS},
         "oauthlib": {"level": "WARNING"},
         "oauth2_provider": {"level": "WARNING"},
     },

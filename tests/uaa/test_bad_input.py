@@ -8,6 +8,7 @@ developers. None of it may become a 500, echo the input, or show a traceback.
 
 import base64
 import json
+import logging
 from http import HTTPStatus
 from urllib.parse import quote, urlencode
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import REDIRECT_URI
 from tests.oauth_client import FORM, AuthorizationRequest, form_post
+from tests.uaa import fuzz
 
 JSON_ENDPOINTS = ["/oauth/token", "/oauth/revoke", "/oauth/introspect"]
 SCRIPT = "<script>alert(1)</script>"
@@ -203,6 +205,71 @@ def test_malformed_client_authentication_is_invalid_client(client, db, url, auth
     )
     assert_clean_error(response, status=HTTPStatus.UNAUTHORIZED, error="invalid_client", sent=[SCRIPT])
     assert response["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize("url", [*JSON_ENDPOINTS, "/oauth/userinfo"])
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", "iso-8859-1", "us-ascii", ""])
+def test_a_form_in_another_charset_than_utf8_is_invalid_request(client, auth, caplog, url, charset):
+    """RFC 6749 Appendix B: the form body is UTF-8. ``charset=latin-1`` or ``utf-16`` is the client's error:
+    400 invalid_request, not a server_error with a traceback (Django refuses to parse such a form)."""
+    response = post_raw(
+        client,
+        url,
+        "grant_type=client_credentials&token=t",
+        content_type=f"{FORM}; charset={charset}",
+        HTTP_AUTHORIZATION=auth,
+    )
+    assert_clean_error(response, status=HTTPStatus.BAD_REQUEST, error="invalid_request")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("url", JSON_ENDPOINTS)
+@pytest.mark.parametrize("credentials", ["é", "Ã©", "☃" + base64.b64encode(b"a:b").decode(), "abc\x00"])
+def test_basic_credentials_that_are_not_ascii_are_invalid_client(client, db, caplog, url, credentials):
+    """RFC 7617 §2 / RFC 6749 §2.3.1: Basic credentials are base64 (ASCII). Anything else authenticates no
+    client: 401 invalid_client with WWW-Authenticate, never a 500."""
+    response = post_raw(
+        client, url, "grant_type=client_credentials&token=t", HTTP_AUTHORIZATION=f"Basic {credentials}"
+    )
+    assert_clean_error(response, status=HTTPStatus.UNAUTHORIZED, error="invalid_client")
+    assert response["WWW-Authenticate"].startswith("Basic")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_a_bearer_token_that_is_not_ascii_is_invalid_token(client, db):
+    """RFC 6750 §2.1: b64token is ASCII; anything else is invalid_token with a Bearer challenge."""
+    response = client.get("/oauth/userinfo", HTTP_AUTHORIZATION="Bearer é")
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("url", ["/oauth/token", "/accounts/login", "/oauth/authorize", "/oauth/logout"])
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "٣"])
+def test_a_malformed_content_length_is_a_400(client, db, caplog, url, length):
+    """RFC 9110 §8.6: Content-Length = 1*DIGIT. Anything else is a 400, in the endpoint's own error form."""
+    client.raise_request_exception = False
+    response = post_raw(client, url, "a=b", CONTENT_LENGTH=length)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    if url == "/oauth/token":
+        assert_clean_error(response, error="invalid_request")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("problem", ["oversized", "too many fields", "foreign host"])
+def test_django_refusals_of_malformed_requests_are_logged_as_warnings(client, db, caplog, settings, problem):
+    """Django logs SuspiciousOperation refusals at ERROR with a traceback; they are the client's fault, so
+    they are warnings (STYLE.md: only surprises are errors) and a flood of them cannot fill the ERROR log."""
+    client.raise_request_exception = False
+    headers = {"HTTP_HOST": "evil.example"} if problem == "foreign host" else {}
+    if problem == "oversized":
+        body = "state=" + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    else:
+        body = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = post_raw(client, "/accounts/login", body, **headers)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    security = [record for record in caplog.records if record.name.startswith("django.security.")]
+    assert security and all(record.levelno == logging.WARNING and not record.exc_info for record in security)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize(
@@ -482,3 +549,73 @@ def test_unknown_urls_get_the_404_page(client, db, path):
     assert response.templates[0].name == "oauth/error.html"
     assert SCRIPT.encode() not in response.content
     assert b"SECRET_KEY" not in response.content
+
+
+# --- a seeded fuzz corpus over every endpoint (tests/uaa/fuzz.py) ----------------------------------
+
+
+def _send(http, case):
+    extra = dict(case.headers)
+    extra["QUERY_STRING"] = case.query.decode("iso-8859-1")  # PEP 3333: what a WSGI server hands over
+    if case.content_type is not None:
+        extra["CONTENT_TYPE"] = case.content_type
+    return http.generic(case.method, case.endpoint.path, case.body, content_type=case.content_type, **extra)
+
+
+def _problems(case, response, records):
+    """What is wrong with an answer: a 5xx, an ERROR record, or (JSON endpoints) an error not §5.2-shaped."""
+    problems = []
+    if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        problems.append(f"status {response.status_code}: {response.content[:200]!r}")
+    problems += [
+        f"{r.levelname} {r.name}: {r.getMessage()[:200]}" for r in records if r.levelno >= logging.ERROR
+    ]
+    if b"Traceback" in response.content or b'File "' in response.content:
+        problems.append("a traceback in the body")
+    if case.endpoint.json and response.status_code >= HTTPStatus.BAD_REQUEST:
+        if not response.get("Content-Type", "").startswith("application/json"):
+            problems.append(f"error answered as {response.get('Content-Type')}")
+        elif case.method != "HEAD" and not isinstance(
+            json.loads(response.content or b"{}").get("error"), str
+        ):
+            problems.append("error body without an error code")
+        if response.get("Cache-Control") != "no-store":
+            problems.append("error without Cache-Control: no-store")
+        if response.status_code == HTTPStatus.UNAUTHORIZED and "WWW-Authenticate" not in response:
+            problems.append("401 without WWW-Authenticate")
+    return problems
+
+
+def test_the_fuzz_corpus_is_reproducible_and_covers_every_endpoint():
+    """The corpus is seeded: the same seed gives the same cases, so a failure can be replayed."""
+    context = {"client_id": "c", "redirect_uri": REDIRECT_URI, "auth": "Basic Yzpz"}
+    first, second = fuzz.corpus(**context), fuzz.corpus(**context)
+    assert first == second
+    assert fuzz.corpus(**context, seed=fuzz.SEED + 1) != first
+    assert 300 <= len(first) <= 2000
+    names = {case.endpoint.name for case in first}
+    assert names >= {"authorize", "token", "introspect", "revoke", "userinfo", "jwks", "discovery", "logout"}
+    assert names >= {"login", "mfa", "security", "admin_login"}
+
+
+def test_no_fuzz_case_gets_a_server_error_or_logs_an_error(
+    client, browser, service_client, confidential_client, caplog
+):
+    """RFC 6749 §5.2 and RFC 9110 §15.5: malformed input of any kind is the client's error — a 4xx (on the
+    OAuth JSON endpoints: ``invalid_request``/``invalid_client`` in the §5.2 shape, 401 with
+    WWW-Authenticate) — never a 5xx, and never an ERROR record with a traceback in the server's log."""
+    cases = fuzz.corpus(
+        client_id=confidential_client.client_id,
+        redirect_uri=quote(REDIRECT_URI, safe=""),
+        auth=service_client.basic,
+    )
+    client.raise_request_exception = False
+    browser.raise_request_exception = False
+    failures = []
+    for number, case in enumerate(cases):
+        http = browser if number % 2 and not case.endpoint.json else client
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            response = _send(http, case)
+        failures += [f"{case.label}: {problem}" for problem in _problems(case, response, caplog.records)]
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures[:60])

@@ -14,12 +14,15 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, QueryDict
+from django.utils.http import parse_header_parameters
 
 from uaa.oauth.errors import (
     NO_STORE,
+    InvalidClient,
     InvalidRequest,
+    InvalidToken,
     MethodNotAllowed,
     OAuthError,
     PayloadTooLarge,
@@ -27,6 +30,7 @@ from uaa.oauth.errors import (
 )
 
 FORM = "application/x-www-form-urlencoded"
+NOT_A_FORM = f"The request body must be {FORM} in UTF-8."
 REPEATABLE = frozenset({"resource"})  # RFC 8707 §2 allows several resource parameters
 
 View = Callable[..., HttpResponse]
@@ -52,9 +56,39 @@ def check_form(data: QueryDict) -> None:
     check_parameters((name, value) for name, values in data.lists() for value in values)
 
 
+def _printable_ascii(value: str) -> bool:
+    return all(" " <= char <= "~" for char in value)
+
+
+def check_authorization(request: HttpRequest) -> None:
+    """RFC 9110 §11.4 / RFC 7617 §2: credentials are an ASCII token68 (base64 for Basic). Anything else
+    cannot name a client or a token: ``invalid_token`` for a Bearer header, else ``invalid_client``."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if _printable_ascii(header):
+        return
+    if header.split(" ", 1)[0].lower() == "bearer":
+        raise InvalidToken()
+    raise InvalidClient()
+
+
+def check_content_type(request: HttpRequest, *, form_body: bool, has_body: bool) -> None:
+    """RFC 6749 §3.2 and Appendix B: a POST body is ``application/x-www-form-urlencoded`` in UTF-8; a
+    ``charset`` parameter other than UTF-8 (latin-1, utf-16, ...) is refused, whatever the body."""
+    if request.method != "POST":
+        return
+    raw = request.META.get("CONTENT_TYPE", "")
+    content_type, params = parse_header_parameters(raw)
+    if (has_body or form_body) and content_type != FORM:
+        raise InvalidRequest(NOT_A_FORM)
+    if content_type == FORM and ("charset" in params or "charset" in raw.lower()):
+        if params.get("charset", "").strip().lower() != "utf-8":
+            raise InvalidRequest(NOT_A_FORM)
+
+
 def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: bool) -> None:
     if request.method not in methods:
         raise MethodNotAllowed()
+    check_authorization(request)
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError as exc:
@@ -69,10 +103,7 @@ def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: 
         raise PayloadTooLarge() from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest("The request must be UTF-8 encoded.") from exc
-    if request.method == "POST" and (body or form_body):
-        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type != FORM:
-            raise InvalidRequest(f"The request body must be {FORM}.")
+    check_content_type(request, form_body=form_body, has_body=bool(body))
     if max(len(query), len(form)) > settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:
         raise InvalidRequest("The request has too many parameters.")
     check_parameters(query)
@@ -118,6 +149,8 @@ def oauth_endpoint(*, methods: tuple[str, ...] = ("POST",), form_body: bool = Tr
                 return response
             except OAuthError as exc:
                 return error_response(exc, request)
+            except (BadRequest, SuspiciousOperation):  # Django's own refusals of malformed input
+                return error_response(InvalidRequest(), request)
             except Exception as exc:
                 return error_response(exc, request)
             if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
@@ -125,6 +158,7 @@ def oauth_endpoint(*, methods: tuple[str, ...] = ("POST",), form_body: bool = Tr
             return _finish(response)
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+        wrapper.oauth_endpoint = True  # type: ignore[attr-defined]  # errors in JSON (uaa/middleware.py)
         return wrapper
 
     return decorate

@@ -308,6 +308,16 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         ]
         return context
 
+    def form_invalid(self, form: Any) -> HttpResponse:
+        """A consent POST without its fields (or not a form at all) names no client to answer: the error
+        page, never the consent template without an application (a 500)."""
+        return render(
+            self.request,
+            "oauth/error.html",
+            {"error": "Bad request", "description": "The consent form is incomplete or malformed."},
+            status=HTTPStatus.BAD_REQUEST,
+        )
+
 
 @require_safe
 def openid_configuration_view(request: HttpRequest) -> JsonResponse:
