@@ -172,7 +172,11 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE)
+# HSTS preloading (hstspreload.org) commits the whole registrable domain, every subdomain included, to HTTPS
+# in browsers for months and is slow to undo, so the domain's owner opts in: UAA_HSTS_PRELOAD=true. Off,
+# Django's deploy check security.W021 ("not preloaded") is a decision, not a finding, and is silenced below.
+UAA_HSTS_PRELOAD = env.bool("UAA_HSTS_PRELOAD", default=False)
+SECURE_HSTS_PRELOAD = UAA_HSTS_PRELOAD
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with every form POST (Fetch
 # §3.2.5), which Django's CSRF origin check refuses, so no form could be submitted. Cross-origin requests (the
@@ -180,7 +184,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[]) + (
+    [] if UAA_HSTS_PRELOAD else ["security.W021"]
+)
 
 # Multi-factor authentication (docs/mfa.md). Required for everyone unless UAA_MFA_REQUIRED=false; a
 # client can still demand it (Client.requires_mfa, or acr_values=urn:uaa:acr:mfa in the request).

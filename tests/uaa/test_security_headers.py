@@ -245,3 +245,59 @@ def test_stylesheet_loads_nothing_from_elsewhere():
     css = (Path(django_settings.BASE_DIR) / "static" / "uaa" / "uaa.css").read_text()
     assert "@import" not in css
     assert URL.search(css) is None
+
+
+def _production_settings(**extra):
+    """Settings as a production process computes them from its environment (a fresh interpreter)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UAA_", "SECURE_", "DEBUG"))}
+    env.update(
+        SECRET_KEY="x" * 50,
+        UAA_KEK="4zCwW7m1tZrJq0q2pQ7y3v8Lk6bV5nX2aS9dF1gH0jE",
+        UAA_ISSUER="https://id.example.com",
+        UAA_VAR_DIR=os.environ.get("UAA_VAR_DIR", "var/test"),
+        DJANGO_SETTINGS_MODULE="uaa.settings",
+        **extra,
+    )
+    code = (
+        "import json; from django.conf import settings as s; "
+        "print(json.dumps([s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, "
+        "s.SILENCED_SYSTEM_CHECKS]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def test_hsts_preload_is_off_by_default_for_an_https_issuer():
+    """RFC 6797 §6.1 and hstspreload.org: ``preload`` asks browsers to hard-code HTTPS for the whole domain
+    and its subdomains, and is slow to undo; only the domain's owner can promise that, so it is opt-in."""
+    seconds, subdomains, preload, silenced = _production_settings()
+    assert seconds == 31536000 and subdomains is True
+    assert preload is False
+    assert "security.W021" in silenced  # "not preloaded" is a decision here, not a deploy-check finding
+
+
+def test_hsts_preload_is_opt_in_with_uaa_hsts_preload():
+    """RFC 6797 §6.1: with UAA_HSTS_PRELOAD=true the header carries ``preload``; the deploy check is live."""
+    _, _, preload, silenced = _production_settings(UAA_HSTS_PRELOAD="true")
+    assert preload is True
+    assert "security.W021" not in silenced
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_the_hsts_header_carries_preload_only_when_asked(client, db, settings, preload):
+    """RFC 6797 §6.1: Strict-Transport-Security: max-age; includeSubDomains; and preload only on request."""
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = preload
+    settings.SECURE_SSL_REDIRECT = False
+    response = client.get("/healthz", secure=True)
+    header = response["Strict-Transport-Security"]
+    assert header.startswith("max-age=31536000; includeSubDomains")
+    assert ("preload" in header) is preload

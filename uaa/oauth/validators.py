@@ -17,6 +17,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 from tokens.formats import sign_jwt, verify_jwt
 from uaa.oauth import audit, clientauth, codes, rfc7523, rfc7636
 from uaa.oauth.claims import claims_for_user
+from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,13 @@ class UAAOAuth2Validator(OAuth2Validator):
             return True
         clientauth.failed(attempt, request=request)
         return False
+
+    def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
+        """RFC 6749 §2.3.1 against the fast client-secret hash (uaa/oauth/hashers.py), which Django's
+        password API (DOT's check) never verifies; other stored forms keep DOT's check."""
+        if is_client_secret_hash(stored_secret):
+            return verify_client_secret(provided=provided_secret, stored=stored_secret)
+        return bool(super()._check_secret(provided_secret, stored_secret))
 
     def get_default_redirect_uri(
         self, client_id: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
