@@ -395,3 +395,39 @@ def test_an_https_jwks_uri_is_fetched_with_the_certificate_checked_for_the_name(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_create_client_validates_the_jwks_uri(db):
+    """manage.py create_client --jwks-uri registers a private_key_jwt client through the same checks."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="user information"):
+        call_command(
+            "create_client",
+            "--name",
+            "svc",
+            "--grant",
+            "client_credentials",
+            "--jwks-uri",
+            "http://localhost:@evil.example/jwks.json",
+            stdout=StringIO(),
+        )
+    out = StringIO()
+    call_command(
+        "create_client",
+        "--name",
+        "svc",
+        "--grant",
+        "client_credentials",
+        "--jwks-uri",
+        "https://keys.example.com/jwks.json",
+        "--json",
+        stdout=out,
+    )
+    created = json.loads(out.getvalue())
+    assert created["client_secret"] is None  # a private_key_jwt client's secret authenticates nothing
+    client = Client.objects.get(client_id=created["client_id"])
+    assert client.token_endpoint_auth_method == Client.PRIVATE_KEY_JWT

@@ -313,3 +313,40 @@ def test_a_deactivated_users_tokens_are_inactive(confidential_client, resource_s
     _assert_inactive(introspect(confidential_client, tokens[which]))
     if which == "access_token":
         _assert_inactive(introspect(resource_server, tokens[which]))
+
+
+def test_create_client_registers_the_resources_a_client_serves(db):
+    """manage.py create_client --serves URI (repeatable): the admin's way to make a resource server."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from uaa.oauth.models import Client
+
+    out = StringIO()
+    call_command(
+        "create_client",
+        "--name",
+        "orders-api",
+        "--grant",
+        "client_credentials",
+        "--serves",
+        API,
+        "--serves",
+        "https://orders.example.com",
+        "--json",
+        stdout=out,
+    )
+    client = Client.objects.get(client_id=json.loads(out.getvalue())["client_id"])
+    assert client.served_resources == [API, "https://orders.example.com"]
+
+
+def test_the_admin_shows_the_resources_a_client_serves(resource_server):
+    from tests.factories import UserFactory
+
+    http = HttpClient()
+    http.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = http.get(f"/admin/oauth/client/{resource_server.client.pk}/change/")
+    assert page.status_code == HTTPStatus.OK
+    assert "resources this client serves" in page.content.decode().lower()
+    assert page.context["adminform"].form.initial["introspection_resources"] == API
