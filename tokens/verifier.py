@@ -387,7 +387,7 @@ def _is_hash(value: object) -> bool:
 
 
 def verify_tree_head(
-    head: dict[str, Any],
+    head: object,
     *,
     issuer: str,
     keys: dict[str, Ed25519PublicKey],
@@ -614,17 +614,16 @@ def _check_prunes(
         if not isinstance(record, dict) or record.get("event") != PRUNED_EVENT:
             continue
         index, detail = entry.get("index"), record.get("detail")
+        if not isinstance(index, int):
+            continue  # _check_records names it
         claimed = detail.get("tree_size") if isinstance(detail, dict) else None
         problem = verify_prune_statement(
             detail, issuer=issuer, keys=keys, heads_by_size=heads_by_size, pinned=pinned
         )
-        if problem is None and isinstance(index, int) and claimed > index:
+        if problem is None and isinstance(claimed, int) and claimed > index:
             problem = "it claims to prune records after its own index"
         if problem:
-            report.bad_record(
-                index if isinstance(index, int) else first_index,
-                f"ledger.pruned record {index} (tree size {claimed}): {problem}",
-            )
+            report.bad_record(index, f"ledger.pruned record {index} (tree size {claimed}): {problem}")
         elif claimed == first_index:
             covering = (index, record)
     if first_index == 0:
@@ -660,7 +659,7 @@ def _check_trusted_head(
     """RFC 9162 §2.1.4, §8: the export holds, and its later heads extend, the head the auditor saved.
 
     ``roots`` are roots the records reproduce, by size (for a trusted size no exported head has)."""
-    problem = verify_tree_head(trusted, issuer=issuer, keys=keys, pinned=pinned, name="the trusted head")  # type: ignore[arg-type]
+    problem = verify_tree_head(trusted, issuer=issuer, keys=keys, pinned=pinned, name="the trusted head")
     if problem:
         report.errors.append(problem)
     if not isinstance(trusted, dict) or not (

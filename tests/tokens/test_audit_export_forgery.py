@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,8 @@ class Forger:
         directory: Path,
         records: list[dict[str, Any]],
         sizes: list[int],
-        extra_keys: list[dict[str, Any]] = (),
-    ) -> None:  # type: ignore[assignment]
+        extra_keys: Sequence[dict[str, Any]] = (),
+    ) -> None:
         """A complete, self-consistent export of ``records`` with heads at ``sizes``, signed by this key."""
         leaves = [leaf_hash(canonical_json(record)) for record in records]
         tree = MerkleTree(leaves)
