@@ -1,9 +1,9 @@
-"""Account services: create users; the sign-in steps (password, second factor); sign out.
+"""Account services: create users; check a password or a second factor; start an SSO session; sign out.
 
-The sign-in is a small state machine: the password step either finishes the sign-in (no second
-factor needed) or leaves a pending state in this browser's session (accounts/sessions.py); the
-factor step (TOTP, backup code, WebAuthn, or enrolling one when policy forces it) finishes it. Only then
-does ``login`` run, with a new session id, and the session gets its ``amr``/``acr``.
+Which step of a sign-in may follow which is decided in accounts/signin.py alone; the functions here do
+the checks and the writes it asks for (with their throttling and audit records). ``sign_in`` is the only
+place ``login`` runs: with a new session id, the session's ``amr``/``acr``, its ``SignIn`` record and its
+ledger record in one transaction.
 """
 
 from __future__ import annotations
@@ -35,11 +35,17 @@ BAD_KEY = "The security key or passkey could not be verified. Try again."
 
 @dataclass(frozen=True)
 class StepResult:
-    """What a sign-in step did: ``user`` when it passed, else an ``error`` to show."""
+    """What a sign-in step did: ``user`` when it passed, else an ``error`` to show.
+
+    A factor that passed names its RFC 8176 ``method`` (and, for WebAuthn, the user's signed ``evidence``);
+    accounts/signin.py then finishes the sign-in. A check alone signs nobody in.
+    """
 
     user: User | None = None
     error: str | None = None
     locked: bool = False
+    method: str = ""
+    evidence: dict[str, Any] | None = None
 
 
 def create_user(
@@ -101,35 +107,6 @@ def check_password(*, request: HttpRequest, email: str, password: str) -> StepRe
     return StepResult(user=user)
 
 
-def after_password(*, request: HttpRequest, user: User, next_url: str) -> str:
-    """Finish the sign-in or go on to the factor step: ``"done"``, ``"challenge"`` or ``"enroll"``."""
-    if request.user.is_authenticated and request.user.pk != user.pk:
-        logout(request)  # another person signs in in this browser: the old session ends first
-    if policy.has_factors(user):
-        sessions.begin_pending(request, user_id=str(user.pk), factors=["pwd"], next_url=next_url)
-        return "challenge"
-    if policy.mfa_required(user=user):
-        sessions.begin_pending(request, user_id=str(user.pk), factors=["pwd"], next_url=next_url)
-        return "enroll"
-    sign_in(request=request, user=user, amr=["pwd"])
-    return "done"
-
-
-def begin_step_up(*, request: HttpRequest, next_url: str) -> str:
-    """A signed-in user must add a second factor (acr_values, a client's flag, or the global policy)."""
-    user = request.user
-    factors = [method for method in request.session.get(sessions.AMR, ["pwd"]) if method != "mfa"]
-    sessions.begin_pending(request, user_id=str(user.pk), factors=factors or ["pwd"], next_url=next_url)
-    return "challenge" if policy.has_factors(user) else "enroll"  # type: ignore[arg-type]
-
-
-def pending_user(request: HttpRequest) -> User | None:
-    state = sessions.pending(request)
-    if state is None:
-        return None
-    return User.objects.filter(pk=state["user"], is_active=True).first()
-
-
 def _factor_failed(request: HttpRequest, user: User, *, method: str, error: str) -> StepResult:
     throttling.record_failure(email=user.email, ip=_ip(request))
     ledger.append_record(
@@ -142,24 +119,13 @@ def _factor_failed(request: HttpRequest, user: User, *, method: str, error: str)
     return _locked(user.email, request) or StepResult(error=error)
 
 
-def complete_sign_in(
-    *, request: HttpRequest, user: User, method: str, evidence: dict[str, Any] | None = None
-) -> None:
-    """The second factor passed: log in with the factors of the pending state plus ``method``."""
-    state = sessions.pending(request) or {"factors": ["pwd"]}
-    amr = policy.amr_for([*state["factors"], method])
-    sign_in(request=request, user=user, amr=amr, evidence=evidence)
-    throttling.record_success(email=user.email)
-
-
 def verify_totp(*, request: HttpRequest, user: User, code: str) -> StepResult:
     locked = _locked(user.email, request)
     if locked:
         return locked
     if not totp.verify_for_user(user=user, code=code):
         return _factor_failed(request, user, method="otp", error=BAD_CODE)
-    complete_sign_in(request=request, user=user, method="otp")
-    return StepResult(user=user)
+    return StepResult(user=user, method="otp")
 
 
 def verify_backup_code(*, request: HttpRequest, user: User, code: str) -> StepResult:
@@ -168,9 +134,8 @@ def verify_backup_code(*, request: HttpRequest, user: User, code: str) -> StepRe
         return locked
     if not recovery.use_code(user=user, code=code):
         return _factor_failed(request, user, method="otp", error=BAD_BACKUP_CODE)
-    complete_sign_in(request=request, user=user, method="otp")
     logger.info("accounts.backup_code_used", extra={"user_id": str(user.pk)})
-    return StepResult(user=user)
+    return StepResult(user=user, method="otp")
 
 
 def verify_webauthn(
@@ -185,8 +150,7 @@ def verify_webauthn(
         logger.info("accounts.webauthn_failed", extra={"user_id": str(user.pk), "reason": str(exc)})
         return _factor_failed(request, user, method="hwk", error=BAD_KEY)
     proof = passkeys.evidence(credential=credential, credential_json=credential_json)
-    complete_sign_in(request=request, user=user, method=passkeys.amr_of(credential), evidence=proof)
-    return StepResult(user=user)
+    return StepResult(user=user, method=passkeys.amr_of(credential), evidence=proof)
 
 
 def sign_in(

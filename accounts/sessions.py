@@ -2,12 +2,15 @@
 the idle and absolute timeouts.
 
 A sign-in whose password step is done but whose second factor is not is a *pending* state in this
-browser's session only: it names the user and the factors proven so far, grants nothing (the user is
-not logged in), expires after ``UAA_MFA_PENDING_SECONDS``, and another browser cannot resume it.
+browser's session only: it names the user, the stage it allows next (accounts/signin.py decides which),
+and the factors proven so far, grants nothing (the user is not logged in), expires after
+``UAA_MFA_PENDING_SECONDS``, and another browser cannot resume it. The WebAuthn challenge of the
+browser's current ceremony and the id of the authenticator-app device being enrolled live here too.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import time
@@ -29,6 +32,8 @@ ACR = "uaa_acr"
 SID = "uaa_sid"
 LAST_SEEN = "uaa_last_seen"
 PENDING = "uaa_pending"
+WEBAUTHN_CHALLENGE = "uaa_webauthn_challenge"
+TOTP_DEVICE = "uaa_totp_device"
 LAST_SEEN_RESOLUTION = 60  # seconds: the session is written at most once a minute to note activity
 
 
@@ -70,13 +75,17 @@ def auth_context(request: HttpRequest) -> dict[str, Any]:
 
 
 # --- the half-finished sign-in ---------------------------------------------------------------------
-def begin_pending(request: HttpRequest, *, user_id: str, factors: list[str], next_url: str) -> None:
-    """Password (or an earlier sign-in) done: remember who, what and where to, under a new session id."""
+def begin_pending(
+    request: HttpRequest, *, user_id: str, stage: str, factors: list[str], next_url: str
+) -> None:
+    """Password (or an earlier sign-in) done: remember who, which stage may follow, what was proven and
+    where to go, under a new session id."""
     previous = request.session.session_key
     request.session.cycle_key()
     follow_session_key(previous=previous, current=request.session.session_key)
     request.session[PENDING] = {
         "user": user_id,
+        "stage": stage,
         "factors": list(factors),
         "next": next_url,
         "since": time.time(),
@@ -104,6 +113,31 @@ def pending(request: HttpRequest) -> dict[str, Any] | None:
 
 def clear_pending(request: HttpRequest) -> None:
     request.session.pop(PENDING, None)
+
+
+# --- the ceremony in progress -------------------------------------------------------------------------
+def keep_webauthn_challenge(request: HttpRequest, challenge: bytes) -> None:
+    request.session[WEBAUTHN_CHALLENGE] = base64.urlsafe_b64encode(challenge).decode("ascii")
+
+
+def take_webauthn_challenge(request: HttpRequest) -> bytes:
+    """The WebAuthn challenge of this browser's last ceremony, usable once (WebAuthn §13.4.3)."""
+    value = request.session.pop(WEBAUTHN_CHALLENGE, "")
+    return base64.urlsafe_b64decode(value) if isinstance(value, str) and value else b""
+
+
+def keep_totp_device(request: HttpRequest, device_id: int) -> None:
+    request.session[TOTP_DEVICE] = device_id
+
+
+def totp_device(request: HttpRequest) -> int | None:
+    """The id of the unconfirmed authenticator-app device this browser is enrolling, if any."""
+    value = request.session.get(TOTP_DEVICE)
+    return value if isinstance(value, int) else None
+
+
+def forget_totp_device(request: HttpRequest) -> None:
+    request.session.pop(TOTP_DEVICE, None)
 
 
 def end_recorded_session(sender: object, request: HttpRequest | None = None, **kwargs: Any) -> None:

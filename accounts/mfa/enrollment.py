@@ -82,8 +82,8 @@ def new_backup_codes(*, request: HttpRequest, user: User) -> list[str]:
 
 
 def first_backup_codes(*, request: HttpRequest, user: User) -> list[str] | None:
-    """Backup codes at a user's first enrollment; ``None`` when the user already has a set."""
-    if RecoveryCode.objects.filter(user=user).exists():
+    """Backup codes with a new factor when the user has none left unused; ``None`` when they still do."""
+    if RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists():
         return None
     return new_backup_codes(request=request, user=user)
 

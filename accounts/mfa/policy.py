@@ -33,10 +33,16 @@ ACCOUNT_UNLOCKED = "account.unlocked"
 
 
 def has_factors(user: User) -> bool:
-    """Whether the user has a confirmed TOTP device or a WebAuthn credential (backup codes only recover)."""
+    """Whether the user has a second factor: a confirmed TOTP device, a WebAuthn credential, or unused
+    backup codes (look-up secrets, NIST SP 800-63B §5.1.2: a factor of their own, not only a way back in).
+
+    A user who has one must prove it before another is bound (NIST SP 800-63B §6.1.2.1), so this is also
+    what refuses forced enrollment (accounts/signin.py).
+    """
     return (
         TOTPDevice.objects.filter(user=user, confirmed=True).exists()
         or WebAuthnCredential.objects.filter(user=user).exists()
+        or RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists()
     )
 
 
