@@ -50,3 +50,9 @@ class FactorForm(forms.Form):
 class RenameForm(forms.Form):
     factor_id = forms.IntegerField(min_value=1)
     name = forms.CharField(label="Name", max_length=64)
+
+
+class SignOutEverywhereForm(forms.Form):
+    revoke_tokens = forms.BooleanField(
+        label="Also sign out of applications (revoke the tokens they hold)", required=False, initial=True
+    )

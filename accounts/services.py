@@ -17,6 +17,7 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from accounts import sessions, throttling
 from accounts.mfa import policy, recovery, totp
@@ -201,19 +202,96 @@ def sign_out(*, request: HttpRequest) -> None:
     logger.info("accounts.signed_out", extra={"user_id": user_id})
 
 
-def sign_out_everywhere(*, request: HttpRequest) -> int:
-    """End every SSO session of the signed-in user, this one included. Returns how many ended."""
+@dataclass(frozen=True)
+class SignedOutEverywhere:
+    sessions: int
+    refresh_tokens: int = 0
+    access_tokens: int = 0
+    authorization_codes: int = 0
+
+
+def _token_revoked(request: HttpRequest, user: User, *, application: Any, **hashes: str) -> None:
+    ledger.append_record(
+        event=LedgerRecord.Event.TOKEN_REVOKED,
+        client_id=getattr(application, "client_id", ""),
+        sub=str(user.pk),
+        hashes={name: digest for name, digest in hashes.items() if digest},
+        detail={"reason": "sign_out_everywhere"},
+        **ledger.request_metadata(request),
+    )
+
+
+def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEverywhere:
+    """Every token the user's applications hold, revoked as django-oauth-toolkit revokes them (RFC 7009
+    §2.1): ``RefreshToken.revoke()`` marks a refresh token revoked and deletes its access token, and
+    ``AccessToken.revoke()`` deletes the rest; unredeemed authorization codes are deleted, as redeeming one
+    does. One ledger record per token (its SHA-256 digest only). Call inside the caller's transaction.
+
+    JWT access tokens that a resource server verifies by itself stay valid there until they expire
+    (``UAA_ACCESS_TOKEN_LIFETIME``); introspection and userinfo refuse them at once.
+    """
+    refresh_tokens = (
+        get_refresh_token_model()
+        .objects.select_for_update(of=("self",))
+        .select_related("application", "access_token")
+        .filter(user=user, revoked__isnull=True)
+    )
+    refreshed = accessed = 0
+    for token in refresh_tokens:
+        access = token.access_token
+        token.revoke()
+        refreshed += 1
+        accessed += access is not None
+        _token_revoked(
+            request,
+            user,
+            application=token.application,
+            refresh_token=token.token_checksum,
+            access_token=access.token_checksum if access is not None else "",
+        )
+    for access in get_access_token_model().objects.select_related("application").filter(user=user):
+        access.revoke()
+        accessed += 1
+        _token_revoked(request, user, application=access.application, access_token=access.token_checksum)
+    grants = get_grant_model()
+    codes = grants.objects.filter(user=user).delete()[1].get(grants._meta.label, 0)
+    return SignedOutEverywhere(
+        sessions=0, refresh_tokens=refreshed, access_tokens=accessed, authorization_codes=codes
+    )
+
+
+def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) -> SignedOutEverywhere:
+    """End every SSO session of the signed-in user, this one included, and with ``revoke_tokens`` every
+    token issued to the user's applications too (RFC 9700 §4.14.2); one transaction with its records."""
     user: User = request.user  # type: ignore[assignment]  # the view requires a signed-in user
     with transaction.atomic():
         open_sessions = SignIn.objects.filter(user=user, ended_at=None)
         keys = list(open_sessions.values_list("session_key", flat=True))
         Session.objects.filter(session_key__in=keys).delete()
         open_sessions.update(ended_at=timezone.now())
+        revoked = (
+            revoke_tokens_of_user(request=request, user=user) if revoke_tokens else SignedOutEverywhere(0)
+        )
         ledger.append_record(
             event=LedgerRecord.Event.SIGNED_OUT,
             sub=str(user.pk),
-            detail={"everywhere": True, "sessions": len(keys)},
+            detail={
+                "everywhere": True,
+                "sessions": len(keys),
+                "refresh_tokens_revoked": revoked.refresh_tokens,
+                "access_tokens_revoked": revoked.access_tokens,
+                "authorization_codes_revoked": revoked.authorization_codes,
+            },
             **ledger.request_metadata(request),
         )
     logout(request)
-    return len(keys)
+    logger.info(
+        "accounts.signed_out_everywhere",
+        extra={"user_id": str(user.pk), "sessions": len(keys), "refresh_tokens": revoked.refresh_tokens},
+    )
+    return SignedOutEverywhere(
+        sessions=len(keys),
+        refresh_tokens=revoked.refresh_tokens,
+        access_tokens=revoked.access_tokens,
+        authorization_codes=revoked.authorization_codes,
+    )

@@ -24,7 +24,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services, signin
-from accounts.forms import BackupCodeForm, CodeForm, FactorForm, RenameForm, SignInForm, WebAuthnForm
+from accounts.forms import (
+    BackupCodeForm,
+    CodeForm,
+    FactorForm,
+    RenameForm,
+    SignInForm,
+    SignOutEverywhereForm,
+    WebAuthnForm,
+)
 from accounts.mfa import enrollment, recovery, totp
 from accounts.models import SignIn, User, WebAuthnCredential
 from accounts.signin import Method, Stage
@@ -241,6 +249,7 @@ def security(request: HttpRequest) -> HttpResponse:
             "current_session": request.session.session_key,
             "recent": signin.recently_signed_in(request),
             "mfa_required": settings.UAA_MFA_REQUIRED,
+            "sign_out_form": SignOutEverywhereForm(),
         },
     )
 
@@ -296,7 +305,9 @@ def regenerate_backup_codes(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @require_POST
 def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
-    services.sign_out_everywhere(request=request)
+    form = SignOutEverywhereForm(request.POST)
+    revoke_tokens = form.is_valid() and form.cleaned_data["revoke_tokens"]
+    services.sign_out_everywhere(request=request, revoke_tokens=revoke_tokens)
     return redirect(settings.LOGOUT_REDIRECT_URL)
 
 
