@@ -1,8 +1,9 @@
 """Audit keys: the Ed25519 keys that sign the ledger's tree heads (RFC 8032, published as RFC 8037 JWKs).
 
 Separate from the token signing keys, wrapped under ``UAA_KEK`` with the same envelope helpers
-(tokens/keys.py), rotatable. A retired audit key stays published forever: an auditor verifies old tree
-heads with it years later.
+(tokens/keys.py, purpose "audit" in the associated data), rotatable. A retired audit key stays
+published forever: an auditor verifies old tree heads with it years later. Like signing keys, an audit
+key is published or used only once this process has proven it (tokens.keys.proven_key).
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import transaction
 
 from tokens import ledger
-from tokens.keys import configured_keks, rewrap_keys, unwrap_private_key, wrap_private_key
+from tokens.keys import (
+    associated_data,
+    configured_keks,
+    load_proven_private_key,
+    proven_key,
+    require_proven,
+    rewrap_keys,
+    wrap_private_key,
+)
 from tokens.models import AuditKey, LedgerRecord
 from tokens.verifier import b64url, jwk_thumbprint
 
 _cache_lock = threading.Lock()
-_private: dict[str, ed25519.Ed25519PrivateKey] = {}
+_private: dict[str, ed25519.Ed25519PrivateKey] = {}  # the active audit key's private half, nothing else
 
 
 def create_audit_key(*, now: datetime) -> AuditKey:
@@ -35,10 +44,14 @@ def create_audit_key(*, now: datetime) -> AuditKey:
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     kek = configured_keks()[0]
-    wrapped_private, wrapped_data_key = wrap_private_key(der=der, kid=kid, kek=kek)
+    stored_jwk = {**public_jwk, "kid": kid, "alg": AuditKey.algorithm, "use": "sig"}
+    aad = associated_data(
+        purpose=AuditKey.purpose, kid=kid, algorithm=AuditKey.algorithm, public_jwk=stored_jwk
+    )
+    wrapped_private, wrapped_data_key = wrap_private_key(der=der, aad=aad, kek=kek)
     key = AuditKey.objects.create(
         kid=kid,
-        public_jwk={**public_jwk, "kid": kid, "alg": "EdDSA", "use": "sig"},
+        public_jwk=stored_jwk,
         wrapped_private_key=wrapped_private,
         wrapped_data_key=wrapped_data_key,
         kek_id=kek.kek_id,
@@ -62,26 +75,32 @@ def rotate_audit_key(*, now: datetime) -> AuditKey:
         old.state = AuditKey.State.RETIRED
         old.retired_at = now
         old.save(update_fields=["state", "retired_at"])
+        with _cache_lock:
+            _private.pop(old.kid, None)  # it signs nothing any more
         ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, subject=old.kid)
     return create_audit_key(now=now)
 
 
 def sign(key: AuditKey, message: bytes) -> bytes:
-    """Ed25519 signature of ``message``; the unwrapped private key is cached per process by ``kid``."""
+    """Ed25519 signature of ``message`` by the proven ``key``; only the active key's private half is
+    cached (per process, by ``kid``). Raises ``KeyDecryptionError`` if the key fails its proof."""
     private = _private.get(key.kid)
     if private is None:
-        loaded = serialization.load_der_private_key(unwrap_private_key(key), password=None)
+        loaded = load_proven_private_key(key)
         if not isinstance(loaded, ed25519.Ed25519PrivateKey):
             raise TypeError(f"audit key {key.kid} is not an Ed25519 key")
         private = loaded
         with _cache_lock:
+            _private.clear()
             _private[key.kid] = private
     return private.sign(message)
 
 
 def audit_jwks() -> dict[str, list[dict[str, object]]]:
-    """RFC 7517 JWK Set of every audit key, oldest first (none is ever removed)."""
-    return {"keys": [dict(key.public_jwk) for key in AuditKey.objects.order_by("created_at")]}
+    """RFC 7517 JWK Set of every proven audit key, oldest first (none is ever removed), public members
+    only (RFC 8037 §2: ``d`` is private), derived from the proven private half."""
+    proven = (proven_key(key) for key in AuditKey.objects.order_by("created_at"))
+    return {"keys": [dict(key.public) for key in proven if key is not None]}
 
 
 def rewrap_audit_keys() -> int:
@@ -90,9 +109,6 @@ def rewrap_audit_keys() -> int:
 
 
 def verify_audit_keys() -> int:
-    """Unwrap every audit key with the configured KEKs (``manage.py bootstrap``); raises on a wrong KEK."""
-    count = 0
-    for key in AuditKey.objects.all():
-        unwrap_private_key(key)
-        count += 1
-    return count
+    """Prove every audit key (``manage.py bootstrap``); raises ``KeyDecryptionError`` on a wrong KEK or
+    a row UAA did not write."""
+    return require_proven(AuditKey.objects.all())

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
-from tokens.formats import verify_jwt
+from tokens.formats import ACCESS_TOKEN_TYP, verify_jwt
 
 INACTIVE: dict[str, Any] = {"active": False}
 EMAIL_SCOPE = "email"  # OIDC Core §5.4: the scope that releases the e-mail address
@@ -44,7 +44,7 @@ def _releases_email(scope: str) -> bool:
 
 
 def _access_token(token: str, caller: Any, serves: Collection[str]) -> dict[str, Any] | None:
-    claims = verify_jwt(token)
+    claims = verify_jwt(token, typ=ACCESS_TOKEN_TYP)
     if claims is None:
         return None
     record = (

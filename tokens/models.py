@@ -10,9 +10,19 @@ append-only leaves) and ``TreeHead`` (signed Merkle tree heads); the services ar
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
+
+
+class KeyPurpose(StrEnum):
+    """What a wrapped private key is for (tokens/keys.py binds it into the key's associated data). The
+    table decides it, never a column: a signing key's blobs never serve as an audit key's, or back."""
+
+    SIGNING = "signing"
+    AUDIT = "audit"
 
 
 class SigningKeyQuerySet(models.QuerySet["SigningKey"]):
@@ -61,6 +71,7 @@ class SigningKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = SigningKeyQuerySet.as_manager()
+    purpose: ClassVar[str] = KeyPurpose.SIGNING
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +147,8 @@ class AuditKey(models.Model):
     retired_at = models.DateTimeField(null=True, blank=True)
 
     objects = AuditKeyQuerySet.as_manager()
+    purpose: ClassVar[str] = KeyPurpose.AUDIT
+    algorithm: ClassVar[str] = "EdDSA"  # RFC 8037 §3.1, Ed25519 only
 
     class Meta:
         ordering = ["-created_at"]

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from tokens.keys import create_signing_key
+from tokens.keys import create_signing_key, forget_private_key
 from tokens.models import KeySeries, SigningKey
 from tokens.signals import signing_key_changed
 
@@ -75,6 +75,8 @@ def _lock(algorithm: str) -> KeySeries:
 
 def _emit(event: str, key: SigningKey, now: datetime, **extra: object) -> None:
     logger.info(f"tokens.signing_key_{event}", extra={"kid": key.kid, "alg": key.algorithm, **extra})
+    if event in {"retired", "expired", "revoked"}:
+        forget_private_key(key.kid)  # this process's copy; other processes drop theirs at next use
     signing_key_changed.send(sender=SigningKey, event=event, key=key, at=now, **extra)
 
 

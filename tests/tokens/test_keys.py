@@ -127,13 +127,24 @@ def test_a_token_request_under_a_wrong_kek_is_a_server_error_and_creates_no_key(
     assert set(SigningKey.objects.values_list("kid", "state")) == before
 
 
-def test_the_jwks_is_still_served_under_a_wrong_kek(client, db, settings):
-    """RFC 7517 §5: publishing needs only the public halves, so verifiers keep working meanwhile."""
+def test_under_a_wrong_kek_the_jwks_keeps_only_the_keys_this_process_proved(client, db, settings, caplog):
+    """Issue 8 item 4: a key is published only once its private half was unwrapped under the KEK. A
+    process that proved its keys keeps publishing them (the proof is cached); a fresh process under a
+    wrong KEK publishes none and says so, rather than publishing keys it cannot show are its own."""
     keys = [create_signing_key(algorithm=a, now=T0, state=SigningKey.State.ACTIVE) for a in ALGORITHMS]
+    client.get("/.well-known/jwks.json")
     settings.UAA_KEK = new_kek()
     response = client.get("/.well-known/jwks.json")
     assert response.status_code == HTTPStatus.OK
     assert {key["kid"] for key in response.json()["keys"]} == {key.kid for key in keys}
+    clear_key_cache()  # a process started under the wrong KEK
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"keys": []}
+    assert {record.kid for record in caplog.records if record.getMessage() == "tokens.key_untrusted"} == {
+        key.kid for key in keys
+    }
+    assert set(SigningKey.objects.values_list("kid", flat=True)) == {key.kid for key in keys}
 
 
 def test_an_older_kek_listed_after_the_current_one_still_decrypts(db, settings):

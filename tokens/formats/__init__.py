@@ -1,4 +1,9 @@
-"""Token formats: RFC 9068 JWT access tokens and OIDC Core §2 ID tokens, signed by tokens.keys."""
+"""Token formats: RFC 9068 JWT access tokens and OIDC Core §2 ID tokens, signed by tokens.keys.
+
+Verification follows RFC 8725 §3.1 and §3.11: the algorithm is the one the key was made for (the
+stored key's, never the token header's choice), and the token's ``typ`` must be the one the caller
+expects, so that one kind of JWT is never accepted in place of another.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ from typing import Any
 from jwcrypto import jws, jwt
 from jwcrypto.common import JWException
 
-from tokens.keys import active_signing_key, published_public_key
+from tokens.keys import ProvenKey, active_signing_key, trusted_public_key
+
+ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+ID_TOKEN_TYP = "JWT"  # what UAA's ID tokens carry (OIDC Core §2 names none; RFC 7519 §5.1 suggests it)
 
 
 def sign_jwt(*, claims: dict[str, Any], algorithm: str, typ: str) -> str:
@@ -21,23 +29,63 @@ def sign_jwt(*, claims: dict[str, Any], algorithm: str, typ: str) -> str:
     return token.serialize()
 
 
-def verify_jwt(token: str) -> dict[str, Any] | None:
-    """Claims of ``token`` if it carries a valid signature by a published key; ``None`` otherwise.
+def _media_type(value: object) -> str | None:
+    """RFC 7515 §4.1.9: "application/" may be omitted, and media types compare case-insensitively."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value.removeprefix("application/")
 
+
+def _parse(token: str) -> tuple[jws.JWS, dict[str, Any]] | None:
+    """The compact JWS and its protected header; ``None`` for anything else (RFC 7519 §7.2)."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    parsed = jws.JWS()
+    try:
+        parsed.deserialize(token)
+    except (JWException, ValueError, TypeError):
+        return None
+    header = parsed.jose_header
+    return (parsed, header) if isinstance(header, dict) else None
+
+
+def _key_for(header: dict[str, Any], *, typ: str) -> ProvenKey | None:
+    """The published, proven key the header names, if its ``alg`` is that key's and ``typ`` is ``typ``."""
+    kid = header.get("kid")
+    if not isinstance(kid, str) or _media_type(header.get("typ")) != _media_type(typ):
+        return None
+    key = trusted_public_key(kid)
+    if key is None or header.get("alg") != key.algorithm:
+        return None
+    return key
+
+
+def verification_key(token: str, *, typ: str) -> Any:
+    """The JWK that verifies ``token``, if its header names a published key by that key's own
+    algorithm and carries ``typ``; ``None`` otherwise (django-oauth-toolkit's ID token hint lookup)."""
+    parsed = _parse(token)
+    key = _key_for(parsed[1], typ=typ) if parsed else None
+    return key.jwk if key is not None else None
+
+
+def verify_jwt(token: str, *, typ: str) -> dict[str, Any] | None:
+    """Claims of ``token`` if it is a JWT of type ``typ`` with a valid signature by a published key,
+    made with that key's algorithm; ``None`` otherwise.
+
+    ``typ`` is ``ACCESS_TOKEN_TYP`` for access tokens (RFC 9068 §4) and ``ID_TOKEN_TYP`` for ID tokens.
     Expiry is not checked here: callers hold the token record and check it there.
     """
+    parsed = _parse(token)
+    if parsed is None:
+        return None
+    signed, header = parsed
+    key = _key_for(header, typ=typ)
+    if key is None:
+        return None
     try:
-        parsed = jws.JWS()
-        parsed.deserialize(token)
-        header = parsed.jose_header
-        kid = header.get("kid") if isinstance(header, dict) else None
-        if not isinstance(kid, str):
-            return None
-        key = published_public_key(kid)
-        if key is None:
-            return None
-        parsed.verify(key, alg=header.get("alg"))
-        claims = json.loads(parsed.payload)
+        signed.verify(key.jwk, alg=key.algorithm)
+        claims = json.loads(signed.payload)
     except (JWException, ValueError, TypeError, KeyError):
         return None
     return claims if isinstance(claims, dict) else None

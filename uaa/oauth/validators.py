@@ -14,7 +14,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from tokens.formats import sign_jwt, verify_jwt
+from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
 from uaa.oauth import audit, clientauth, codes, rfc7523, rfc7636
 from uaa.oauth.claims import claims_for_user
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
@@ -241,7 +241,7 @@ class UAAOAuth2Validator(OAuth2Validator):
 
     def _load_access_token(self, token: str) -> Any:
         """A stored, unrevoked token whose signature verifies against a still-published key."""
-        if verify_jwt(token) is None:
+        if verify_jwt(token, typ=ACCESS_TOKEN_TYP) is None:
             return None
         return super()._load_access_token(token)
 
@@ -295,13 +295,6 @@ class UAAOAuth2Validator(OAuth2Validator):
         return serialized
 
     def _get_key_for_token(self, token: str) -> Any:
-        """The published key named by the token's ``kid`` (ID tokens outlive key rotation)."""
-        from jwcrypto import jws
-
-        from tokens.keys import published_public_key
-
-        parsed = jws.JWS()
-        parsed.deserialize(token)
-        header = parsed.jose_header
-        kid = header.get("kid") if isinstance(header, dict) else None
-        return published_public_key(kid) if isinstance(kid, str) else None
+        """The published key named by the ID token's ``kid`` (ID tokens outlive key rotation), only
+        if the header's ``alg`` is that key's and ``typ`` is an ID token's (RFC 8725 §3.1, §3.11)."""
+        return verification_key(token, typ=ID_TOKEN_TYP)

@@ -23,7 +23,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.mfa import policy
 from accounts.sessions import SID, auth_context, current_acr, session_is_fresh
-from tokens.formats import verify_jwt
+from tokens.formats import ID_TOKEN_TYP, verify_jwt
 from tokens.introspection import introspect
 from uaa.oauth import consent, rfc7636
 from uaa.oauth.clientauth import authenticate_caller
@@ -420,7 +420,7 @@ class LogoutView(CheckedParameters, RPInitiatedLogoutView):
         if not self.request.user.is_authenticated:
             return False  # no OP session to end
         hint = self.request.GET.get("id_token_hint") or self.request.POST.get("id_token_hint") or ""
-        sid = (verify_jwt(hint) or {}).get("sid") if hint else None
+        sid = (verify_jwt(hint, typ=ID_TOKEN_TYP) or {}).get("sid") if hint else None
         return bool(sid) and sid != self.request.session.get(SID)
 
     def error_response(self, error: Any) -> HttpResponse:
