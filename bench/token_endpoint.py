@@ -2,12 +2,17 @@
 
 Run:  .venv/bin/python bench/token_endpoint.py [--seconds 2] [--rounds 10]
       DATABASE_URL=postgres://postgres@127.0.0.1:5432/uaa_bench .venv/bin/python bench/token_endpoint.py
+      ... bench/token_endpoint.py --compare key-lock   (the shared lock on the signing key, on/off)
 
 Each request goes through the whole Django stack in process (middleware, client authentication, RS256
 signing, the token INSERTs in DOT's transaction). "Off" replaces ``tokens.ledger.append_record`` with a
 no-op for the measurement only: there is no such switch in the server. Rounds alternate on/off (ABBA) so
 that drift on a noisy machine hits both; the figure that matters is the ratio (issue 5 asks for >= 0.90).
 A seal runs between rounds, as beat would, outside the timed windows.
+
+``--compare key-lock`` measures the signing key's shared row lock instead (issue 8, item 17): "off" reads
+the active kid without ``FOR SHARE``, as before the fix (same query, same round trips; on SQLite the
+SQL is the same either way). It also prints the SQL statements one token request makes in each mode.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from django.test import Client as HttpClient  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from tests.oauth_client import basic_auth, form_post  # noqa: E402
-from tokens import ledger  # noqa: E402
+from tokens import keys, ledger  # noqa: E402
 from tokens.models import LedgerRecord  # noqa: E402
 from tokens.rotation import ensure_active_key  # noqa: E402
 from uaa.oauth.models import Client  # noqa: E402
@@ -57,10 +62,50 @@ def requests_per_second(http: HttpClient, auth: str, seconds: float) -> float:
     return count / elapsed
 
 
+def statements_per_request(http: HttpClient, auth: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        form_post(http, "/oauth/token", {"grant_type": "client_credentials"}, auth=auth)
+    return len(queries.captured_queries)
+
+
+def compare_key_lock(http: HttpClient, auth: str, args: argparse.Namespace) -> None:
+    locked_sql = keys._active_kid_sql
+    plain = locked_sql(django.db.connection.vendor).removesuffix(" FOR SHARE")
+
+    def use(lock: bool) -> None:
+        keys._active_kid_sql = locked_sql if lock else (lambda vendor: plain)  # type: ignore[assignment]
+
+    on: list[float] = []
+    off: list[float] = []
+    statements = {}
+    for lock in (True, False):
+        use(lock)
+        statements[lock] = statements_per_request(http, auth)
+    for round_ in range(args.rounds):
+        for lock in (True, False) if round_ % 2 == 0 else (False, True):  # ABBA: drift hits both
+            use(lock)
+            (on if lock else off).append(requests_per_second(http, auth, args.seconds))
+        use(True)
+        ledger.seal_tree_head(now=timezone.now())
+    ratios = [a / b for a, b in zip(on, off, strict=True)]
+    engine = django.db.connection.vendor
+    rounds = f"{args.rounds} rounds of 2 x {args.seconds:.0f} s"
+    print(f"database: {engine}; {rounds}, key lock on/off alternating")
+    print(f"SQL statements per token request: lock on {statements[True]}, lock off {statements[False]}")
+    print(f"lock on : {' '.join(f'{v:7.1f}' for v in on)}  req/s (median {statistics.median(on):.1f})")
+    print(f"lock off: {' '.join(f'{v:7.1f}' for v in off)}  req/s (median {statistics.median(off):.1f})")
+    print(f"ratio on/off per round: {' '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"median ratio: {statistics.median(ratios):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
     parser.add_argument("--rounds", type=int, default=10, help="on/off pairs")
+    parser.add_argument("--compare", choices=["ledger", "key-lock"], default="ledger")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     ensure_active_key(algorithm="RS256", now=timezone.now())
@@ -74,6 +119,9 @@ def main() -> None:
     http = HttpClient()
     real_append = ledger.append_record
     requests_per_second(http, auth, 1.0)  # warm up: caches, key unwrap, connections
+    if args.compare == "key-lock":
+        compare_key_lock(http, auth, args)
+        return
 
     on: list[float] = []
     off: list[float] = []

@@ -401,12 +401,17 @@ def ensure_active_key(*, algorithm: str) -> SigningKey:
 @cache
 def _active_kid_sql(vendor: str) -> str:
     table = connection.ops.quote_name(SigningKey._meta.db_table)
-    return f"SELECT kid FROM {table} WHERE state = %s AND algorithm = %s"  # noqa: S608 - our own table
+    sql = f"SELECT kid FROM {table} WHERE state = %s AND algorithm = %s"  # noqa: S608 - our own table
+    # PostgreSQL: a shared lock on the key row until the token's transaction ends. A revocation (which
+    # locks the row FOR UPDATE) waits for every token being signed with the key, and a token started
+    # while a revocation is underway waits for it, then finds the key no longer active. SQLite runs
+    # each write transaction alone (BEGIN IMMEDIATE), so the same holds there without a lock.
+    return sql + " FOR SHARE" if vendor == "postgresql" else sql
 
 
 def locked_active_kid(algorithm: str) -> str | None:
-    """The active kid for ``algorithm``. One plain indexed query: it runs for every token issued, and
-    the ORM would cost more."""
+    """The active kid for ``algorithm``, read under a shared lock held until the caller's transaction
+    ends. One plain indexed query: it runs for every token issued, and the ORM would cost more."""
     with connection.cursor() as cursor:
         cursor.execute(_active_kid_sql(connection.vendor), [SigningKey.State.ACTIVE, algorithm])
         row = cursor.fetchone()
@@ -414,14 +419,17 @@ def locked_active_kid(algorithm: str) -> str | None:
 
 
 def active_signing_key(algorithm: str) -> LoadedKey:
-    """The active private key for ``algorithm``.
+    """The active private key for ``algorithm``, for a token signed in the caller's transaction.
 
-    Which key is active is read from the database on every call, so a rotation or a revocation takes
-    effect on every process at once; only the unwrapped, proven private half of the active key is cached.
+    Which key is active is read from the database on every call, under a shared lock (see
+    :func:`locked_active_kid`), so a rotation or a revocation takes effect on every process at once and
+    never in the middle of a token; only the unwrapped, proven private half of the active key is cached.
     """
     kid = locked_active_kid(algorithm)
-    if kid is None:
-        kid = ensure_active_key(algorithm=algorithm).kid
+    if kid is None:  # no active key, or it was revoked while we waited: ask under the series lock
+        from tokens.rotation import lock_active_kid
+
+        kid = lock_active_kid(algorithm=algorithm, now=timezone.now())
     loaded = _signing.get(algorithm)
     if loaded is not None and loaded.kid == kid:
         return loaded

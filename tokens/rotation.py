@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from tokens.keys import create_signing_key, forget_private_key
+from tokens.keys import create_signing_key, forget_private_key, locked_active_kid
 from tokens.models import KeySeries, SigningKey
 from tokens.signals import signing_key_changed
 
@@ -146,6 +146,22 @@ def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
     return key
 
 
+def lock_active_kid(*, algorithm: str, now: datetime) -> str:
+    """The active kid for ``algorithm`` under the series lock, for a token about to be signed.
+
+    tokens.keys.active_signing_key asks here when its shared-lock read found no active key: none exists
+    yet, or a revocation replaced it while the read waited. Holding the series lock until the caller's
+    transaction ends, no revocation can be underway; the key is also share-locked like any signing read.
+    """
+    with transaction.atomic():
+        _lock(algorithm)
+        kid = locked_active_kid(algorithm)
+        if kid is None:
+            incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
+            kid = _activate_replacement(algorithm, incoming, now, reason="no active key").kid
+    return kid
+
+
 def rotate_signing_keys(*, now: datetime, policy: KeyPolicy | None = None) -> RotationReport:
     """Advance every algorithm's keys along the lifecycle. Idempotent; safe to run concurrently."""
     policy = policy or KeyPolicy.from_settings()
@@ -172,6 +188,9 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "") -> SigningK
     """Emergency revocation: out of the JWKS at once; if it was signing, a fresh key signs at once.
 
     Tokens it signed stop verifying at once (tokens.formats.verify_jwt only trusts published keys).
+    The row lock (FOR UPDATE) waits for every token transaction signing with the key right now (they
+    hold it FOR SHARE, tokens.keys.locked_active_kid): those tokens commit, and their ledger records,
+    before the revocation; no token signed by the key is issued after it.
     """
     algorithm = SigningKey.objects.values_list("algorithm", flat=True).get(kid=kid)
     _lock(algorithm)
@@ -185,3 +204,4 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "") -> SigningK
         incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
         _activate_replacement(algorithm, incoming, now, reason=f"revocation of {kid}")
     return key
+

@@ -20,7 +20,11 @@ ID_TOKEN_TYP = "JWT"  # what UAA's ID tokens carry (OIDC Core §2 names none; RF
 
 
 def sign_jwt(*, claims: dict[str, Any], algorithm: str, typ: str) -> str:
-    """Sign ``claims`` with the active key for ``algorithm``; the header carries ``kid`` and ``typ``."""
+    """Sign ``claims`` with the active key for ``algorithm``; the header carries ``kid`` and ``typ``.
+
+    Call it inside the transaction that stores the token: the key is read under a shared lock held
+    until that transaction ends (tokens.keys.active_signing_key).
+    """
     key = active_signing_key(algorithm)
     token = jwt.JWT(
         header={"alg": algorithm, "kid": key.kid, "typ": typ}, claims=json.dumps(claims, default=str)
