@@ -205,3 +205,18 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "") -> SigningK
         _activate_replacement(algorithm, incoming, now, reason=f"revocation of {kid}")
     return key
 
+
+def revoke_published_keys(*, now: datetime, reason: str = "") -> list[SigningKey]:
+    """Revoke every published key (next, retired, then active) of every algorithm; a fresh key, wrapped
+    under the current KEK, signs for each. What a KEK compromise calls for (docs/key-rotation.md): whoever
+    holds the KEK and a copy of the database holds every private key it wrapped.
+    """
+    order = {SigningKey.State.NEXT: 0, SigningKey.State.RETIRED: 1, SigningKey.State.ACTIVE: 2}
+    revoked: list[SigningKey] = []
+    for algorithm in algorithms_in_use():
+        with transaction.atomic():
+            _lock(algorithm)
+            published = SigningKey.objects.for_algorithm(algorithm).publishable()
+            for key in sorted(published, key=lambda k: order[SigningKey.State(k.state)]):
+                revoked.append(revoke_signing_key(kid=key.kid, now=now, reason=reason))
+    return revoked

@@ -1,4 +1,4 @@
-"""Emergency revocation of a signing key by kid."""
+"""Emergency revocation of a signing key by kid, or of every published key (after a KEK compromise)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,34 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from tokens.models import SigningKey
-from tokens.rotation import revoke_signing_key
+from tokens.rotation import algorithms_in_use, revoke_published_keys, revoke_signing_key
 
 
 class Command(BaseCommand):
     help = "Revoke a signing key: it leaves the JWKS now, tokens it signed stop verifying, a fresh key signs."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("kid")
+        parser.add_argument("kid", nargs="?")
+        parser.add_argument(
+            "--all-published",
+            action="store_true",
+            help="revoke every published key (next, active, retired) of every algorithm: a KEK compromise",
+        )
         parser.add_argument("--reason", default="", help="recorded with the revocation")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            key = revoke_signing_key(kid=options["kid"], now=timezone.now(), reason=options["reason"])
-        except SigningKey.DoesNotExist as exc:
-            raise CommandError(f"No signing key with kid {options['kid']!r}.") from exc
-        active = SigningKey.objects.active().for_algorithm(key.algorithm).get()
-        self.stdout.write(f"revoked: {key.kid}")
-        self.stdout.write(f"active {key.algorithm} key: {active.kid}")
+        if bool(options["kid"]) == options["all_published"]:
+            raise CommandError("Name one kid, or pass --all-published (and no kid).")
+        now = timezone.now()
+        if options["all_published"]:
+            keys = revoke_published_keys(now=now, reason=options["reason"])
+        else:
+            try:
+                keys = [revoke_signing_key(kid=options["kid"], now=now, reason=options["reason"])]
+            except SigningKey.DoesNotExist as exc:
+                raise CommandError(f"No signing key with kid {options['kid']!r}.") from exc
+        for key in keys:
+            self.stdout.write(f"revoked: {key.kid}")
+        for algorithm in sorted({key.algorithm for key in keys} or set(algorithms_in_use())):
+            active = SigningKey.objects.active().for_algorithm(algorithm).get()
+            self.stdout.write(f"active {algorithm} key: {active.kid}")
