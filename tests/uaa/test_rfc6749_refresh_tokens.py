@@ -98,6 +98,17 @@ def test_replay_of_the_immediately_preceding_refresh_token_also_revokes_the_fami
     _assert_invalid_grant(refresh(confidential_client, newest["refresh_token"]))
 
 
+def test_a_presentation_in_the_same_instant_as_the_rotation_is_reuse_too(confidential_client, issued):
+    """RFC 9700 §4.14.2: the rotated token is invalid from the moment its successor exists — a second
+    presentation at the very same instant (a racing thief, a second tab) is reuse, not a retry inside a
+    grace period: invalid_grant, and the successor is revoked with the family (docs/security.md)."""
+    with freeze_time(datetime.now(UTC)):
+        newest = refresh(confidential_client, issued["refresh_token"]).json()
+        _assert_invalid_grant(refresh(confidential_client, issued["refresh_token"]))
+        assert userinfo(newest["access_token"]).status_code == HTTPStatus.UNAUTHORIZED
+        _assert_invalid_grant(refresh(confidential_client, newest["refresh_token"]))
+
+
 def test_family_revocation_leaves_other_sessions_of_the_same_user_alone(code_flow, confidential_client):
     """RFC 9700 §4.14.2: reuse revokes that refresh token's family, not every grant of the user."""
     first = code_flow(confidential_client)["tokens"]

@@ -15,7 +15,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
-from uaa.oauth import audit, clientauth, codes, rfc7523, rfc7636
+from uaa.oauth import audit, clientauth, codes, refresh_tokens, rfc7523, rfc7636
 from uaa.oauth.claims import claims_for_user
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 
@@ -207,6 +207,8 @@ class UAAOAuth2Validator(OAuth2Validator):
         self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
         with transaction.atomic():  # a reuse revokes the family and is recorded together
+            # concurrent presentations of one refresh token queue up here: one rotates it, the rest are reuse
+            refresh_tokens.lock_for_rotation(refresh_token=refresh_token)
             if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
                 audit.refresh_token_rejected(refresh_token=refresh_token, request=request)
                 return False
