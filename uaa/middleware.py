@@ -1,13 +1,27 @@
-"""Request ids, request hygiene before any view runs, and the security headers every response carries."""
+"""Request ids, request hygiene before any view runs, the security headers every response carries, and what
+a database outage looks like from outside (a 503, and the last good copy of the public documents)."""
 
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, get_resolver, resolve
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
+
+from uaa.oauth.errors import InvalidRequest, TemporarilyUnavailable, error_response
+from uaa.outage import (
+    is_database_unavailable,
+    is_outage_response,
+    last_good_copies,
+    mark_unavailable,
+    note_outage,
+    retry_after,
+)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{8,64}$")
 
@@ -72,8 +86,6 @@ def is_oauth_endpoint(request: HttpRequest) -> bool:
 def bad_request(request: HttpRequest) -> HttpResponse:
     """A 400 in the form the endpoint speaks: the §5.2 JSON ``invalid_request``, or the 400 page."""
     if is_oauth_endpoint(request):
-        from uaa.oauth.errors import InvalidRequest, error_response
-
         return error_response(InvalidRequest(), request)
     return get_resolver().resolve_error_handler(400)(request, exception=None)
 
@@ -91,3 +103,61 @@ class RequestHygieneMiddleware:
         if length and not (length.isascii() and length.isdigit()):
             return bad_request(request)
         return self.get_response(request)
+
+
+# --- database outages (uaa/outage.py) ---------------------------------------------------------------------
+PUBLIC_DOCUMENTS = ("tokens:jwks", "tokens:audit-keys", "openid-configuration", "oauth-authorization-server")
+
+
+def unavailable_response(request: HttpRequest) -> HttpResponse:
+    """RFC 9110 §15.6.4 503 with Retry-After: the §5.2 JSON ``temporarily_unavailable`` on the OAuth
+    endpoints and the public documents, a plain page for people elsewhere."""
+    if is_oauth_endpoint(request) or request.path_info.startswith("/.well-known/"):
+        return error_response(TemporarilyUnavailable(), request)
+    page = render_to_string(  # no request: its context processors would reach for the session (the database)
+        "oauth/unavailable.html",
+        {"retry_after": retry_after(), "request_id": getattr(request, "request_id", "")},
+    )
+    return mark_unavailable(HttpResponse(page, status=HTTPStatus.SERVICE_UNAVAILABLE))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an exception saying the database is unreachable, raised by a view or a middleware (the
+    session, throttling, the ledger), is a 503 logged once per interval; anything else is the 500 page."""
+    exc = sys.exc_info()[1]
+    if exc is not None and is_database_unavailable(exc):
+        note_outage(exc, request=request)
+        return unavailable_response(request)
+    from uaa.oauth.views import server_error as server_error_page  # the views import this module's neighbours
+
+    return server_error_page(request)
+
+
+class LastGoodCopyMiddleware:
+    """While the database is down, the public documents (JWKS, discovery, audit keys) are answered from their
+    last good copy (uaa/outage.py), since resource servers refresh keys exactly when things go wrong."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self._paths: frozenset[str] | None = None
+
+    def paths(self) -> frozenset[str]:
+        if self._paths is None:
+            found = set()
+            for name in PUBLIC_DOCUMENTS:
+                try:
+                    found.add(reverse(name))
+                except NoReverseMatch:
+                    continue
+            self._paths = frozenset(found)
+        return self._paths
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD") or request.path_info not in self.paths():
+            return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == HTTPStatus.OK and not response.streaming:
+            last_good_copies.remember(request.path_info, response)
+        elif is_outage_response(response):
+            return last_good_copies.response(request.path_info, request) or response
+        return response

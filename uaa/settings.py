@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "uaa.middleware.RequestIdMiddleware",
     "uaa.middleware.RequestHygieneMiddleware",
+    "uaa.middleware.LastGoodCopyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "uaa.middleware.SecurityHeadersMiddleware",
@@ -91,6 +92,11 @@ if "DATABASE_URL" not in env.ENVIRON:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded default: a SQLite file under var/
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'uaa.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # libpq's connect_timeout: an unreachable database fails a request in seconds instead of pinning a worker.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("UAA_DB_CONNECT_TIMEOUT", default=5)
+    )
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -145,6 +151,12 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not UAA_STATIC_MANIFEST
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# Database outages (uaa/outage.py): a 503 with this Retry-After, one log line per process per interval, and
+# the public documents (JWKS, discovery) from their last good copy, if younger than UAA_LAST_GOOD_MAX_AGE.
+UAA_UNAVAILABLE_RETRY_AFTER = env.int("UAA_UNAVAILABLE_RETRY_AFTER", default=10)
+UAA_UNAVAILABLE_LOG_INTERVAL = env.float("UAA_UNAVAILABLE_LOG_INTERVAL", default=10.0)
+UAA_LAST_GOOD_MAX_AGE = env.int("UAA_LAST_GOOD_MAX_AGE", default=24 * 3600)
 
 # Request hygiene: small bodies are all an authorization server ever needs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("UAA_MAX_BODY_BYTES", default=64 * 1024)

@@ -13,7 +13,7 @@ from uaa.oauth.http import oauth_endpoint
 handler400 = "uaa.oauth.views.bad_request"
 handler403 = "uaa.oauth.views.permission_denied"
 handler404 = "uaa.oauth.views.page_not_found"
-handler500 = "uaa.oauth.views.server_error"
+handler500 = "uaa.middleware.server_error"  # a database outage is a 503 (uaa/outage.py)
 
 admin.site.site_header = "UAA administration"
 admin.site.site_title = "UAA"

@@ -8,99 +8,25 @@ one (CI sets ``redis://127.0.0.1:6379/15``), otherwise the embedded filesystem b
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
-import yaml
+from tests.uaa.live import (
+    compose_command,
+    create_service_client,
+    free_port,
+    healthy,
+    manage,
+    process_env,
+    processes,
+    start,
+    wait_for,
+    web_script,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-TIMEOUT = 60
-
-
-def compose_command(service: str) -> list[str]:
-    command = COMPOSE["services"][service]["command"]
-    return command if isinstance(command, list) else shlex.split(command)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def process_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_URL", "CELERY_", "REDIS_URL", "UAA_", "DEBUG"))
-    }
-    broker = os.environ.get("UAA_TEST_BROKER_URL", "filesystem://")
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        SECRET_KEY="process-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        UAA_KEK="4zCwW7m1tZrJq0q2pQ7y3v8Lk6bV5nX2aS9dF1gH0jE",
-        UAA_ISSUER="http://127.0.0.1",
-        UAA_VAR_DIR=str(tmp_path / "var"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'uaa.sqlite3'}",
-        CELERY_BROKER_URL=broker,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        UAA_LOG_FORMAT="plain",
-    )
-    (tmp_path / "var" / "broker" / "processed").mkdir(parents=True)
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.terminate()
-    for process in started:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def wait_for(predicate, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}; log:\n{log.read_text()[-3000:]}")
+__all__ = ["process_env", "processes"]  # fixtures
 
 
 def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_gunicorn(
@@ -108,37 +34,16 @@ def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_guni
 ):
     port = free_port()
     env = {**process_env, "UAA_ISSUER": f"http://127.0.0.1:{port}"}
-    shell, flag, script = compose_command("web")
-    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 4", "--workers 2")
     log = tmp_path / "web.log"
-    processes.append(start([shell, flag, script], env, log))
+    processes.append(start(web_script(port), env, log))
     base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return urllib.request.urlopen(f"{base}/healthz", timeout=2).status == 200
-        except OSError:
-            return False
-
-    wait_for(healthy, "gunicorn /healthz", log)
+    wait_for(healthy(base), "gunicorn /healthz", log)
     discovery = json.load(urllib.request.urlopen(f"{base}/.well-known/openid-configuration"))
     assert discovery["issuer"] == base
     jwks = json.load(urllib.request.urlopen(discovery["jwks_uri"]))
     assert sorted(key["alg"] for key in jwks["keys"]) == ["ES256", "EdDSA", "RS256"]
 
-    credentials = json.loads(
-        manage(
-            env,
-            "create_client",
-            "--name",
-            "svc",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            "https://api",
-            "--json",
-        )
-    )
+    credentials = create_service_client(env)
     body = urlencode({"grant_type": "client_credentials", **credentials})
     request = urllib.request.Request(
         discovery["token_endpoint"],

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 from django.http import HttpRequest, JsonResponse
 
+from uaa.outage import is_database_unavailable, mark_unavailable, note_outage
+
 logger = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -88,6 +90,15 @@ class MethodNotAllowed(OAuthError):
     description = "This endpoint does not accept that HTTP method."
 
 
+class TemporarilyUnavailable(OAuthError):
+    """RFC 6749 §4.1.2.1 ``temporarily_unavailable``, as RFC 9110 §15.6.4 503 with Retry-After: the database
+    cannot be reached (uaa/outage.py). Logged once per interval, without a traceback."""
+
+    code = "temporarily_unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    description = "The server is temporarily unable to handle the request. Retry after the Retry-After delay."
+
+
 class ServerError(OAuthError):
     code = "server_error"
     status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -97,7 +108,11 @@ class ServerError(OAuthError):
 def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonResponse:
     """Render any exception as an RFC 6749 §5.2 error body; unexpected ones become ``server_error``."""
     request_id = getattr(request, "request_id", None)
-    if not isinstance(exc, OAuthError):
+    logged = not isinstance(exc, OAuthError)  # here, once; Django need not log the 5xx again
+    if not isinstance(exc, OAuthError) and is_database_unavailable(exc):
+        note_outage(exc, request=request)
+        exc = TemporarilyUnavailable()
+    elif not isinstance(exc, OAuthError):
         logger.error(
             "oauth.unexpected_error",
             exc_info=(type(exc), exc, exc.__traceback__),
@@ -114,4 +129,8 @@ def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonRe
         response["WWW-Authenticate"] = f'Bearer realm="uaa", error="{exc.code}"'
     if isinstance(exc, ClientLockedOut):
         response["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, TemporarilyUnavailable):
+        mark_unavailable(response)
+    if logged:
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response
     return response

@@ -1,0 +1,224 @@
+"""Database outages: recognised, answered 503 with Retry-After, logged once per interval, and survived by the
+public documents.
+
+- ``is_database_unavailable``: the database cannot be reached (connection refused or lost, terminated by an
+  administrator, too many connections, the SQLite file cannot be opened), as opposed to a query that failed
+  (a deadlock, a constraint, a bug), which stays a ``server_error`` with its traceback.
+- ``note_outage``: one WARNING line per process per ``UAA_UNAVAILABLE_LOG_INTERVAL`` seconds, with how many
+  failures it stands for and no traceback; an outage cannot flood the log.
+- ``LastGoodCopies``: the last successful answer of each public document (JWKS, discovery, the audit keys),
+  kept per process and in Django's cache, served while the database is down (resource servers refresh keys
+  exactly then) for at most ``UAA_LAST_GOOD_MAX_AGE`` seconds.
+
+RFC 9110 §15.6.4: 503 means a temporary overload or maintenance, with ``Retry-After`` (§10.2.3) saying when
+to retry. Imports nothing from the rest of UAA, so that the error renderers can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.http import parse_etags
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATE classes and codes of an unreachable server: 08 connection exception, 57P01-57P03 admin/crash
+# shutdown and "cannot connect now", 53300 too many connections (PostgreSQL Appendix A).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+UNAVAILABLE_SQLITE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB")
+COPY_MAX_AGE = 60  # Cache-Control max-age of a last good copy: clients come back soon after recovery
+CACHE_REFRESH = 60  # a copy that has not changed is re-written to the shared cache this often
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 10:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _driver_says_unreachable(cause: BaseException | None) -> bool:
+    if cause is None:
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate).startswith(UNAVAILABLE_SQLSTATES)
+    errorname = getattr(cause, "sqlite_errorname", None)
+    if errorname:
+        return str(errorname).startswith(UNAVAILABLE_SQLITE)
+    # psycopg raises a failed or lost connection as its bare OperationalError, without an SQLSTATE.
+    kind = type(cause)
+    return kind.__module__.startswith("psycopg") and kind.__name__ == "OperationalError"
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached at all."""
+    for error in _chain(exc):
+        if isinstance(error, InterfaceError):  # Django: the connection is closed or unusable
+            return True
+        if isinstance(error, OperationalError) and _driver_says_unreachable(error.__cause__):
+            return True
+    return False
+
+
+def retry_after() -> int:
+    return int(settings.UAA_UNAVAILABLE_RETRY_AFTER)
+
+
+class _LogLimiter:
+    """At most one line per interval per process; the line counts the failures it stands for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._suppressed = 0
+
+    def take(self) -> int | None:
+        """The number of failures since the last line, when a line is due now; else None."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._suppressed += 1
+                return None
+            failures, self._suppressed = self._suppressed + 1, 0
+            self._next = now + float(settings.UAA_UNAVAILABLE_LOG_INTERVAL)
+            return failures
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next, self._suppressed = 0.0, 0
+
+
+_limiter = _LogLimiter()
+
+
+def note_outage(exc: BaseException, *, request: HttpRequest | None) -> None:
+    """Log the outage once per interval: the error class and the driver's first line, never a traceback."""
+    failures = _limiter.take()
+    if failures is None:
+        return
+    cause = next((e.__cause__ for e in _chain(exc) if e.__cause__ is not None), None) or exc
+    detail = (str(cause).strip().splitlines() or [""])[0][:300]
+    logger.warning(
+        "uaa.database_unavailable",
+        extra={
+            "error_class": f"{type(cause).__module__}.{type(cause).__name__}",
+            "detail": detail,
+            "failures": failures,
+            "interval": settings.UAA_UNAVAILABLE_LOG_INTERVAL,
+            "request_id": getattr(request, "request_id", None),
+        },
+    )
+
+
+def mark_unavailable(response: HttpResponse) -> HttpResponse:
+    """A 503 for an outage: Retry-After; already logged (``note_outage``), so Django does not log it again."""
+    response["Retry-After"] = str(retry_after())
+    response.uaa_database_unavailable = True  # type: ignore[attr-defined]
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response
+    return response
+
+
+def is_outage_response(response: HttpResponse) -> bool:
+    return bool(getattr(response, "uaa_database_unavailable", False))
+
+
+# --- the last good copy of the public documents -------------------------------------------------------
+SKIPPED_HEADERS = frozenset({"set-cookie", "x-request-id", "date", "content-length", "age"})
+
+
+@dataclass(frozen=True)
+class Copy:
+    stored_at: float  # time.time()
+    content: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    def etag(self) -> str | None:
+        return next((value for name, value in self.headers if name.lower() == "etag"), None)
+
+
+class LastGoodCopies:
+    """The last 200 answer of each public document, per process and in Django's cache (shared by the
+    processes when the cache is Redis, as in docker-compose.yml)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._copies: dict[str, Copy] = {}
+        self._cached_at: dict[str, float] = {}
+
+    @staticmethod
+    def _key(path: str) -> str:
+        return f"uaa:last-good:{path}"
+
+    def remember(self, path: str, response: HttpResponse) -> None:
+        headers = tuple((n, v) for n, v in response.items() if n.lower() not in SKIPPED_HEADERS)
+        copy = Copy(stored_at=time.time(), content=bytes(response.content), headers=headers)
+        with self._lock:
+            previous = self._copies.get(path)
+            self._copies[path] = copy
+            changed = previous is None or previous.content != copy.content
+            due = changed or copy.stored_at - self._cached_at.get(path, 0.0) > CACHE_REFRESH
+            if due:
+                self._cached_at[path] = copy.stored_at
+        if due:
+            try:
+                cache.set(self._key(path), copy, timeout=settings.UAA_LAST_GOOD_MAX_AGE)
+            except Exception:  # the cache is a second copy, never a reason to fail
+                logger.debug("uaa.last_good_copy_not_cached", exc_info=True)
+
+    def recall(self, path: str) -> Copy | None:
+        """The newest copy, per process or shared, younger than ``UAA_LAST_GOOD_MAX_AGE``; else None."""
+        with self._lock:
+            local = self._copies.get(path)
+        try:
+            shared = cache.get(self._key(path))
+        except Exception:  # an unreachable cache has no copy
+            shared = None
+        candidates = [c for c in (local, shared) if isinstance(c, Copy)]
+        if not candidates:
+            return None
+        newest = max(candidates, key=lambda c: c.stored_at)
+        if time.time() - newest.stored_at > settings.UAA_LAST_GOOD_MAX_AGE:
+            return None
+        return newest
+
+    def response(self, path: str, request: HttpRequest) -> HttpResponse | None:
+        """The copy as a response (a 304 when ``If-None-Match`` names its ETag), marked with its ``Age``."""
+        copy = self.recall(path)
+        if copy is None:
+            return None
+        etag = copy.etag()
+        tags = parse_etags(request.headers.get("If-None-Match", ""))
+        if etag and ("*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)):
+            response: HttpResponse = HttpResponseNotModified()
+        else:
+            response = HttpResponse(copy.content)
+        for name, value in copy.headers:
+            response[name] = value
+        response["Cache-Control"] = f"public, max-age={COPY_MAX_AGE}"
+        response["Age"] = str(max(0, int(time.time() - copy.stored_at)))  # RFC 9111 §5.1
+        return response
+
+    def clear(self) -> None:
+        with self._lock:
+            paths = list(self._copies)
+            self._copies.clear()
+            self._cached_at.clear()
+        for path in paths:
+            try:
+                cache.delete(self._key(path))
+            except Exception:
+                logger.debug("uaa.last_good_copy_not_deleted", exc_info=True)
+
+
+last_good_copies = LastGoodCopies()
