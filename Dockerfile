@@ -24,4 +24,8 @@ COPY static ./static
 RUN DEBUG=1 python manage.py collectstatic --noinput && rm -rf /tmp/uaa
 USER uaa
 EXPOSE 8000
-CMD ["gunicorn", "uaa.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4"]
+# Sync workers: each runs one whole request at a time, which is safe only behind a proxy that buffers
+# requests (deploy/nginx/uaa.conf.template, the proxy service of docker-compose.yml). Facing clients
+# directly, one idle socket per worker stops the server until --timeout (30 s) kills the worker; a
+# threaded or async worker class only raises the number of sockets needed. Never publish port 8000.
+CMD ["gunicorn", "uaa.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "30"]

@@ -8,12 +8,18 @@ one (CI sets ``redis://127.0.0.1:6379/15``), otherwise the embedded filesystem b
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import subprocess
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pytest
+
 from tests.uaa.live import (
+    COMPOSE,
+    ROOT,
     compose_command,
     create_service_client,
     free_port,
@@ -116,3 +122,43 @@ def test_celery_beat_and_worker_commands_run_the_scheduled_tasks_through_the_bro
     )
     assert "tokens.clear_expired_tokens" in beat_log.read_text()
     assert "tokens.rotate_signing_keys" in beat_log.read_text()
+
+
+def test_only_the_buffering_proxy_is_published_and_gunicorn_is_internal():
+    """Issue 8 item 15: gunicorn's sync workers must never face clients (tests/uaa/test_slow_clients.py shows
+    why); the nginx proxy, with the shipped template, is the only published service."""
+    services = COMPOSE["services"]
+    published = sorted(name for name, service in services.items() if service.get("ports"))
+    assert published == ["proxy"]
+    assert "ports" not in services["web"] and services["web"]["expose"] == ["8000"]
+    assert COMPOSE["networks"]["backend"]["internal"] is True
+    for name in ("web", "postgres", "redis", "worker", "beat"):
+        assert "edge" not in services[name]["networks"], name
+    assert set(services["proxy"]["networks"]) == {"edge", "backend"}
+    template = "./deploy/nginx/uaa.conf.template:/etc/nginx/templates/default.conf.template:ro"
+    assert template in services["proxy"]["volumes"]
+    assert services["proxy"]["environment"]["UAA_UPSTREAM"] == "web:8000"
+    assert "--worker-class sync" in compose_command("web")[2]
+
+
+def test_docker_compose_config_is_valid(tmp_path):
+    """``docker-compose config`` (Debian's docker-compose, as in .ci/run) accepts the file."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (.ci/run installs it)")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "x",
+        "UAA_KEK": "x",
+        "UAA_ISSUER": "https://id.example.com",
+        "POSTGRES_PASSWORD": "x",
+    }
+    result = subprocess.run(
+        [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
