@@ -37,12 +37,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
-from tokens.models import KeyPurpose, SigningKey
+from tokens.models import AuditKey, KeyPurpose, SigningKey
 
 __all__ = ["KeyPurpose"]  # re-exported: the purposes the associated data binds
 
@@ -131,13 +131,20 @@ class WrappedKey(Protocol):
     ``purpose`` is a class attribute of the model (the table decides it, not a column).
     """
 
-    purpose: str
-    kid: str
-    algorithm: str
-    public_jwk: Any
-    kek_id: str
-    wrapped_private_key: bytes | memoryview
-    wrapped_data_key: bytes | memoryview
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def kid(self) -> str: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def public_jwk(self) -> Any: ...
+    @property
+    def kek_id(self) -> str: ...
+    @property
+    def wrapped_private_key(self) -> bytes | memoryview: ...
+    @property
+    def wrapped_data_key(self) -> bytes | memoryview: ...
 
 
 # RFC 7517 §4 / RFC 7518 §6: the members a public JWK may carry. Anything else (d, p, q, dp, dq, qi,
@@ -461,7 +468,7 @@ def verify_stored_keys() -> int:
     return require_proven(SigningKey.objects.publishable())
 
 
-def rewrap_keys(model: type[models.Model]) -> int:
+def rewrap_keys(model: type[SigningKey] | type[AuditKey]) -> int:
     """Re-wrap every stored private key of ``model`` (signing or audit keys) under the current KEK.
 
     Older KEKs must still be configured. Each key's data key is re-encrypted in its own small
