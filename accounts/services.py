@@ -202,6 +202,9 @@ def sign_out(*, request: HttpRequest) -> None:
     logger.info("accounts.signed_out", extra={"user_id": user_id})
 
 
+REVOCATION_PASSES = 5  # bounds the re-reads of revoke_tokens_of_user against refreshes racing it
+
+
 @dataclass(frozen=True)
 class SignedOutEverywhere:
     sessions: int
@@ -230,25 +233,32 @@ def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEvery
     JWT access tokens that a resource server verifies by itself stay valid there until they expire
     (``UAA_ACCESS_TOKEN_LIFETIME``); introspection and userinfo refuse them at once.
     """
-    refresh_tokens = (
+    live = (
         get_refresh_token_model()
         .objects.select_for_update(of=("self",))
         .select_related("application", "access_token")
         .filter(user=user, revoked__isnull=True)
     )
     refreshed = accessed = 0
-    for token in refresh_tokens:
-        access = token.access_token
-        token.revoke()
-        refreshed += 1
-        accessed += access is not None
-        _token_revoked(
-            request,
-            user,
-            application=token.application,
-            refresh_token=token.token_checksum,
-            access_token=access.token_checksum if access is not None else "",
-        )
+    # A refresh that holds a token's row lock while rotating it commits its successor while this waits;
+    # the statement that waited does not see the successor (nor, once rotated, the old token), the next
+    # one (a new snapshot) does. So read again until a read after the first finds nothing.
+    for attempt in range(REVOCATION_PASSES):
+        batch = list(live.all())  # a new query each time, not the cached result
+        for token in batch:
+            access = token.access_token
+            token.revoke()
+            refreshed += 1
+            accessed += access is not None
+            _token_revoked(
+                request,
+                user,
+                application=token.application,
+                refresh_token=token.token_checksum,
+                access_token=access.token_checksum if access is not None else "",
+            )
+        if not batch and attempt:
+            break
     for access in get_access_token_model().objects.select_related("application").filter(user=user):
         access.revoke()
         accessed += 1

@@ -132,3 +132,57 @@ def test_an_unredeemed_authorization_code_is_revoked_too(browser, user, confiden
     assert response.json()["error"] == "invalid_grant"
     assert not get_access_token_model().objects.filter(user=user).exists()
     assert not get_refresh_token_model().objects.filter(user=user, revoked__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_rotating_during_sign_out_everywhere_leaves_no_live_successor(
+    browser, user, confidential_client, stolen
+):
+    """The attacker's refresh holds the token's row lock (as the token endpoint does while it rotates) when
+    the user signs out everywhere; the successor it commits meanwhile is revoked too (RFC 9700 §4.14.2).
+    On PostgreSQL the sign-out waits for the lock, and a statement that started before the successor was
+    committed does not see it; SQLite serializes the two transactions."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    refresh_tokens, access_tokens = get_refresh_token_model(), get_access_token_model()
+    locked, errors = threading.Event(), []
+
+    def rotate():
+        try:
+            with transaction.atomic():
+                old = refresh_tokens.objects.select_for_update().get(
+                    token_checksum=ledger.sha256_hex(stolen["refresh_token"])
+                )
+                locked.set()
+                time.sleep(1.0)  # the sign-out is now waiting for this row
+                access = access_tokens.objects.create(
+                    user=user,
+                    application=old.application,
+                    token="successor-access",
+                    scope="openid",
+                    expires=old.access_token.expires,
+                )
+                refresh_tokens.objects.create(
+                    user=user,
+                    application=old.application,
+                    token="successor-refresh",
+                    access_token=access,
+                    token_family=old.token_family,
+                )
+                old.revoke()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    assert locked.wait(10)
+    assert browser.post(SIGN_OUT_EVERYWHERE, {"revoke_tokens": "on"}).status_code == HTTPStatus.FOUND
+    rotation.join()
+    assert not errors, errors
+    assert not refresh_tokens.objects.filter(user=user, revoked__isnull=True).exists()
+    assert not access_tokens.objects.filter(user=user).exists()
