@@ -1,13 +1,31 @@
+"""Users in Django admin: helpdesk actions behind permissions of their own; nobody raises privileges.
+
+* "Reset second factors" needs ``accounts.reset_user_mfa``, "Unlock sign-in" ``accounts.unlock_user``
+  (checked by Django before the action runs, and the actions are not offered without them).
+* A staff account (``is_staff`` or ``is_superuser``) is changed, deleted, reset or unlocked by superusers
+  only: a helpdesk that could set a superuser's password and reset their factors could become them.
+* ``is_superuser``, ``is_staff``, ``groups`` and ``user_permissions`` are read-only for non-superusers,
+  and for everyone on their own account. Group permissions are changed by superusers only.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import throttling
 from accounts.mfa import enrollment, policy, recovery, totp
 from accounts.models import User, WebAuthnCredential
+
+PERMISSION_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
+
+
+def is_staff_account(user: User) -> bool:
+    return bool(user.is_staff or user.is_superuser)
 
 
 @admin.register(User)
@@ -71,13 +89,73 @@ class UserAdmin(DjangoUserAdmin):
         until = throttling.locked_until(email=obj.email)
         return until.isoformat(timespec="seconds") if until else "not locked"
 
-    @admin.action(description="Reset second factors (the user enrolls again at the next sign-in)")
-    def reset_mfa(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
-            enrollment.reset_factors(request=request, user=user)
-        self.message_user(request, f"Second factors reset for {queryset.count()} user(s).", messages.SUCCESS)
+    # --- who may do what -----------------------------------------------------------------------------
+    def _may_manage(self, request: HttpRequest, obj: User | None) -> bool:
+        """Staff accounts are a superuser's business; ordinary accounts anyone's with the permission."""
+        return obj is None or request.user.is_superuser or not is_staff_account(obj)
 
-    @admin.action(description="Unlock sign-in (clear failed-attempt lockout)")
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return self._may_manage(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return self._may_manage(request, obj) and super().has_delete_permission(request, obj)
+
+    def has_reset_user_mfa_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.reset_user_mfa")
+
+    def has_unlock_user_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.unlock_user")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        own = obj is not None and obj.pk == request.user.pk
+        if obj is not None and (own or not request.user.is_superuser):
+            fields += [name for name in PERMISSION_FIELDS if name not in fields]
+        return fields
+
+    def _manageable(self, request: HttpRequest, queryset: QuerySet[User]) -> list[User]:
+        users = list(queryset)
+        allowed = [user for user in users if self._may_manage(request, user)]
+        if len(allowed) < len(users):
+            self.message_user(
+                request,
+                f"{len(users) - len(allowed)} staff account(s) left alone: only a superuser changes a staff "
+                "account's sign-in.",
+                messages.WARNING,
+            )
+        return allowed
+
+    # --- the actions ---------------------------------------------------------------------------------
+    @admin.action(
+        description="Reset second factors (the user enrolls again at the next sign-in)",
+        permissions=["reset_user_mfa"],
+    )
+    def reset_mfa(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = self._manageable(request, queryset)
+        for user in users:
+            enrollment.reset_factors(request=request, user=user)
+        if users:
+            self.message_user(request, f"Second factors reset for {len(users)} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Unlock sign-in (clear failed-attempt lockout)", permissions=["unlock_user"])
     def unlock_sign_in(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        unlocked = sum(enrollment.unlock(request=request, user=user) for user in queryset)
+        users = self._manageable(request, queryset)
+        unlocked = sum(enrollment.unlock(request=request, user=user) for user in users)
         self.message_user(request, f"{unlocked} account(s) unlocked.", messages.SUCCESS)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """A group's permissions are permission fields of every member: superusers change them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser

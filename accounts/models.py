@@ -50,6 +50,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["email"]
+        # The admin's actions on users, each behind its own permission (docs/security.md, staff roles).
+        permissions = [
+            ("reset_user_mfa", "Can reset a user's second factors"),
+            ("unlock_user", "Can unlock a user's sign-in"),
+        ]
 
     def __str__(self) -> str:
         return self.email
