@@ -33,7 +33,11 @@ from tests.conftest import ENROLL, LOGIN, MFA, enroll_totp, sign_in
 from tests.factories import PASSWORD, UserFactory, totp_code
 from tokens.models import LedgerRecord
 
-OPTIONS = re.compile(r'<script type="application/json" id="webauthn-options">(.*?)</script>', re.S)
+OPTIONS = re.compile(  # json_script (the enrollment page) writes the id first
+    r'<script (?:type="application/json" id="webauthn-options"|id="webauthn-options" type="application/json")'
+    r">(.*?)</script>",
+    re.S,
+)
 SECRET_MARKERS = (b'id="manual-key"', b'id="qr"', b'id="webauthn-options"', b"otpauth://")
 # Registration options the attacker's authenticator answers when the server showed none of its own.
 FORGED_OPTIONS = '{"challenge": "AAAAAAAAAAAAAAAAAAAAAA", "rp": {"id": "testserver"}}'

@@ -12,7 +12,11 @@ from tests.accounts.authenticator import SoftAuthenticator
 from tests.conftest import ENROLL, LOGIN, MFA
 from tests.factories import PASSWORD, UserFactory
 
-OPTIONS = re.compile(r'<script type="application/json" id="webauthn-options">(.*?)</script>', re.S)
+OPTIONS = re.compile(  # json_script (the enrollment page) writes the id first
+    r'<script (?:type="application/json" id="webauthn-options"|id="webauthn-options" type="application/json")'
+    r">(.*?)</script>",
+    re.S,
+)
 
 
 def options_of(response):
