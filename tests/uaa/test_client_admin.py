@@ -50,7 +50,9 @@ def client_form(**overrides):
         "redirect_uris": "",
         "post_logout_redirect_uris": "",
         "algorithm": Client.RS256,
+        "allowed_resources": "https://billing.example.com",
         "default_audience": "https://billing.example.com",
+        "allowed_scopes": "",
         "allowed_origins": "",
         "token_endpoint_auth_method": Client.CLIENT_SECRET,
         "_save": "Save",
@@ -178,6 +180,10 @@ def test_the_secret_is_never_logged(admin_browser, caplog):
         {"authorization_grant_type": "password"},
         {"algorithm": "HS256"},
         {"default_audience": "x" * 1001},
+        {"default_audience": "https://payroll.internal"},  # not a resource this client may request
+        {"allowed_resources": "https://billing.example.com not-a-uri"},
+        {"allowed_scopes": "api.admin"},  # not a scope UAA offers
+        {"allowed_scopes": "openid"},  # a user scope: no client registers it
     ],
 )
 def test_an_invalid_client_is_refused_with_the_form_and_no_secret(admin_browser, overrides):
@@ -187,6 +193,38 @@ def test_an_invalid_client_is_refused_with_the_form_and_no_secret(admin_browser,
     assert SECRET.search(response.content) is None
     assert b"errornote" in response.content or b"errorlist" in response.content
     assert not Client.objects.exists()
+
+
+def test_the_form_keeps_the_resources_a_client_may_request_apart_from_those_it_serves(admin_browser):
+    """RFC 8707 (what the client may request tokens for) and RFC 7662 §4 (what it serves and may
+    introspect for) are different lists, under different headings, with different labels."""
+    page = admin_browser.get(ADD).content.decode()
+    assert "Resources this client may request" in page
+    assert "Resources this client serves" in page
+    assert "Extra scopes this client may request" in page
+    assert page.index("What this client may request") < page.index("What this client serves")
+
+
+def test_the_admin_registers_resources_and_scopes_that_the_token_endpoint_honours(admin_browser, settings):
+    """RFC 8707 §2 and RFC 6749 §3.3: what the admin lists is what the client gets, and nothing more."""
+    settings.UAA_SCOPES = {**settings.UAA_SCOPES, "billing:read": "Read bills", "api.admin": "Admin"}
+    reports = "https://reports.example.com"
+    _, client, secret = add_client(
+        admin_browser,
+        allowed_resources=f"https://billing.example.com {reports}",
+        allowed_scopes="billing:read",
+    )
+    assert client.requestable_resources == ["https://billing.example.com", reports]
+    assert client.requestable_scopes == ["billing:read"]
+    auth = basic_auth(client.client_id, secret)
+    granted = {"grant_type": "client_credentials", "resource": reports, "scope": "billing:read"}
+    assert form_post(HttpClient(), "/oauth/token", granted, auth=auth).status_code == HTTPStatus.OK
+    for refused, error in (
+        ({"resource": "https://payroll.internal"}, "invalid_target"),
+        ({"scope": "api.admin"}, "invalid_scope"),
+    ):
+        response = form_post(HttpClient(), "/oauth/token", granted | refused, auth=auth)
+        assert response.json()["error"] == error
 
 
 # --- rotating the secret -------------------------------------------------------------------------
@@ -333,6 +371,7 @@ def test_create_client_json_output_is_machine_readable(db):
     assert set(document) == {"client_id", "client_secret"}
     client = Client.objects.get(client_id=document["client_id"])
     assert client.audiences == ["https://api.example"]
+    assert client.requestable_resources == ["https://api.example"]  # the default is requestable
     assert client_credentials(document["client_id"], document["client_secret"]).status_code == HTTPStatus.OK
 
 
@@ -373,6 +412,18 @@ def test_create_client_sets_every_option(db):
         ["--name", "x" * 300, "--grant", "client_credentials"],
         ["--name", "Svc", "--grant", "password"],
         ["--name", "Svc", "--algorithm", "HS256"],
+        ["--name", "Svc", "--grant", "client_credentials", "--scope", "not-offered"],
+        ["--name", "Svc", "--grant", "client_credentials", "--resource", "not-a-uri"],
+        [
+            "--name",
+            "Svc",
+            "--grant",
+            "client_credentials",
+            "--audience",
+            "https://a.example",
+            "--resource",
+            "https://b.example",
+        ],
         ["--grant", "client_credentials"],  # --name is required
     ],
 )

@@ -100,11 +100,28 @@ def test_client_without_a_default_audience_gets_the_issuer_as_audience(client_fa
 def test_requested_scope_is_granted_and_echoed(settings, client_factory):
     """RFC 6749 §4.4.2 and §3.3: the issued scope is in the token and the response."""
     settings.UAA_SCOPES = {**settings.UAA_SCOPES, "reports:read": "Read reports"}
-    registered = client_factory(name="Service", grant_type="client-credentials", redirect_uris=[])
+    registered = client_factory(
+        name="Service", grant_type="client-credentials", redirect_uris=[], allowed_scopes=["reports:read"]
+    )
     response = _client_credentials(registered, scope="reports:read")
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.json()["scope"] == "reports:read"
     assert verified(response.json()["access_token"])[1]["scope"] == "reports:read"
+
+
+def test_an_offered_scope_not_registered_for_the_client_is_invalid_scope(settings, service_client):
+    """RFC 6749 §3.3 and §5.2: UAA offers reports:read, but only to clients registered for it."""
+    settings.UAA_SCOPES = {**settings.UAA_SCOPES, "reports:read": "Read reports"}
+    response = _client_credentials(service_client, scope="reports:read")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["error"] == "invalid_scope"
+
+
+def test_a_resource_not_registered_for_the_client_is_invalid_target(service_client):
+    """RFC 8707 §2: a resource the server does not consider acceptable for this client: invalid_target."""
+    response = _client_credentials(service_client, resource="https://reports.example.com")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["error"] == "invalid_target"
 
 
 def test_unknown_scope_is_invalid_scope(service_client):

@@ -148,7 +148,7 @@ def test_user_token_stops_working_at_userinfo_exactly_at_exp(confidential_client
 
 def test_resource_at_authorize_becomes_the_audience(browser, client_factory):
     """RFC 8707 §2.1: the authorization request names the resource; the access token is for it."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     response = _code_flow_with(browser, registered, [API])
     assert response.status_code == HTTPStatus.OK, response.content
     claims = _resource_server_verifies(response.json()["access_token"], audience=API)
@@ -157,7 +157,7 @@ def test_resource_at_authorize_becomes_the_audience(browser, client_factory):
 
 def test_token_request_may_narrow_the_resources_of_the_grant(browser, client_factory):
     """RFC 8707 §2.2: the token request may name one of the resources the authorization was for."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     response = _code_flow_with(browser, registered, [API, REPORTS], resource=REPORTS)
     assert response.status_code == HTTPStatus.OK, response.content
     assert unverified_claims(response.json()["access_token"])["aud"] == REPORTS
@@ -165,7 +165,7 @@ def test_token_request_may_narrow_the_resources_of_the_grant(browser, client_fac
 
 def test_token_request_cannot_widen_the_resources_of_the_grant(browser, client_factory):
     """RFC 8707 §2.2: a resource the authorization was not for is invalid_target."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     response = _code_flow_with(browser, registered, [API], resource="https://payroll.example.com")
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response["Content-Type"] == "application/json"
@@ -175,7 +175,7 @@ def test_token_request_cannot_widen_the_resources_of_the_grant(browser, client_f
 
 def test_several_resources_at_authorize_are_all_audiences(browser, client_factory):
     """RFC 8707 §2: with several resources, aud lists them all, in the JWT as in introspection."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     response = _code_flow_with(browser, registered, [API, REPORTS])
     access_token = response.json()["access_token"]
     assert sorted(unverified_claims(access_token)["aud"]) == [API, REPORTS]
@@ -184,7 +184,7 @@ def test_several_resources_at_authorize_are_all_audiences(browser, client_factor
 
 def test_refreshed_token_keeps_the_audience_of_the_grant(browser, client_factory):
     """RFC 8707 §2.2: a refresh without resource gets the resources of the original grant."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     first = _code_flow_with(browser, registered, [API]).json()
     body = refresh(registered, first["refresh_token"]).json()
     assert unverified_claims(body["access_token"])["aud"] == API
@@ -192,7 +192,7 @@ def test_refreshed_token_keeps_the_audience_of_the_grant(browser, client_factory
 
 def test_refresh_cannot_widen_the_audience(browser, client_factory):
     """RFC 8707 §2.2: a refresh naming a resource outside the grant is invalid_target."""
-    registered = client_factory()
+    registered = client_factory(allowed_resources=[API, REPORTS])
     first = _code_flow_with(browser, registered, [API]).json()
     response = refresh(registered, first["refresh_token"], resource=REPORTS)
     assert response.status_code == HTTPStatus.BAD_REQUEST

@@ -25,7 +25,9 @@ class ClientForm(forms.ModelForm):
             "trusted",
             "requires_mfa",
             "algorithm",
+            "allowed_resources",
             "default_audience",
+            "allowed_scopes",
             "introspection_resources",
             "allowed_origins",
             "token_endpoint_auth_method",
@@ -72,8 +74,15 @@ class ClientAdmin(admin.ModelAdmin):
             },
         ),
         ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris", "allowed_origins")}),
-        ("Tokens", {"fields": ("algorithm", "default_audience")}),
-        ("Resource server (RFC 7662 introspection)", {"fields": ("introspection_resources",)}),
+        ("Tokens", {"fields": ("algorithm",)}),
+        (
+            "What this client may request: resources it calls (RFC 8707) and scopes (RFC 6749 §3.3)",
+            {"fields": ("allowed_resources", "default_audience", "allowed_scopes")},
+        ),
+        (
+            "What this client serves, as a resource server (RFC 7662 introspection)",
+            {"fields": ("introspection_resources",)},
+        ),
         ("Client authentication", {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri")}),
         ("Dates", {"fields": ("created", "updated")}),
     )

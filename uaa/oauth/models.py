@@ -18,6 +18,7 @@ from oauth2_provider.models import AbstractApplication, AbstractGrant
 
 from uaa.oauth import rfc8252
 from uaa.oauth.remote_jwks import UnsafeURI, check_uri
+from uaa.oauth.scopes import USER_SCOPES
 
 
 class Client(AbstractApplication):
@@ -56,10 +57,28 @@ class Client(AbstractApplication):
         default=RS256,
         help_text="id_token_signed_response_alg (OIDC Dynamic Client Registration §2).",
     )
+    allowed_resources = models.CharField(
+        "resources this client may request",
+        max_length=2000,
+        blank=True,
+        help_text="Space-separated resource URIs (RFC 8707) this client may name in resource, and so get "
+        "access tokens for (their aud): the resource servers it calls. Compared exactly. Any other "
+        "resource is refused with invalid_target. Not the resources it serves (introspection, below).",
+    )
     default_audience = models.CharField(
         max_length=1000,
         blank=True,
-        help_text="Space-separated audiences (aud) of access tokens when the request names no resource.",
+        help_text="Space-separated audiences (aud) of access tokens when the request names no resource; "
+        "each must be a resource this client may request. Empty: UAA itself (the issuer, for userinfo).",
+    )
+    allowed_scopes = models.CharField(
+        "extra scopes this client may request",
+        max_length=2000,
+        blank=True,
+        help_text="Space-separated scopes of UAA_EXTRA_SCOPES this client may be granted (RFC 6749 §3.3); "
+        "any other is refused with invalid_scope. The OpenID Connect user scopes (openid, profile, email, "
+        "offline_access) need no entry: every authorization-code client may ask for them, and no "
+        "client-credentials client gets them.",
     )
     introspection_resources = models.CharField(
         "resources this client serves",
@@ -137,6 +156,40 @@ class Client(AbstractApplication):
             raise ValidationError({"client_type": "Client credentials need a confidential client."})
         self._clean_private_key_jwt()
         self._clean_introspection_resources()
+        self._clean_allowed_resources()
+        self._clean_allowed_scopes()
+
+    def _clean_allowed_resources(self) -> None:
+        """RFC 8707 §2: absolute URIs without a fragment; the default audience is one of them."""
+        from oauth2_provider.oauth2_validators import is_valid_resource_uri  # needs the app registry
+
+        for resource in self.requestable_resources:
+            if not is_valid_resource_uri(resource):
+                message = f"{resource[:100]} is not an absolute URI without a fragment."
+                raise ValidationError({"allowed_resources": message})
+        for audience in self.audiences:
+            if audience not in self.requestable_resources:
+                raise ValidationError(
+                    {
+                        "default_audience": f"{audience[:100]} is not among the resources this client may "
+                        "request: add it there too."
+                    }
+                )
+
+    def _clean_allowed_scopes(self) -> None:
+        """RFC 6749 §3.3: scopes UAA offers (UAA_SCOPES), other than the user scopes every code client has."""
+        for scope in self.requestable_scopes:
+            if scope in USER_SCOPES:
+                raise ValidationError(
+                    {
+                        "allowed_scopes": f"{scope} is an OpenID Connect user scope: every "
+                        "authorization-code client may ask for it, no client-credentials client gets it."
+                    }
+                )
+            if scope not in settings.UAA_SCOPES:
+                raise ValidationError(
+                    {"allowed_scopes": f"{scope[:100]} is not a scope UAA offers (UAA_EXTRA_SCOPES)."}
+                )
 
     def _clean_introspection_resources(self) -> None:
         """RFC 8707 §2 resources: absolute URIs without a fragment; never the issuer, whose tokens (aud =
@@ -181,7 +234,18 @@ class Client(AbstractApplication):
 
     @property
     def served_resources(self) -> list[str]:
+        """Resources this client serves as a resource server (introspection, RFC 7662 §4)."""
         return self.introspection_resources.split()
+
+    @property
+    def requestable_resources(self) -> list[str]:
+        """Resources this client may request tokens for (RFC 8707 §2); see uaa/oauth/rfc8707.py."""
+        return self.allowed_resources.split()
+
+    @property
+    def requestable_scopes(self) -> list[str]:
+        """Extra (non-OIDC) scopes this client may be granted (RFC 6749 §3.3); see uaa/oauth/scopes.py."""
+        return self.allowed_scopes.split()
 
 
 class AuthorizationCode(AbstractGrant):

@@ -34,8 +34,13 @@ def register_client(
     jwks: dict[str, object] | None = None,
     jwks_uri: str = "",
     introspection_resources: list[str] | None = None,
+    allowed_resources: list[str] | None = None,
+    allowed_scopes: list[str] | None = None,
 ) -> IssuedCredentials:
+    """Register a client. ``allowed_resources`` (RFC 8707: the resource servers it may get tokens for)
+    defaults to its default audience; ``allowed_scopes`` (its extra scopes, RFC 6749 §3.3) to none."""
     confidential = client_type == Client.CLIENT_CONFIDENTIAL
+    requestable = list(default_audience or []) if allowed_resources is None else allowed_resources
     # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
     # empty password count as client authentication.
     raw_secret = generate_client_secret()
@@ -53,6 +58,8 @@ def register_client(
         jwks=jwks or {},
         jwks_uri=jwks_uri,
         introspection_resources=" ".join(introspection_resources or []),
+        allowed_resources=" ".join(requestable),
+        allowed_scopes=" ".join(allowed_scopes or []),
         client_secret=raw_secret,
         hash_client_secret=True,
     )
@@ -67,6 +74,8 @@ def register_client(
             "redirect_uris": redirect_uris or [],
             "token_endpoint_auth_method": token_endpoint_auth_method,
             "introspection_resources": introspection_resources or [],
+            "allowed_resources": client.requestable_resources,
+            "allowed_scopes": client.requestable_scopes,
         },
     )
     return IssuedCredentials(client=client, client_secret=raw_secret if confidential else None)

@@ -15,13 +15,12 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
-from uaa.oauth import audit, clientauth, codes, refresh_tokens, rfc7523, rfc7636
+from uaa.oauth import audit, clientauth, codes, refresh_tokens, rfc7523, rfc7636, rfc8707
 from uaa.oauth.claims import claims_for_user
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
+from uaa.oauth.scopes import scopes_for_client
 
 logger = logging.getLogger(__name__)
-
-INVALID_TARGET = "The resource must be an absolute URI without a fragment, and within what was granted."
 
 
 class UAAOAuth2Validator(OAuth2Validator):
@@ -103,17 +102,10 @@ class UAAOAuth2Validator(OAuth2Validator):
         return None
 
     def _resolve_resources(self, request: OAuthlibRequest) -> None:
-        """RFC 8707 §2: settle the resources (repeated, inherited, narrowed) before the token is signed.
-
-        django-oauth-toolkit settles them only when it saves the token, after ``aud`` was written, and
-        its ``invalid_target`` would then escape the grant's JSON error handling.
-        """
-        try:
-            self._check_and_set_request_resource(request)
-        except oauthlib_errors.CustomOAuth2Error as exc:
-            raise oauthlib_errors.CustomOAuth2Error(
-                error="invalid_target", description=INVALID_TARGET, request=request
-            ) from exc
+        """RFC 8707 §2: settle the resources (repeated, inherited, narrowed, allowed) before the token is
+        signed (uaa/oauth/rfc8707.py). django-oauth-toolkit settles them only when it saves the token,
+        after ``aud`` was written, and its ``invalid_target`` would then escape the JSON error handling."""
+        rfc8707.settle_token_request(request)
 
     def _load_application(self, client_id: str | None, request: OAuthlibRequest) -> Any:
         """DOT's lookup, minus the query: psycopg 3 answers a NUL in client_id with DataError (a 500)."""
@@ -121,10 +113,41 @@ class UAAOAuth2Validator(OAuth2Validator):
             return None
         return super()._load_application(client_id, request)
 
+    # --- scopes --------------------------------------------------------------------------------
+    def validate_scopes(
+        self,
+        client_id: str,
+        scopes: list[str],
+        client: Any,
+        request: OAuthlibRequest,
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        """RFC 6749 §3.3: only the scopes this client may be granted (uaa/oauth/scopes.py). On an
+        authorization request the resources are checked here too (RFC 8707 §2.1, uaa/oauth/rfc8707.py):
+        oauthlib has no hook of its own for them, and this one runs on every authorization request, once
+        the client and redirect URI are valid, before anyone is asked to sign in or consent."""
+        if request.response_type:
+            rfc8707.check_authorization_request(request)
+        return bool(super().validate_scopes(client_id, scopes, client, request, *args, **kwargs))
+
+    def get_original_scopes(
+        self, refresh_token: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> list[str]:
+        """RFC 6749 §6: a refresh gets the original scope, less what the client may no longer be granted
+        (§3.3): an extra scope an admin took away ends at the next refresh, not when the family does."""
+        original = super().get_original_scopes(refresh_token, request, *args, **kwargs)
+        original = original.split() if isinstance(original, str) else list(original or [])
+        available = set(scopes_for_client(request.client))
+        return [scope for scope in original if scope in available]
+
     # --- authorization codes -------------------------------------------------------------------
     def _create_authorization_code(
         self, request: OAuthlibRequest, code: dict[str, str], expires: Any = None
     ) -> Any:
+        # RFC 8707 §2: the resources named (checked again: the consent form may have been edited), or
+        # the client's default, so that the code exchange and refreshes can only narrow them.
+        request.resource = rfc8707.resources_for_new_code(request)
         with transaction.atomic():  # the code and its audit record together
             grant = super()._create_authorization_code(request, code, expires)
             codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
@@ -237,6 +260,7 @@ class UAAOAuth2Validator(OAuth2Validator):
         """RFC 6750 §2.1 only: never from the query (RFC 9700 §4.3.2) or a form body; an active user's."""
         if "Authorization" not in request.headers or request.access_token is not None:
             return False
+        request.uri = rfc8707.own_resource_uri(request.uri)  # the token's aud must name UAA (RFC 9068 §4)
         if not super().validate_bearer_token(token, scopes, request):
             return False
         return request.user is None or request.user.is_active

@@ -31,7 +31,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--trusted", action="store_true", help="first-party: skip the consent page")
         parser.add_argument("--algorithm", choices=["RS256", "ES256", "EdDSA"], default="RS256")
-        parser.add_argument("--audience", action="append", default=[], help="default aud of access tokens")
+        parser.add_argument(
+            "--audience",
+            action="append",
+            default=[],
+            help="default aud of access tokens when the request names no resource; repeatable",
+        )
         parser.add_argument(
             "--serves",
             action="append",
@@ -40,6 +45,24 @@ class Command(BaseCommand):
             dest="serves",
             help="a resource (aud) this client serves as a resource server: it may introspect other "
             "clients' access tokens for it (RFC 7662 §4); repeatable",
+        )
+        parser.add_argument(
+            "--resource",
+            action="append",
+            default=None,
+            metavar="URI",
+            dest="resources",
+            help="a resource (RFC 8707) this client may get access tokens for, as their aud: a resource "
+            "server it calls; repeatable. Default: its --audience values",
+        )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            metavar="SCOPE",
+            dest="scopes",
+            help="an extra scope (of UAA_EXTRA_SCOPES) this client may be granted; repeatable. The OpenID "
+            "Connect user scopes need none",
         )
         keys = parser.add_mutually_exclusive_group()
         keys.add_argument(
@@ -72,6 +95,8 @@ class Command(BaseCommand):
                 algorithm=options["algorithm"],
                 default_audience=options["audience"],
                 introspection_resources=options["serves"],
+                allowed_resources=options["resources"],
+                allowed_scopes=options["scopes"],
                 token_endpoint_auth_method=method,
                 jwks=jwks,
                 jwks_uri=options["jwks_uri"],
