@@ -87,7 +87,7 @@ def bad_request(request: HttpRequest) -> HttpResponse:
     """A 400 in the form the endpoint speaks: the §5.2 JSON ``invalid_request``, or the 400 page."""
     if is_oauth_endpoint(request):
         return error_response(InvalidRequest(), request)
-    return get_resolver().resolve_error_handler(400)(request, exception=None)
+    return get_resolver().resolve_error_handler(400)(request, None)  # type: ignore[call-arg]  # (request, exception)
 
 
 class RequestHygieneMiddleware:
