@@ -117,6 +117,13 @@ def test_refresh_cannot_widen_beyond_the_default_the_grant_was_stored_with(brows
     _refused(refresh(registered, tokens["refresh_token"], resource=EVIL))
 
 
+def test_code_exchange_cannot_widen_beyond_the_default_the_code_was_stored_with(browser, client_factory):
+    """RFC 8707 §2.2: REPORTS is registered for the client, but this authorization named nothing and is
+    for the default audience (API): naming REPORTS on the code exchange widens it."""
+    registered = client_factory(default_audience=[API], allowed_resources=[API, REPORTS])
+    _refused(_code_flow(browser, registered, resource=REPORTS))
+
+
 # --- what stays allowed ----------------------------------------------------------------------------
 def test_client_credentials_may_name_any_resource_it_is_registered_for(client_factory):
     """RFC 8707 §2: with several resources, aud lists them all; the default is used when none is named."""

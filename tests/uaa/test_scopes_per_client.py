@@ -64,7 +64,7 @@ def _code_flow(browser, registered, scope):
 
 # --- the attacks -----------------------------------------------------------------------------------
 def test_client_credentials_client_cannot_take_a_scope_it_was_never_granted(service_client):
-    """RFC 6749 §5.2: invalid_scope for a scope "exceeding the scope granted"; the service client was
+    """RFC 6749 §5.2: invalid_scope when the scope "exceeds the scope granted"; the service client was
     registered with no extra scope, so api.admin, although UAA offers it, is not its to ask for."""
     response = _client_credentials(service_client, "api.admin")
     assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
