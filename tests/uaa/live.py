@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -88,24 +89,44 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group, so that ``stop`` reaches what it starts in turn (the web
+    command is ``sh -c "migrate && bootstrap && gunicorn ..."``: stopping sh alone would orphan gunicorn)."""
     handle = log.open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # start_new_session: the group id is the leader's pid
+    except ProcessLookupError:
+        pass
+
+
+def stop(started: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process group; SIGKILL to those still there after 15 seconds."""
+    for process in started:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in started:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(process, signal.SIGKILL)  # gunicorn's workers, if the shell went first
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts; terminated (then killed) at the end, whatever happened."""
+    """Processes a test starts; their process groups are stopped at the end, whatever happened."""
     started: list[subprocess.Popen[bytes]] = []
     yield started
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-    for process in started:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    stop(started)
 
 
 def wait_for(predicate: Callable[[], bool], what: str, log: Path, timeout: float = TIMEOUT) -> None:

@@ -40,6 +40,7 @@ from tests.uaa.live import (
     free_port,
     healthy,
     start,
+    stop,
     wait_for,
     web_script,
 )
@@ -181,15 +182,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             log=web_log,
         )
     finally:
-        for process in started:
-            if process.poll() is None:
-                process.terminate()
-        for process in started:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop(started)
 
 
 def token_request(stack: Stack, *, via_nginx: bool, timeout: float) -> tuple[int, float]:
