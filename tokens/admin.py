@@ -1,7 +1,12 @@
 """Signing keys in Django admin: public material only; "rotate now" and "revoke" actions.
 
 The audit ledger too: a read-only record browser with the current signed tree head and "verify now",
-the tree heads, and the audit keys.
+the tree heads, and the audit keys; and django-celery-beat's periodic tasks (tokens/beat_admin.py).
+
+Each action that changes something needs a permission of its own (``tokens.rotate_signingkey``,
+``revoke_signingkey``, ``rotate_auditkey``, ``seal_ledger``): Django neither offers nor runs an action
+whose ``allowed_permissions`` the user lacks, and the seal view checks its permission itself. Each passes
+the acting admin (``sub``) to the service, whose records name them.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
+from django_celery_beat.models import PeriodicTask
 
-from tokens import ledger
 from tokens.audit_keys import rotate_audit_key
+from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of
 from tokens.ledger import seal_tree_head, verify_stored_ledger
 from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
+from tokens.receivers import record_admin_action
 from tokens.rotation import request_rotation, revoke_signing_key
 
 
@@ -69,19 +76,29 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
         return False
 
+    def has_rotate_signingkey_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.rotate_signingkey")
+
+    def has_revoke_signingkey_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.revoke_signingkey")
+
     @admin.action(
-        description="Rotate now: publish a next key for these algorithms (signs after pre-publication)"
+        description="Rotate now: publish a next key for these algorithms (signs after pre-publication)",
+        permissions=["rotate_signingkey"],
     )
     def rotate_now(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         for algorithm in sorted(set(queryset.values_list("algorithm", flat=True))):
-            report = request_rotation(algorithm=algorithm, now=timezone.now())
+            report = request_rotation(algorithm=algorithm, now=timezone.now(), actor=actor_of(request))
             published = ", ".join(report.published) or "already published"
             self.message_user(request, f"{algorithm}: next key {published}; it signs once pre-published.")
 
-    @admin.action(description="Revoke now (emergency): remove from JWKS, reject every token it signed")
+    @admin.action(
+        description="Revoke now (emergency): remove from JWKS, reject every token it signed",
+        permissions=["revoke_signingkey"],
+    )
     def revoke(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         for kid in list(queryset.values_list("kid", flat=True)):
-            revoke_signing_key(kid=kid, now=timezone.now(), reason=f"admin {request.user}")
+            revoke_signing_key(kid=kid, now=timezone.now(), reason="admin", actor=actor_of(request))
             self.message_user(request, f"revoked {kid}", level=messages.WARNING)
 
 
@@ -149,12 +166,18 @@ class LedgerRecordAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "tree_head": head,
             "unsealed": LedgerRecord.objects.unsealed().count(),
+            "can_seal": self.has_seal_ledger_permission(request),
         }
         return super().changelist_view(request, extra_context=context)
 
+    def has_seal_ledger_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.seal_ledger")
+
     @method_decorator(require_POST)
     def verify_view(self, request: HttpRequest) -> HttpResponse:
-        """Verify now: every record, every tree head signature, consistency between consecutive heads."""
+        """Verify now: every record, every tree head signature, consistency between consecutive heads.
+
+        It reads and changes nothing, so whoever may browse the ledger (an auditor) may run it."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         report = verify_stored_ledger(now=timezone.now())
@@ -163,9 +186,19 @@ class LedgerRecordAdmin(admin.ModelAdmin):
 
     @method_decorator(require_POST)
     def seal_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
+        """Seal now: sign a tree head over the unsealed records (what beat does every few seconds)."""
+        if not self.has_seal_ledger_permission(request):
             raise PermissionDenied
-        head = seal_tree_head(now=timezone.now())
+        with transaction.atomic():
+            head = seal_tree_head(now=timezone.now())
+            if head is not None:  # sealed by the next head, like any record written after this one
+                record_admin_action(
+                    actor=actor_of(request),
+                    model="tokens.treehead",
+                    object_id=str(head.pk),
+                    action="seal",
+                    tree_size=head.tree_size,
+                )
         self.message_user(request, f"Sealed: tree size {head.tree_size}." if head else "Nothing to seal.")
         return HttpResponseRedirect(reverse("admin:tokens_ledgerrecord_changelist"))
 
@@ -214,9 +247,15 @@ class AuditKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: AuditKey | None = None) -> bool:
         return False
 
-    @admin.action(description="Rotate the audit key (new tree heads are signed by a new key)")
+    def has_rotate_auditkey_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tokens.rotate_auditkey")
+
+    @admin.action(
+        description="Rotate the audit key (new tree heads are signed by a new key)",
+        permissions=["rotate_auditkey"],
+    )
     def rotate(self, request: HttpRequest, queryset: QuerySet[AuditKey]) -> None:
-        key = rotate_audit_key(now=timezone.now())
+        key = rotate_audit_key(now=timezone.now(), actor=actor_of(request))
         self.message_user(request, f"audit key {key.kid} now signs tree heads")
 
 
@@ -235,17 +274,17 @@ def audited_delete_selected(
     with transaction.atomic():
         response = delete_selected(modeladmin, request, queryset)
         gone = len(pks) > 1 and not queryset.model._default_manager.filter(pk__in=pks).exists()
+        model = f"{opts.app_label}.{opts.model_name}"
         for pk in pks if gone else []:
-            model = f"{opts.app_label}.{opts.model_name}"
-            ledger.append_record(
-                event=LedgerRecord.Event.ADMIN_CHANGE,
-                sub=str(request.user.pk),
-                subject=f"{model}:{pk}",
-                detail={"action": "delete", "model": model, "object_id": pk, "fields": []},
-            )
+            record_admin_action(actor=actor_of(request), model=model, object_id=pk, action="delete")
     return response
 
 
 audited_delete_selected.short_description = delete_selected.short_description  # type: ignore[attr-defined]
 audited_delete_selected.allowed_permissions = ("delete",)  # type: ignore[attr-defined]
 admin.site.add_action(audited_delete_selected, "delete_selected")
+
+# django-celery-beat registers its own admin for periodic tasks (imported by tokens.beat_admin): this one
+# puts its actions behind change_periodictask and records them.
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, AuditedPeriodicTaskAdmin)

@@ -32,8 +32,9 @@ _cache_lock = threading.Lock()
 _private: dict[str, ed25519.Ed25519PrivateKey] = {}  # the active audit key's private half, nothing else
 
 
-def create_audit_key(*, now: datetime) -> AuditKey:
-    """A new active audit key; the caller retires the previous one in the same transaction."""
+def create_audit_key(*, now: datetime, actor: str = "") -> AuditKey:
+    """A new active audit key; the caller retires the previous one in the same transaction. ``actor`` is
+    the ``sub`` of the admin who asked, named by the record."""
     private_key = ed25519.Ed25519PrivateKey.generate()
     raw_public = private_key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -57,7 +58,7 @@ def create_audit_key(*, now: datetime) -> AuditKey:
         kek_id=kek.kek_id,
         created_at=now,
     )
-    ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_CREATED, at=now, subject=kid)
+    ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_CREATED, at=now, sub=actor, subject=kid)
     return key
 
 
@@ -68,8 +69,9 @@ def locked_active_audit_key(*, now: datetime) -> AuditKey:
 
 
 @transaction.atomic
-def rotate_audit_key(*, now: datetime) -> AuditKey:
-    """Retire the active audit key and start signing with a new one (the next seal uses it)."""
+def rotate_audit_key(*, now: datetime, actor: str = "") -> AuditKey:
+    """Retire the active audit key and start signing with a new one (the next seal uses it); both records
+    name ``actor``, the ``sub`` of the admin who asked (empty from the command line)."""
     old = AuditKey.objects.select_for_update().active().first()
     if old is not None:
         old.state = AuditKey.State.RETIRED
@@ -77,8 +79,8 @@ def rotate_audit_key(*, now: datetime) -> AuditKey:
         old.save(update_fields=["state", "retired_at"])
         with _cache_lock:
             _private.pop(old.kid, None)  # it signs nothing any more
-        ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, subject=old.kid)
-    return create_audit_key(now=now)
+        ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, sub=actor, subject=old.kid)
+    return create_audit_key(now=now, actor=actor)
 
 
 def sign(key: AuditKey, message: bytes) -> bytes:

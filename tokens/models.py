@@ -75,6 +75,10 @@ class SigningKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [  # the admin's actions (tokens/admin.py); nobody may change a key's row directly
+            ("rotate_signingkey", "Can rotate signing keys now"),
+            ("revoke_signingkey", "Can revoke a signing key (emergency)"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["algorithm"], condition=Q(state="active"), name="one_active_signing_key_per_algorithm"
@@ -152,6 +156,7 @@ class AuditKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("rotate_auditkey", "Can rotate the audit key")]
         constraints = [
             models.UniqueConstraint(
                 fields=["state"], condition=Q(state="active"), name="one_active_audit_key"
@@ -226,6 +231,7 @@ class LedgerRecord(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name = "audit record"
+        permissions = [("seal_ledger", "Can seal the audit ledger now")]
         # Every index is written on the token endpoint's path, so there are few: the sealer's queue of
         # unsealed records, the leaf order (unique once sealed; unsealed rows stay out of it), and the
         # admin's searches by client and actor and by time. Events are filtered within those.

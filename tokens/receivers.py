@@ -7,6 +7,7 @@ delete views), so the record commits or rolls back with it. Connected in ``Token
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
@@ -24,7 +25,8 @@ def record_signing_key_change(
     detail = {"alg": key.algorithm}
     if extra.get("reason"):
         detail["reason"] = str(extra["reason"])
-    ledger.append_record(event=f"key.{event}", at=at, subject=key.kid, detail=detail)
+    actor = str(extra.get("actor") or "")  # the admin who asked, when one did (tokens/rotation.py)
+    ledger.append_record(event=f"key.{event}", at=at, sub=actor, subject=key.kid, detail=detail)
 
 
 def _changed_fields(message: str) -> list[str]:
@@ -58,4 +60,17 @@ def record_admin_change(sender: type[LogEntry], *, instance: LogEntry, created: 
             "object_id": str(instance.object_id or ""),
             "fields": _changed_fields(instance.change_message),
         },
+    )
+
+
+def record_admin_action(
+    *, actor: str, model: str, object_id: str, action: str, fields: Sequence[str] = (), **detail: Any
+) -> None:
+    """An admin action that Django's ``LogEntry`` does not see (a bulk update, running a task, sealing),
+    recorded like an admin change: ``sub`` = the admin, field names only, never values."""
+    ledger.append_record(
+        event=LedgerRecord.Event.ADMIN_CHANGE,
+        sub=actor,
+        subject=f"{model}:{object_id}",
+        detail={"action": action, "model": model, "object_id": object_id, "fields": list(fields), **detail},
     )

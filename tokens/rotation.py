@@ -80,39 +80,41 @@ def _emit(event: str, key: SigningKey, now: datetime, **extra: object) -> None:
     signing_key_changed.send(sender=SigningKey, event=event, key=key, at=now, **extra)
 
 
-def _publish_next(algorithm: str, now: datetime, policy: KeyPolicy) -> SigningKey:
+def _publish_next(algorithm: str, now: datetime, policy: KeyPolicy, *, actor: str = "") -> SigningKey:
     key = create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.NEXT)
     key.activate_after = now + policy.prepublish
     key.save(update_fields=["activate_after"])
-    _emit("published", key, now)
+    _emit("published", key, now, actor=actor)
     return key
 
 
-def _rotate_algorithm(algorithm: str, *, now: datetime, policy: KeyPolicy, report: RotationReport) -> None:
+def _rotate_algorithm(
+    algorithm: str, *, now: datetime, policy: KeyPolicy, report: RotationReport, actor: str = ""
+) -> None:
     series = _lock(algorithm)
     keys = SigningKey.objects.for_algorithm(algorithm)
     active = keys.active().first()
     incoming = keys.next_in_line().first()
 
     if active is None:  # a database without a usable key heals itself
-        active = _activate_replacement(algorithm, incoming, now, reason="no active key")
+        active = _activate_replacement(algorithm, incoming, now, reason="no active key", actor=actor)
         report.activated.append(active.kid)
         incoming = None
 
     due = (active.activated_at or now) + policy.period
     requested = series.rotation_requested_at is not None
     if incoming is None and (requested or now >= due - policy.prepublish):
-        incoming = _publish_next(algorithm, now, policy)
+        incoming = _publish_next(algorithm, now, policy, actor=actor)
         report.published.append(incoming.kid)
 
     ready = incoming is not None and incoming.activate_after is not None and now >= incoming.activate_after
     if incoming is not None and ready and (requested or now >= due):
         active.retire(now=now)
         report.retired.append(active.kid)
-        _emit("retired", active, now)
+        _emit("retired", active, now, actor=actor)
         incoming.activate(now=now)
         report.activated.append(incoming.kid)
-        _emit("activated", incoming, now, reason="requested" if requested else "scheduled")
+        _emit("activated", incoming, now, reason="requested" if requested else "scheduled", actor=actor)
         if requested:
             series.rotation_requested_at = None
             series.save(update_fields=["rotation_requested_at"])
@@ -120,15 +122,15 @@ def _rotate_algorithm(algorithm: str, *, now: datetime, policy: KeyPolicy, repor
     for retired in keys.filter(state=SigningKey.State.RETIRED, retired_at__lte=now - policy.retention):
         retired.expire(now=now)
         report.expired.append(retired.kid)
-        _emit("expired", retired, now)
+        _emit("expired", retired, now, actor=actor)
 
 
 def _activate_replacement(
-    algorithm: str, incoming: SigningKey | None, now: datetime, *, reason: str
+    algorithm: str, incoming: SigningKey | None, now: datetime, *, reason: str, actor: str = ""
 ) -> SigningKey:
     key = incoming or create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.NEXT)
     key.activate(now=now)
-    _emit("activated", key, now, reason=reason)
+    _emit("activated", key, now, reason=reason, actor=actor)
     return key
 
 
@@ -173,24 +175,28 @@ def rotate_signing_keys(*, now: datetime, policy: KeyPolicy | None = None) -> Ro
 
 
 @transaction.atomic
-def request_rotation(*, algorithm: str, now: datetime) -> RotationReport:
-    """Rotate now: publish a next key at once; it signs as soon as its pre-publication window has passed."""
+def request_rotation(*, algorithm: str, now: datetime, actor: str = "") -> RotationReport:
+    """Rotate now: publish a next key at once; it signs as soon as its pre-publication window has passed.
+
+    ``actor`` is the ``sub`` of whoever asked (an admin); the key records of this call name them.
+    """
     series = _lock(algorithm)
     series.rotation_requested_at = now
     series.save(update_fields=["rotation_requested_at"])
     report = RotationReport()
-    _rotate_algorithm(algorithm, now=now, policy=KeyPolicy.from_settings(), report=report)
+    _rotate_algorithm(algorithm, now=now, policy=KeyPolicy.from_settings(), report=report, actor=actor)
     return report
 
 
 @transaction.atomic
-def revoke_signing_key(*, kid: str, now: datetime, reason: str = "") -> SigningKey:
+def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str = "") -> SigningKey:
     """Emergency revocation: out of the JWKS at once; if it was signing, a fresh key signs at once.
 
     Tokens it signed stop verifying at once (tokens.formats.verify_jwt only trusts published keys).
     The row lock (FOR UPDATE) waits for every token transaction signing with the key right now (they
     hold it FOR SHARE, tokens.keys.locked_active_kid): those tokens commit, and their ledger records,
-    before the revocation; no token signed by the key is issued after it.
+    before the revocation; no token signed by the key is issued after it. ``actor`` is the ``sub`` of
+    the admin who revoked it, named by the revocation's records.
     """
     algorithm = SigningKey.objects.values_list("algorithm", flat=True).get(kid=kid)
     _lock(algorithm)
@@ -199,10 +205,10 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "") -> SigningK
         return key
     was_active = key.state == SigningKey.State.ACTIVE
     key.revoke(now=now)
-    _emit("revoked", key, now, reason=reason)
+    _emit("revoked", key, now, reason=reason, actor=actor)
     if was_active:
         incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
-        _activate_replacement(algorithm, incoming, now, reason=f"revocation of {kid}")
+        _activate_replacement(algorithm, incoming, now, reason=f"revocation of {kid}", actor=actor)
     return key
 
 

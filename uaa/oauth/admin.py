@@ -123,7 +123,7 @@ class ClientAdmin(admin.ModelAdmin):
             return None
         client = queryset.get()
         try:
-            secret = rotate_client_secret(client=client)
+            secret = rotate_client_secret(client=client, actor=str(request.user.pk))
         except ValueError:
             self.message_user(request, "Public clients have no secret.", level="error")
             return None

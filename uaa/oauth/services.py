@@ -82,13 +82,16 @@ def register_client(
 
 
 @transaction.atomic
-def rotate_client_secret(*, client: Client) -> str:
-    """A new secret for a confidential client; the old one stops working at once."""
+def rotate_client_secret(*, client: Client, actor: str = "") -> str:
+    """A new secret for a confidential client; the old one stops working at once. The record names
+    ``actor``, the ``sub`` of the admin who rotated it."""
     if client.client_type != Client.CLIENT_CONFIDENTIAL:
         raise ValueError("Only confidential clients have a secret.")
     raw_secret = generate_client_secret()
     client.client_secret = raw_secret
     client.hash_client_secret = True
     client.save(update_fields=["client_secret", "hash_client_secret", "updated"])
-    ledger.append_record(event=LedgerRecord.Event.CLIENT_SECRET_ROTATED, client_id=client.client_id)
+    ledger.append_record(
+        event=LedgerRecord.Event.CLIENT_SECRET_ROTATED, client_id=client.client_id, sub=actor
+    )
     return raw_secret
