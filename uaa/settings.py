@@ -273,6 +273,8 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "CLIENT_SECRET_HASHER": "uaa_sha256",
     "APPLICATION_ADMIN_CLASS": "uaa.oauth.admin.ClientAdmin",
+    "ACCESS_TOKEN_ADMIN_CLASS": "uaa.oauth.token_admin.AccessTokenAdmin",  # "revoke" needs change
+    "REFRESH_TOKEN_ADMIN_CLASS": "uaa.oauth.token_admin.RefreshTokenAdmin",
     "ACCESS_TOKEN_EXPIRE_SECONDS": UAA_ACCESS_TOKEN_LIFETIME,
     "ID_TOKEN_EXPIRE_SECONDS": UAA_ID_TOKEN_LIFETIME,
     "REFRESH_TOKEN_EXPIRE_SECONDS": UAA_REFRESH_TOKEN_LIFETIME,
