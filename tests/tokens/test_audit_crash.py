@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings
 
-from tests.uaa.test_processes import BIN, ROOT, TIMEOUT, free_port, wait_for
+from tests.uaa.live import BIN, ROOT, TIMEOUT, free_port, wait_for
 
 pytestmark = pytest.mark.postgres
 
