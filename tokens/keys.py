@@ -232,6 +232,14 @@ def rewrap_data_key(key: WrappedKey, kek: KeyEncryptionKey) -> bytes:
 
 def create_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey.State.NEXT) -> SigningKey:
     """Generate a key pair, wrap the private half under the current KEK and store it."""
+    key = generate_signing_key(algorithm=algorithm, now=now, state=state)
+    key.save(force_insert=True)
+    return key
+
+
+def generate_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey.State.NEXT) -> SigningKey:
+    """A new key pair, its private half wrapped under the current KEK, not stored yet: what tokens.rotation
+    generates before it takes its locks (key generation is the slow part of a revocation)."""
     private_key = _generate_private_key(algorithm)
     der = private_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -242,7 +250,7 @@ def create_signing_key(*, algorithm: str, now: datetime, state: str = SigningKey
     kek = configured_keks()[0]
     aad = associated_data(purpose=SigningKey.purpose, kid=kid, algorithm=algorithm, public_jwk=public_jwk)
     wrapped_private, wrapped_data_key = wrap_private_key(der=der, aad=aad, kek=kek)
-    return SigningKey.objects.create(
+    return SigningKey(
         kid=kid,
         algorithm=algorithm,
         state=state,

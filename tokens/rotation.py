@@ -6,7 +6,11 @@ Guarantee to resource servers that cache the JWKS for at most ``UAA_JWKS_MAX_AGE
   before it signs anything, so a verifier never meets a token whose ``kid`` it cannot find;
 * a retired key stays published until every token it signed has expired, plus one cache lifetime
   and a margin, so tokens issued just before a rotation keep verifying;
-* a revoked key leaves the JWKS at once, and tokens it signed fail introspection and userinfo at once.
+* a revoked key leaves the JWKS at once, and tokens it signed fail introspection and userinfo at once;
+* a standby is always waiting: the ``next`` key is published again the moment one is promoted (by a
+  rotation or a revocation) or revoked, so an emergency revocation promotes a key that every cached
+  JWKS already holds, unless that standby is younger than one cache lifetime or was revoked too
+  (:func:`cache_gap` says how long the window is then).
 
 Every change for one algorithm happens under a row lock on its ``KeySeries``: several workers or
 beat processes may run rotation at the same moment and exactly one of them does the work.
@@ -15,13 +19,14 @@ beat processes may run rotation at the same moment and exactly one of them does 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 
-from tokens.keys import create_signing_key, forget_private_key, locked_active_kid
+from tokens.keys import forget_private_key, generate_signing_key, locked_active_kid
 from tokens.models import KeySeries, SigningKey
 from tokens.signals import signing_key_changed
 
@@ -80,10 +85,22 @@ def _emit(event: str, key: SigningKey, now: datetime, **extra: object) -> None:
     signing_key_changed.send(sender=SigningKey, event=event, key=key, at=now, **extra)
 
 
-def _publish_next(algorithm: str, now: datetime, policy: KeyPolicy, *, actor: str = "") -> SigningKey:
-    key = create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.NEXT)
-    key.activate_after = now + policy.prepublish
-    key.save(update_fields=["activate_after"])
+def _store_new_key(
+    algorithm: str, now: datetime, spare: SigningKey | None, *, activate_after: datetime | None = None
+) -> SigningKey:
+    """A new ``next`` key, published from ``now``: ``spare`` (generated before the locks) or a fresh one."""
+    key = spare if spare is not None else generate_signing_key(algorithm=algorithm, now=now)
+    key.state, key.created_at, key.activate_after = SigningKey.State.NEXT, now, activate_after
+    key.save(force_insert=True)
+    return key
+
+
+def _publish_next(
+    algorithm: str, now: datetime, policy: KeyPolicy, *, actor: str = "", spare: SigningKey | None = None
+) -> SigningKey:
+    """Publish the standby: it signs once published for the pre-publication window (a rotation), or at
+    once if the active key is revoked first."""
+    key = _store_new_key(algorithm, now, spare, activate_after=now + policy.prepublish)
     _emit("published", key, now, actor=actor)
     return key
 
@@ -94,30 +111,29 @@ def _rotate_algorithm(
     series = _lock(algorithm)
     keys = SigningKey.objects.for_algorithm(algorithm)
     active = keys.active().first()
-    incoming = keys.next_in_line().first()
+    standby = keys.next_in_line().first()
 
     if active is None:  # a database without a usable key heals itself
-        active = _activate_replacement(algorithm, incoming, now, reason="no active key", actor=actor)
+        active = _activate_replacement(algorithm, standby, now, reason="no active key", actor=actor)
         report.activated.append(active.kid)
-        incoming = None
+        standby = None
 
     due = (active.activated_at or now) + policy.period
     requested = series.rotation_requested_at is not None
-    if incoming is None and (requested or now >= due - policy.prepublish):
-        incoming = _publish_next(algorithm, now, policy, actor=actor)
-        report.published.append(incoming.kid)
-
-    ready = incoming is not None and incoming.activate_after is not None and now >= incoming.activate_after
-    if incoming is not None and ready and (requested or now >= due):
+    if standby is not None and now >= _earliest_activation(standby, policy) and (requested or now >= due):
         active.retire(now=now)
         report.retired.append(active.kid)
         _emit("retired", active, now, actor=actor)
-        incoming.activate(now=now)
-        report.activated.append(incoming.kid)
-        _emit("activated", incoming, now, reason="requested" if requested else "scheduled", actor=actor)
+        standby.activate(now=now)
+        report.activated.append(standby.kid)
+        _emit("activated", standby, now, reason="requested" if requested else "scheduled", actor=actor)
+        standby = None
         if requested:
             series.rotation_requested_at = None
             series.save(update_fields=["rotation_requested_at"])
+
+    if standby is None:  # the standby is published again at once: a revocation may need it any time
+        report.published.append(_publish_next(algorithm, now, policy, actor=actor).kid)
 
     for retired in keys.filter(state=SigningKey.State.RETIRED, retired_at__lte=now - policy.retention):
         retired.expire(now=now)
@@ -125,13 +141,66 @@ def _rotate_algorithm(
         _emit("expired", retired, now, actor=actor)
 
 
+def _earliest_activation(key: SigningKey, policy: KeyPolicy) -> datetime:
+    return key.activate_after or key.created_at + policy.prepublish
+
+
 def _activate_replacement(
-    algorithm: str, incoming: SigningKey | None, now: datetime, *, reason: str, actor: str = ""
+    algorithm: str,
+    incoming: SigningKey | None,
+    now: datetime,
+    *,
+    reason: str,
+    actor: str = "",
+    spare: SigningKey | None = None,
 ) -> SigningKey:
-    key = incoming or create_signing_key(algorithm=algorithm, now=now, state=SigningKey.State.NEXT)
+    key = incoming or _store_new_key(algorithm, now, spare)
     key.activate(now=now)
-    _emit("activated", key, now, reason=reason, actor=actor)
+    gap = cache_gap(key=key, now=now)
+    _emit("activated", key, now, reason=reason, actor=actor, jwks_cache_gap_seconds=gap.seconds)
     return key
+
+
+@dataclass(frozen=True)
+class CacheGap:
+    """What relying parties that cache the JWKS (RFC 9111 §4.2: a fresh copy is reused without asking)
+    make of a key that starts signing at ``now``: a copy fetched before the key was published stays fresh
+    for ``seconds`` more, and they reject its tokens until then unless they refetch on an unknown kid."""
+
+    algorithm: str
+    kid: str
+    published_seconds: int
+    seconds: int
+    max_age: int
+
+    @property
+    def message(self) -> str:
+        if not self.seconds:
+            return f"active {self.algorithm} key: {self.kid} (pre-published: in every cached JWKS)"
+        return (
+            f"active {self.algorithm} key: {self.kid} (published {self.published_seconds} s ago): relying "
+            f"parties that cached the JWKS before then may reject its tokens for up to {self.seconds} s "
+            f"(UAA_JWKS_MAX_AGE={self.max_age}) unless they refetch it on an unknown kid"
+        )
+
+
+def cache_gap(*, key: SigningKey, now: datetime) -> CacheGap:
+    """How long JWKS copies cached before ``key`` was published may still be fresh at ``now``: none once
+    it has been published for ``UAA_JWKS_MAX_AGE``, the whole max-age for a key published at ``now``."""
+    max_age = settings.UAA_JWKS_MAX_AGE
+    published = max(0.0, (now - key.created_at).total_seconds())
+    return CacheGap(
+        algorithm=key.algorithm,
+        kid=key.kid,
+        published_seconds=math.floor(published),
+        seconds=max(0, math.ceil(max_age - published)),
+        max_age=max_age,
+    )
+
+
+def active_key_cache_gap(*, algorithm: str, now: datetime) -> CacheGap:
+    """:func:`cache_gap` of the key signing for ``algorithm`` now (after a revocation: its replacement)."""
+    return cache_gap(key=SigningKey.objects.active().for_algorithm(algorithm).get(), now=now)
 
 
 def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
@@ -176,7 +245,8 @@ def rotate_signing_keys(*, now: datetime, policy: KeyPolicy | None = None) -> Ro
 
 @transaction.atomic
 def request_rotation(*, algorithm: str, now: datetime, actor: str = "") -> RotationReport:
-    """Rotate now: publish a next key at once; it signs as soon as its pre-publication window has passed.
+    """Rotate now: the standby signs at once if it has been published for the pre-publication window,
+    else as soon as it has (the next scheduled run after that); a new standby is published then.
 
     ``actor`` is the ``sub`` of whoever asked (an admin); the key records of this call name them.
     """
@@ -188,9 +258,15 @@ def request_rotation(*, algorithm: str, now: datetime, actor: str = "") -> Rotat
     return report
 
 
-@transaction.atomic
 def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str = "") -> SigningKey:
-    """Emergency revocation: out of the JWKS at once; if it was signing, a fresh key signs at once.
+    """Emergency revocation: out of the JWKS at once; if it was signing, the standby signs at once.
+
+    The standby (the ``next`` key) has normally been published for far longer than ``UAA_JWKS_MAX_AGE``,
+    so relying parties that cache the JWKS verify the replacement's tokens without a gap; a key is
+    generated on the spot only if there is no standby (then, and for a standby younger than max-age,
+    :func:`active_key_cache_gap` gives the window). Revoking the active or the standby key publishes a
+    new standby at once; its key pair is generated before any lock is taken, so tokens being signed wait
+    for the revocation only, not for key generation.
 
     Tokens it signed stop verifying at once (tokens.formats.verify_jwt only trusts published keys).
     The row lock (FOR UPDATE) waits for every token transaction signing with the key right now (they
@@ -198,17 +274,25 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str 
     before the revocation; no token signed by the key is issued after it. ``actor`` is the ``sub`` of
     the admin who revoked it, named by the revocation's records.
     """
-    algorithm = SigningKey.objects.values_list("algorithm", flat=True).get(kid=kid)
-    _lock(algorithm)
-    key = SigningKey.objects.select_for_update().get(kid=kid)
-    if key.state == SigningKey.State.REVOKED:
-        return key
-    was_active = key.state == SigningKey.State.ACTIVE
-    key.revoke(now=now)
-    _emit("revoked", key, now, reason=reason, actor=actor)
-    if was_active:
-        incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
-        _activate_replacement(algorithm, incoming, now, reason=f"revocation of {kid}", actor=actor)
+    algorithm, state = SigningKey.objects.values_list("algorithm", "state").get(kid=kid)
+    needs_key = state in {SigningKey.State.ACTIVE, SigningKey.State.NEXT}  # a new standby, at least
+    spare = generate_signing_key(algorithm=algorithm, now=now) if needs_key else None
+    with transaction.atomic():
+        _lock(algorithm)
+        key = SigningKey.objects.select_for_update().get(kid=kid)
+        if key.state == SigningKey.State.REVOKED:
+            return key
+        was_active = key.state == SigningKey.State.ACTIVE
+        key.revoke(now=now)
+        _emit("revoked", key, now, reason=reason, actor=actor)
+        keys = SigningKey.objects.for_algorithm(algorithm)
+        if was_active:
+            standby = keys.next_in_line().first()
+            fresh, spare = (spare, None) if standby is None else (None, spare)
+            why = f"revocation of {kid}"
+            _activate_replacement(algorithm, standby, now, reason=why, actor=actor, spare=fresh)
+        if not keys.next_in_line().exists():
+            _publish_next(algorithm, now, KeyPolicy.from_settings(), actor=actor, spare=spare)
     return key
 
 

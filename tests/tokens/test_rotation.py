@@ -14,7 +14,14 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from freezegun import freeze_time
 
-from tokens.keys import KeyDecryptionError, active_signing_key, configured_keks, new_kek, unwrap_private_key
+from tokens.keys import (
+    KeyDecryptionError,
+    active_signing_key,
+    configured_keks,
+    create_signing_key,
+    new_kek,
+    unwrap_private_key,
+)
 from tokens.models import SigningKey
 from tokens.rotation import (
     KeyPolicy,
@@ -40,10 +47,12 @@ def policy(settings) -> KeyPolicy:
 
 @pytest.fixture
 def only_rs256_due(db) -> None:
-    """ES256 and EdDSA keys that are not due during these tests, so reports speak of RS256 alone."""
+    """ES256 and EdDSA keys and standbys, not due during these tests: reports speak of RS256 alone."""
     later = T0 + timedelta(days=10)
     for algorithm in ("ES256", "EdDSA"):
         ensure_active_key(algorithm=algorithm, now=later)
+        standby = create_signing_key(algorithm=algorithm, now=later)
+        SigningKey.objects.filter(pk=standby.pk).update(activate_after=later)
 
 
 def states(algorithm: str = "RS256") -> dict[str, list[str]]:
@@ -64,28 +73,29 @@ def test_a_database_without_keys_gets_one_active_key_per_algorithm(db, policy):
     assert SigningKey.objects.active().count() == 3
 
 
-def test_the_next_key_is_published_one_prepublication_window_before_it_is_due(db, policy, only_rs256_due):
-    active = ensure_active_key(algorithm="RS256", now=T0)
-    early = rotate_signing_keys(
-        now=T0 + policy.period - policy.prepublish - timedelta(seconds=1), policy=policy
-    )
-    assert not early.changed
-    report = rotate_signing_keys(now=T0 + policy.period - policy.prepublish, policy=policy)
-    assert len(report.published) == 1
+def test_the_next_key_is_published_as_soon_as_a_key_signs_and_waits_as_the_standby(
+    db, policy, only_rs256_due
+):
+    """Issue 9, item 9: a standby is always published, so a revocation never needs an unpublished key."""
+    active = ensure_active_key(algorithm="RS256", now=T0)  # a key made on demand, with no standby yet
+    report = rotate_signing_keys(now=T0, policy=policy)
+    assert len(report.published) == 1 and not report.activated
     assert states() == {"active": [active.kid], "next": report.published}
+    assert not rotate_signing_keys(now=T0 + policy.period - timedelta(seconds=1), policy=policy).changed
 
 
 def test_the_next_key_signs_only_after_it_was_published_for_the_jwks_cache_lifetime(
     db, policy, only_rs256_due
 ):
     active = ensure_active_key(algorithm="RS256", now=T0)
-    published_at = T0 + policy.period - policy.prepublish
+    published_at = T0 + policy.period - policy.prepublish  # the latest a standby can be published in time
     incoming = rotate_signing_keys(now=published_at, policy=policy).published[0]
     # the key is due at T0 + period, and by then it has been published for exactly the prepublish window
     assert not rotate_signing_keys(now=T0 + policy.period - timedelta(seconds=1), policy=policy).activated
     report = rotate_signing_keys(now=T0 + policy.period, policy=policy)
     assert report.activated == [incoming]
     assert report.retired == [active.kid]
+    assert len(report.published) == 1  # the next standby, at once
     new = SigningKey.objects.get(kid=incoming)
     assert (new.activated_at - new.created_at).total_seconds() >= policy.prepublish.total_seconds()
     assert policy.prepublish.total_seconds() >= 300  # at least the JWKS max-age
@@ -111,7 +121,7 @@ def test_a_retired_key_stays_published_until_its_tokens_expired_plus_one_cache_l
 
 def test_rotation_is_idempotent(db, policy, only_rs256_due):
     ensure_active_key(algorithm="RS256", now=T0)
-    moment = T0 + policy.period - policy.prepublish
+    moment = T0 + timedelta(minutes=5)
     first = rotate_signing_keys(now=moment, policy=policy)
     second = rotate_signing_keys(now=moment, policy=policy)
     third = rotate_signing_keys(now=moment + timedelta(seconds=5), policy=policy)
@@ -242,11 +252,13 @@ def test_freezegun_time_drives_the_scheduled_task(db, policy, only_rs256_due):
     from tokens.tasks import rotate_signing_keys_task
 
     with freeze_time(T0):
-        rotate_signing_keys_task()
+        first = rotate_signing_keys_task()
+        assert len(first["activated"]) == 1 and len(first["published"]) == 1  # RS256 and its standby
     with freeze_time(T0 + policy.period - policy.prepublish):
-        assert len(rotate_signing_keys_task()["published"]) == 1
+        assert not any(rotate_signing_keys_task().values())
     with freeze_time(T0 + policy.period):
-        assert len(rotate_signing_keys_task()["activated"]) == 1
+        report = rotate_signing_keys_task()
+        assert len(report["activated"]) == 1 and len(report["published"]) == 1
 
 
 def _database_url_of_the_test_database() -> str:
@@ -281,7 +293,8 @@ def test_concurrent_rotation_processes_yield_exactly_one_new_key(settings):
     outputs = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
     published = [line for out, _ in outputs for line in out.splitlines() if line.startswith("published:")]
-    assert len(published) == 1
-    assert SigningKey.objects.for_algorithm("RS256").filter(state="next").count() == 1
+    assert len(published) == 3  # one standby per algorithm, by one of the processes
+    for algorithm in SigningKey.Algorithm.values:
+        assert SigningKey.objects.for_algorithm(algorithm).filter(state="next").count() == 1
     assert SigningKey.objects.for_algorithm("RS256").count() == 2
     assert SigningKey.objects.active().count() == 3

@@ -10,16 +10,21 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
+from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import create_user
 from tokens.audit_keys import verify_audit_keys
-from tokens.keys import KeyDecryptionError, ensure_active_key, ensure_kek_file, verify_stored_keys
-from tokens.rotation import algorithms_in_use
+from tokens.keys import KeyDecryptionError, ensure_kek_file, verify_stored_keys
+from tokens.models import SigningKey
+from tokens.rotation import algorithms_in_use, rotate_signing_keys
 
 
 class Command(BaseCommand):
-    help = "Ensure a KEK (DEBUG only), an active signing key per algorithm in use, and an admin user."
+    help = (
+        "Ensure a KEK (DEBUG only), an active and a pre-published standby signing key per algorithm in use, "
+        "and an admin user."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--admin-email", default="admin@example.com")
@@ -43,9 +48,11 @@ class Command(BaseCommand):
         except KeyDecryptionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"stored signing keys readable with UAA_KEK: {verified}")
+        rotate_signing_keys(now=timezone.now())  # an active key and a pre-published standby per algorithm
         for algorithm in algorithms_in_use():
-            key = ensure_active_key(algorithm=algorithm)
-            self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state})")
+            keys = SigningKey.objects.for_algorithm(algorithm)
+            key, standby = keys.active().get(), keys.next_in_line().get()
+            self.stdout.write(f"signing key {algorithm}: {key.kid} ({key.state}), standby {standby.kid}")
         if options["no_admin"]:
             return
         if User.objects.filter(is_superuser=True).exists():

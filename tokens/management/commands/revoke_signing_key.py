@@ -1,4 +1,8 @@
-"""Emergency revocation of a signing key by kid, or of every published key (after a KEK compromise)."""
+"""Emergency revocation of a signing key by kid, or of every published key (after a KEK compromise).
+
+For each algorithm it names the key that signs now and whether relying parties that cache the JWKS
+already hold it (the standby was pre-published) or, if not, for how long they may reject its tokens.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from tokens.models import SigningKey
-from tokens.rotation import algorithms_in_use, revoke_published_keys, revoke_signing_key
+from tokens.rotation import active_key_cache_gap, algorithms_in_use, revoke_published_keys, revoke_signing_key
 
 
 class Command(BaseCommand):
-    help = "Revoke a signing key: it leaves the JWKS now, tokens it signed stop verifying, a fresh key signs."
+    help = (
+        "Revoke a signing key: it leaves the JWKS now, tokens it signed stop verifying, the pre-published "
+        "standby key signs (and a new standby is published)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kid", nargs="?")
@@ -37,5 +44,8 @@ class Command(BaseCommand):
         for key in keys:
             self.stdout.write(f"revoked: {key.kid}")
         for algorithm in sorted({key.algorithm for key in keys} or set(algorithms_in_use())):
-            active = SigningKey.objects.active().for_algorithm(algorithm).get()
-            self.stdout.write(f"active {algorithm} key: {active.kid}")
+            gap = active_key_cache_gap(algorithm=algorithm, now=now)
+            self.stdout.write(self.style.WARNING(gap.message) if gap.seconds else gap.message)
+            standby = SigningKey.objects.next_in_line().for_algorithm(algorithm).first()
+            if standby is not None:
+                self.stdout.write(f"standby {algorithm} key: {standby.kid}")

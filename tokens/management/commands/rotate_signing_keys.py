@@ -12,7 +12,10 @@ from tokens.rotation import request_rotation, rotate_signing_keys
 
 
 class Command(BaseCommand):
-    help = "Advance signing keys along next → active → retired → expired; --now publishes a next key at once."
+    help = (
+        "Advance signing keys along next → active → retired → expired, keeping a standby (next) key "
+        "published; --now promotes the standby once it has been published for the pre-publication window."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
