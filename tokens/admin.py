@@ -12,6 +12,7 @@ the acting admin (``sub``) to the service, whose records name them.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -32,7 +33,7 @@ from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of
 from tokens.ledger import seal_tree_head, verify_stored_ledger
 from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
 from tokens.receivers import record_admin_action
-from tokens.rotation import request_rotation, revoke_signing_key
+from tokens.rotation import active_key_cache_gap, request_rotation, revoke_signing_key
 
 
 @admin.register(SigningKey)
@@ -83,23 +84,32 @@ class SigningKeyAdmin(admin.ModelAdmin):
         return request.user.has_perm("tokens.revoke_signingkey")
 
     @admin.action(
-        description="Rotate now: publish a next key for these algorithms (signs after pre-publication)",
+        description="Rotate now: the standby (next) key of these algorithms signs once pre-published",
         permissions=["rotate_signingkey"],
     )
     def rotate_now(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
         for algorithm in sorted(set(queryset.values_list("algorithm", flat=True))):
             report = request_rotation(algorithm=algorithm, now=timezone.now(), actor=actor_of(request))
-            published = ", ".join(report.published) or "already published"
-            self.message_user(request, f"{algorithm}: next key {published}; it signs once pre-published.")
+            if report.activated:
+                signing, standby = ", ".join(report.activated), ", ".join(report.published)
+                self.message_user(request, f"{algorithm}: {signing} signs now; new standby {standby}.")
+            else:
+                standby = ", ".join(report.published) or "already published"
+                self.message_user(request, f"{algorithm}: next key {standby}; it signs once pre-published.")
 
     @admin.action(
         description="Revoke now (emergency): remove from JWKS, reject every token it signed",
         permissions=["revoke_signingkey"],
     )
     def revoke(self, request: HttpRequest, queryset: QuerySet[SigningKey]) -> None:
-        for kid in list(queryset.values_list("kid", flat=True)):
-            revoke_signing_key(kid=kid, now=timezone.now(), reason="admin", actor=actor_of(request))
+        revoked_at: dict[str, datetime] = {}
+        for kid, algorithm in list(queryset.values_list("kid", "algorithm")):
+            revoked_at[algorithm] = timezone.now()
+            revoke_signing_key(kid=kid, now=revoked_at[algorithm], reason="admin", actor=actor_of(request))
             self.message_user(request, f"revoked {kid}", level=messages.WARNING)
+        for algorithm, at in sorted(revoked_at.items()):  # does a cached JWKS hold what signs now?
+            gap = active_key_cache_gap(algorithm=algorithm, now=at)
+            self.message_user(request, gap.message, level=messages.WARNING if gap.seconds else messages.INFO)
 
 
 # --- the audit ledger: read-only, with the current signed tree head and "verify now" -----------------
