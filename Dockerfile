@@ -28,4 +28,8 @@ EXPOSE 8000
 # requests (deploy/nginx/uaa.conf.template, the proxy service of docker-compose.yml). Facing clients
 # directly, one idle socket per worker stops the server until --timeout (30 s) kills the worker; a
 # threaded or async worker class only raises the number of sockets needed. Never publish port 8000.
-CMD ["gunicorn", "uaa.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "30"]
+# Forwarded headers are believed from UAA_TRUSTED_PROXIES only: X-Forwarded-For by UAA, X-Forwarded-Proto by
+# gunicorn (--forwarded-allow-ips, the same value). The image's default is its own loopback (a proxy in the
+# same container or pod); docker-compose.yml sets the backend network. Never '*'.
+ENV UAA_TRUSTED_PROXIES=127.0.0.1
+CMD ["sh", "-c", "exec gunicorn uaa.wsgi:application --bind 0.0.0.0:8000 --workers 4 --worker-class sync --timeout 30 --graceful-timeout 30 --forwarded-allow-ips \"$UAA_TRUSTED_PROXIES\""]

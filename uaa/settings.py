@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from uaa.clientip import parse_trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("UAA_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -178,8 +180,10 @@ CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = SECURE
 CSRF_FAILURE_VIEW = "uaa.oauth.views.csrf_failure"
 
-# Transport security: on whenever the issuer is https.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("UAA_BEHIND_PROXY", True) else None
+# Transport security: on whenever the issuer is https. Whether a request came over TLS is the WSGI server's
+# to say (wsgi.url_scheme): gunicorn believes X-Forwarded-Proto from --forwarded-allow-ips peers only, which
+# docker-compose.yml and the Dockerfile set to UAA_TRUSTED_PROXIES (below). SECURE_PROXY_SSL_HEADER stays
+# unset: Django would believe that header from any peer, a client straight at gunicorn included.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE else 0)
@@ -218,9 +222,19 @@ UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures ar
 UAA_THROTTLE_ACCOUNT_FAILURES = env.int("UAA_THROTTLE_ACCOUNT_FAILURES", default=10)  # per e-mail address
 UAA_THROTTLE_IP_FAILURES = env.int("UAA_THROTTLE_IP_FAILURES", default=50)  # per client IP address
 UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a lock lasts
-# Reverse proxies in front of UAA that append the client's address to X-Forwarded-For (0: none, use the
-# peer address). Behind one proxy set 1, or every user shares the proxy's address and its IP limit.
-UAA_TRUSTED_PROXIES = env.int("UAA_TRUSTED_PROXIES", default=0)
+# The reverse proxies in front of UAA: addresses or CIDR networks they connect from (uaa/clientip.py). Their
+# X-Forwarded-For names the client (throttling, the ledger); anyone else's is ignored. Default: a proxy on
+# this host's loopback, like gunicorn's own --forwarded-allow-ips default; empty: no proxy. Behind a proxy
+# that is not listed every user shares its address and IP limit. It replaces UAA_BEHIND_PROXY (on by default,
+# which believed X-Forwarded-Proto from anyone) and the hop count this setting was: both are refused.
+if "UAA_BEHIND_PROXY" in os.environ:
+    raise ImproperlyConfigured(
+        "UAA_BEHIND_PROXY was removed: UAA_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (empty: none). Unset UAA_BEHIND_PROXY."
+    )
+UAA_TRUSTED_PROXIES = [
+    str(network) for network in parse_trusted_proxies(env.str("UAA_TRUSTED_PROXIES", default="127.0.0.1,::1"))
+]
 # Failed client authentication at the token, revocation and introspection endpoints (accounts/throttling.py,
 # same counters and window): per registered client, per client address (IPv6: its /64), and the lock.
 UAA_THROTTLE_CLIENT_FAILURES = env.int("UAA_THROTTLE_CLIENT_FAILURES", default=10)

@@ -146,7 +146,7 @@ def test_malformed_second_factor_input_counts_like_a_wrong_code(user, data):
 def test_behind_a_trusted_proxy_the_forwarded_address_is_counted(settings, user):
     """Behind one reverse proxy every request comes from the proxy's address; the client's is the last
     X-Forwarded-For entry, and entries left of it (which the client can write) are ignored."""
-    settings.UAA_TRUSTED_PROXIES = 1
+    settings.UAA_TRUSTED_PROXIES = ["10.0.0.2"]
     for n in range(5):
         HttpClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 198.51.100.66").post(
             LOGIN, {"email": f"nobody{n}@example.com", "password": WRONG}

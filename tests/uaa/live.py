@@ -33,7 +33,8 @@ KEK = "4zCwW7m1tZrJq0q2pQ7y3v8Lk6bV5nX2aS9dF1gH0jE"
 
 def compose_command(service: str) -> list[str]:
     command = COMPOSE["services"][service]["command"]
-    return command if isinstance(command, list) else shlex.split(command)
+    parts = command if isinstance(command, list) else shlex.split(command)
+    return [part.replace("$$", "$") for part in parts]  # compose's escape: "$$" reaches the container as "$"
 
 
 def web_script(port: int, *, workers: int = 2) -> list[str]:

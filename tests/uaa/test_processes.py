@@ -7,6 +7,7 @@ one (CI sets ``redis://127.0.0.1:6379/15``), otherwise the embedded filesystem b
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import sqlite3
@@ -162,3 +163,110 @@ def test_docker_compose_config_is_valid(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- forwarded headers (issue 9 item 8) --------------------------------------------------------------
+# Attacker: a client that reaches gunicorn from an address that is not the proxy's and sends the headers a
+# proxy would (X-Forwarded-For, X-Forwarded-Proto). On one host, another loopback address plays that peer.
+PROXY, ATTACKER = "127.0.0.1", "127.0.0.2"
+
+
+def _failed_token_request(port: int, *, source: str, forwarded_for: str) -> int:
+    """An invalid_client token request sent from ``source`` (counted per client address, RFC 6749 §5.2)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        body = urlencode({"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"})
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Forwarded-For": forwarded_for,
+            "X-Forwarded-Proto": "https",
+        }
+        connection.request("POST", "/oauth/token", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _client_address_counters(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT key, failures FROM accounts_throttlecounter WHERE key LIKE 'client-ip:%'"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_gunicorn_as_compose_runs_it_believes_x_forwarded_for_from_the_trusted_proxy_only(
+    process_env, processes, tmp_path
+):
+    """The web command passes UAA_TRUSTED_PROXIES to --forwarded-allow-ips, and UAA reads X-Forwarded-For
+    from those peers only: a client straight at gunicorn is counted under its own address, not 1.2.3.4, so it
+    can neither spread its guesses over invented addresses nor lock out someone else's (RFC 6749 §10.10)."""
+    port = free_port()
+    env = {**process_env, "UAA_ISSUER": f"http://127.0.0.1:{port}", "UAA_TRUSTED_PROXIES": PROXY}
+    log = tmp_path / "web.log"
+    processes.append(start(web_script(port), env, log))
+    wait_for(healthy(f"http://127.0.0.1:{port}"), "gunicorn /healthz", log)
+    assert _failed_token_request(port, source=ATTACKER, forwarded_for="1.2.3.4") == 401
+    assert _failed_token_request(port, source=PROXY, forwarded_for="198.51.100.7") == 401  # the proxy's word
+    assert _client_address_counters(tmp_path / "uaa.sqlite3") == {
+        f"client-ip:{ATTACKER}": 1,
+        "client-ip:198.51.100.7": 1,
+    }
+
+
+def test_forwarded_headers_are_believed_from_the_backend_network_only():
+    """compose: gunicorn's --forwarded-allow-ips is UAA_TRUSTED_PROXIES (never '*'), whose default is the
+    backend network's pinned subnet, where the proxy is; the image alone believes its own loopback only."""
+    script = compose_command("web")[2]
+    assert '--forwarded-allow-ips "$UAA_TRUSTED_PROXIES"' in script
+    assert "'*'" not in script and '"*"' not in script
+    subnet = COMPOSE["networks"]["backend"]["ipam"]["config"][0]["subnet"]
+    assert COMPOSE["x-uaa-env"]["UAA_TRUSTED_PROXIES"] == "${UAA_TRUSTED_PROXIES:-" + subnet + "}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ENV UAA_TRUSTED_PROXIES=127.0.0.1\n" in dockerfile
+    cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD "))
+    assert '--forwarded-allow-ips \\"$UAA_TRUSTED_PROXIES\\"' in cmd and "*" not in cmd
+
+
+def _dockerfile_command() -> tuple[list[str], dict[str, str]]:
+    """The image's CMD (exec form) and the ENV lines that come with it."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    command = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
+    env = dict(part.split("=", 1) for line in lines if line.startswith("ENV ") for part in line[4:].split())
+    return command, env
+
+
+def _discovery_status(port: int, *, source: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        headers = {"Host": "127.0.0.1", "X-Forwarded-Proto": "https"}
+        connection.request("GET", "/.well-known/openid-configuration", headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_the_images_command_believes_x_forwarded_proto_from_its_own_loopback_only(
+    process_env, processes, tmp_path
+):
+    """The Dockerfile's CMD, run as the image runs it: with an https issuer a plain request is redirected to
+    HTTPS (RFC 6749 §3.1), and X-Forwarded-Proto: https changes that only when it comes from 127.0.0.1."""
+    (shell, flag, script), image_env = _dockerfile_command()
+    assert image_env["UAA_TRUSTED_PROXIES"] == PROXY
+    port = free_port()
+    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 4", "--workers 1")
+    env = {
+        **process_env,
+        "UAA_ISSUER": f"https://127.0.0.1:{port}",
+        "UAA_TRUSTED_PROXIES": image_env["UAA_TRUSTED_PROXIES"],
+    }
+    manage(env, "migrate", "--noinput")
+    log = tmp_path / "image.log"
+    processes.append(start([shell, flag, script], env, log))
+    wait_for(healthy(f"http://127.0.0.1:{port}"), "gunicorn /healthz", log)
+    assert _discovery_status(port, source=ATTACKER) == 301
+    assert _discovery_status(port, source=PROXY) == 200

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -50,6 +51,8 @@ NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.pat
 WORKERS = 2
 SLOW_HEADERS, SLOW_BODIES = 40, 10  # 50 slow sockets
 HEADER_TIMEOUT = 10  # client_header_timeout in the template
+# The proxy's address, the stack's UAA_TRUSTED_PROXIES; another loopback address is a client that is not it.
+PROXY, ATTACKER = "127.0.0.1", "127.0.0.2"
 
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)"
@@ -124,6 +127,7 @@ class Stack:
         context: ssl.SSLContext,
         token: dict[str, str],
         log: Path,
+        database: Path,
     ):
         self.gunicorn, self.https, self.http, self.context, self.token, self.log = (
             gunicorn,
@@ -133,6 +137,7 @@ class Stack:
             token,
             log,
         )
+        self.database = database
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +148,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     env = {
         **base_env(tmp),
         "UAA_ISSUER": f"https://127.0.0.1:{https_port}",
-        "UAA_TRUSTED_PROXIES": "1",
+        "UAA_TRUSTED_PROXIES": PROXY,  # nginx connects to gunicorn from 127.0.0.1
     }
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -180,6 +185,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             context=context,
             token=token,
             log=web_log,
+            database=tmp / "uaa.sqlite3",
         )
     finally:
         stop(started)
@@ -309,7 +315,7 @@ def test_the_proxy_answers_without_a_version_and_refuses_oversized_bodies(stack)
         response = connection.getresponse()
         response.read()
         assert response.status == 200
-        assert response.getheader("Server") == "nginx"
+        assert response.headers.get_all("Server") == ["nginx"]
         assert response.getheader("X-Request-ID")  # nginx's $request_id, echoed by UAA
         connection.request("POST", "/oauth/token", body="x" * (65 * 1024), headers={"Host": "127.0.0.1"})
         response = connection.getresponse()
@@ -331,3 +337,111 @@ def test_plain_http_redirects_to_https_except_the_health_check(stack):
         assert response.getheader("Location").startswith("https://127.0.0.1/oauth/token")
     finally:
         connection.close()
+
+
+# --- forwarded headers (issue 9 item 8) --------------------------------------------------------------
+# Attacker: a client, straight at gunicorn or through nginx, that sends the headers a proxy would, to be
+# treated as having come over TLS or from another address. gunicorn believes X-Forwarded-Proto from
+# --forwarded-allow-ips peers only (the compose command passes UAA_TRUSTED_PROXIES, here nginx's 127.0.0.1),
+# UAA believes X-Forwarded-For from the same peers only, and nginx overwrites what it forwards.
+
+
+def fetch(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    source: str,
+    context: ssl.SSLContext | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> http.client.HTTPResponse:
+    """One request from the local address ``source``; the answer with its body read."""
+    if context is None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    else:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=10, context=context, source_address=(source, 0)
+        )
+    try:
+        connection.request(method, path, body=body, headers={"Host": "127.0.0.1", **(headers or {})})
+        response = connection.getresponse()
+        response.read()
+        return response
+    finally:
+        connection.close()
+
+
+def test_a_client_straight_at_gunicorn_cannot_claim_https(stack):
+    """RFC 6749 §3.1 and §3.2 require TLS; a plain request from a peer that is not the proxy stays plain
+    whatever X-Forwarded-Proto it sends: it is redirected to HTTPS (SECURE_SSL_REDIRECT of an https issuer)
+    instead of being served, and would get no Secure cookie or https-only treatment."""
+    claim = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "ssl"}
+    response = fetch(
+        stack.gunicorn, "GET", "/.well-known/openid-configuration", source=ATTACKER, headers=claim
+    )
+    assert response.status == 301
+    assert response.getheader("Location") == "https://127.0.0.1/.well-known/openid-configuration"
+    # The same header from the proxy's address is believed: that is how nginx says https.
+    proxied = fetch(stack.gunicorn, "GET", "/.well-known/openid-configuration", source=PROXY, headers=claim)
+    assert proxied.status == 200
+
+
+def _client_address_counters(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT key, failures FROM accounts_throttlecounter WHERE key LIKE 'client-ip:%'"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_through_nginx_the_forwarded_headers_are_nginxs_and_believed(stack):
+    """The client's own X-Forwarded-* are not what UAA reads: nginx appends the address it saw and sets the
+    scheme, so a failed client authentication is counted under the client's real address (not the 1.2.3.4
+    it wrote, RFC 6749 §10.10), the request counts as https although the client said otherwise, and a
+    contradicting X-Forwarded-Ssl from the client does not reach gunicorn (which would refuse the request)."""
+    forged = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Forwarded-For": "1.2.3.4",
+        "X-Forwarded-Proto": "http",
+        "X-Forwarded-Ssl": "off",
+        "X-Forwarded-Protocol": "plain",
+        "X-Forwarded-Host": "evil.example",
+    }
+    body = urlencode(
+        {"grant_type": "client_credentials", "client_id": "forged-headers", "client_secret": "x"}
+    )
+    response = fetch(
+        stack.https, "POST", "/oauth/token", source=ATTACKER, context=stack.context, body=body, headers=forged
+    )
+    assert response.status == 401  # invalid_client, answered: neither redirected (301) nor refused (400)
+    counters = _client_address_counters(stack.database)
+    assert counters.get(f"client-ip:{ATTACKER}", 0) >= 1
+    assert "client-ip:1.2.3.4" not in counters
+    discovery = fetch(
+        stack.https,
+        "GET",
+        "/.well-known/openid-configuration",
+        source=ATTACKER,
+        context=stack.context,
+        headers=forged,
+    )
+    assert discovery.status == 200
+
+
+def test_no_answer_through_nginx_names_gunicorn(stack):
+    """nginx answers for gunicorn: its own ``Server: nginx`` without a version (server_tokens off), never
+    gunicorn's ``Server: gunicorn`` (proxy_hide_header Server), on proxied answers and on the plain-HTTP
+    health check alike."""
+    answers = [
+        fetch(
+            stack.https, "GET", "/.well-known/openid-configuration", source=ATTACKER, context=stack.context
+        ),
+        fetch(stack.https, "GET", "/no-such-page", source=ATTACKER, context=stack.context),
+        fetch(stack.http, "GET", "/healthz", source=ATTACKER),
+    ]
+    assert [answer.status for answer in answers] == [200, 404, 200]
+    for answer in answers:
+        assert answer.headers.get_all("Server") == ["nginx"]
+    direct = fetch(stack.gunicorn, "GET", "/healthz", source=PROXY)
+    assert direct.getheader("Server") == "gunicorn"  # what the proxy hides: gunicorn is never published
