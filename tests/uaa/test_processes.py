@@ -48,7 +48,8 @@ def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_guni
     discovery = json.load(urllib.request.urlopen(f"{base}/.well-known/openid-configuration"))
     assert discovery["issuer"] == base
     jwks = json.load(urllib.request.urlopen(discovery["jwks_uri"]))
-    assert sorted(key["alg"] for key in jwks["keys"]) == ["ES256", "EdDSA", "RS256"]
+    algs = sorted(key["alg"] for key in jwks["keys"])  # an active key and a pre-published standby each
+    assert algs == ["ES256", "ES256", "EdDSA", "EdDSA", "RS256", "RS256"]
 
     credentials = create_service_client(env)
     body = urlencode({"grant_type": "client_credentials", **credentials})
