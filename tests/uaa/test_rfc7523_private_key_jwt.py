@@ -230,6 +230,38 @@ def test_a_symmetric_or_unsigned_assertion_is_refused(jwt_client, signing_key):
     assert_invalid_client(token_request(token.serialize()), "algorithm 'HS256' is not accepted")
 
 
+def _json_serialized(client_id: str, key: jwk.JWK, *, general: bool) -> str:
+    """A JWS JSON Serialization (RFC 7515 §7.2) of valid claims, signed with the client's own key, with an
+    unprotected ``header`` the signature does not cover."""
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": ISSUER, "exp": now + 60, "jti": uuid.uuid4().hex}
+    token = jws.JWS(json.dumps(claims))
+    token.add_signature(
+        key, alg="ES256", protected={"alg": "ES256", "kid": key["kid"]}, header={"note": UNSIGNED_WORDS}
+    )
+    flattened = json.loads(token.serialize(compact=False))
+    if not general:
+        return json.dumps(flattened)
+    payload = flattened.pop("payload")
+    return json.dumps({"payload": payload, "signatures": [flattened]})
+
+
+UNSIGNED_WORDS = "the client agreed to pay 1,000,000 EUR"
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_a_jws_json_serialization_is_not_a_client_assertion(jwt_client, signing_key, general):
+    """Red team W1. RFC 7523 §2.2: client_assertion "MUST contain a single JWT"; RFC 7519 §1: "JWTs are
+    always represented using the JWS Compact Serialization or the JWE Compact Serialization". A JSON
+    serialization carries an unprotected header, which went into the undeletable ledger as the client's
+    evidence although the client never signed it."""
+    serialized = _json_serialized(jwt_client.client_id, signing_key, general=general)
+    assert_invalid_client(token_request(serialized), "not a JWT in compact serialization")
+    assert records("token.issued") == []
+    bodies = LedgerRecord.objects.values_list("body", flat=True)
+    assert not any(UNSIGNED_WORDS in body for body in bodies)
+
+
 def test_iss_and_sub_must_both_be_the_client(jwt_client, signing_key):
     """RFC 7523 §3 items 1-2 and OIDC Core §9: iss = sub = client_id."""
     signed = assertion(jwt_client.client_id, signing_key, sub="someone-else")

@@ -2,7 +2,9 @@
 
 The client signs a short-lived JWT with a key it registered (an inline JWK Set or a ``jwks_uri``), and
 sends it as ``client_assertion`` with ``client_assertion_type`` =
-``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``. UAA checks, cheapest first: the algorithm,
+``urn:ietf:params:oauth:client-assertion-type:jwt-bearer``. UAA checks, cheapest first: that it is a
+JWT, i.e. a JWS in compact serialization (RFC 7519 §1; a JWS JSON serialization's unprotected header is
+not signed, and the assertion is kept as evidence), the algorithm,
 ``iss`` = ``sub`` = the client, ``aud`` = the issuer identifier as its sole value
 (draft-ietf-oauth-rfc7523bis §4: an endpoint URL is refused unless
 ``UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD``), ``exp`` (and ``nbf``/``iat`` when present), ``jti``; only
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +42,10 @@ LEEWAY = timedelta(seconds=30)
 MAX_LIFETIME = timedelta(minutes=10)  # bounds how long a jti must be remembered
 MAX_ASSERTION_BYTES = 8192
 WRONG_AUDIENCE = "aud is not the issuer identifier"
+NOT_COMPACT = "not a JWT in compact serialization"
+# RFC 7519 §1 / RFC 7515 §7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). A JWS JSON
+# Serialization (RFC 7515 §7.2) is no JWT, and its unprotected "header" is not covered by the signature.
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class AssertionRejected(Exception):
@@ -81,6 +88,10 @@ def claimed_client_id(request: Any) -> str | None:
 
 
 def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any], jws.JWS]:
+    """Header, claims and the parsed JWS of a compact JWS: every byte of it either signed or the signature,
+    so the assertion kept as evidence holds nothing the client did not sign."""
+    if not COMPACT_JWS.fullmatch(assertion):
+        raise AssertionRejected(NOT_COMPACT)
     parsed = jws.JWS()
     try:
         parsed.deserialize(assertion)
