@@ -248,6 +248,8 @@ UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD = env.bool("UAA_CLIENT_ASSERTION_ACCEPT
 # (CIDRs) that may be fetched from although they are not public; none by default.
 UAA_JWKS_URI_TIMEOUT = env.float("UAA_JWKS_URI_TIMEOUT", default=3.0)
 UAA_JWKS_URI_ALLOWED_NETWORKS = env.list("UAA_JWKS_URI_ALLOWED_NETWORKS", default=[])
+# A loopback jwks_uri (and plain http to it): for a laptop or tests only, never implied by http redirect URIs.
+UAA_JWKS_URI_ALLOW_LOOPBACK = env.bool("UAA_JWKS_URI_ALLOW_LOOPBACK", default=False)
 
 # Tokens and keys.
 UAA_ACCESS_TOKEN_LIFETIME = env.int("UAA_ACCESS_TOKEN_LIFETIME", default=600)

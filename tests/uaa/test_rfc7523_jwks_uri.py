@@ -2,9 +2,10 @@
 
 The attacker here registered nothing: they send assertions naming a client whose ``jwks_uri`` points
 somewhere, or they control DNS or the server behind it. UAA must not become their HTTP client into its
-own network (OWASP SSRF prevention): only https (loopback http where UAA_REDIRECT_URI_SCHEMES allows
-http for local use), no user information, no redirects, no private, loopback, link-local, multicast or
-reserved destinations in production, every resolved address checked and the checked one connected to,
+own network (OWASP SSRF prevention): only https (loopback, and http to it, only where
+UAA_JWKS_URI_ALLOW_LOOPBACK says so, for local use), no user information, no redirects, only globally
+reachable destinations (no private, loopback, link-local, multicast or reserved ones, nor one inside an
+IPv6 address), every resolved address checked and the checked one connected to,
 one deadline and a size cap for the whole fetch, failures cached instead of retried per request.
 """
 
@@ -48,10 +49,17 @@ def _empty_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_jwks_uris(settings: Any) -> None:
+    """The test servers below listen on 127.0.0.1: allowed only by the explicit setting."""
+    settings.UAA_JWKS_URI_ALLOW_LOOPBACK = True
+
+
 @pytest.fixture
 def production(settings: Any) -> None:
-    """Production redirect-URI schemes (https only): no loopback allowance for jwks_uri either."""
+    """Production: https redirect URIs only, and no loopback allowance for jwks_uri."""
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["https"]}
+    settings.UAA_JWKS_URI_ALLOW_LOOPBACK = False
 
 
 class FakeDNS:
@@ -306,20 +314,72 @@ def test_the_jwks_uri_is_not_fetched_for_an_assertion_that_fails_the_cheap_check
         ("::ffff:10.0.0.1", False),  # IPv4-mapped
         ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
         ("2001:db8::1", False),  # documentation
+        # the red team's (W2): each passed before
+        ("2002:a00:1::", False),  # 6to4 (RFC 3056) of 10.0.0.1
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("64:ff9b:1::a00:1", False),  # RFC 8215 local-use NAT64 prefix
+        ("::a00:1", False),  # IPv4-compatible (RFC 4291 §2.5.5.1, deprecated) 10.0.0.1
+        ("::5db8:d822", False),  # IPv4-compatible, of a public address: no longer meaningful at all
+        ("fec0::1", False),  # site-local (RFC 3879: deprecated, still routed inside some sites)
+        ("::ffff:0:a00:1", False),  # IPv4-translated (RFC 2765) 10.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo (RFC 4380), client 10.0.0.1
+        ("3fff::1", False),  # documentation (RFC 9637)
+        ("5f00::1", False),  # SRv6 SIDs (RFC 9602)
+        ("2002:5db8:d822::1", True),  # 6to4 of a public address
+        ("64:ff9b::5db8:d822", True),  # NAT64 of a public address
+        ("::ffff:93.184.216.34", True),  # IPv4-mapped public address
     ],
 )
-def test_destination_rules(settings, address, allowed):
-    """Production: public unicast addresses only."""
+def test_destination_rules(production, address, allowed):
+    """Production: globally reachable unicast addresses only (ipaddress ``is_global``), and an IPv4 address
+    embedded in an IPv6 one (mapped, 6to4, NAT64, Teredo) must be one as well."""
     from uaa.oauth.remote_jwks import destination_allowed
 
-    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["https"]}
     assert destination_allowed(ipaddress.ip_address(address)) is allowed
 
 
-def test_an_operator_can_allow_an_internal_network(settings):
+@pytest.mark.parametrize(
+    "host", ["[2002:a00:1::]", "[64:ff9b:1::a00:1]", "[::a00:1]", "[fec0::1]", "[::ffff:0:a00:1]"]
+)
+def test_jwks_uris_naming_an_internal_address_inside_ipv6_are_refused_at_registration(db, production, host):
+    """Red team W2: these literals passed the address check at registration."""
+    with pytest.raises(ValidationError) as error:
+        clean_with(f"https://{host}/jwks.json")
+    assert "jwks_uri" in error.value.message_dict
+
+
+@pytest.mark.parametrize("address", ["2002:a00:1::", "64:ff9b:1::a00:1", "::a00:1", "fec0::1"])
+def test_a_name_resolving_to_an_internal_address_inside_ipv6_is_not_connected_to(
+    db, production, resolver, signing_key, monkeypatch, address
+):
+    """Red team W2 at fetch time: the resolved address is checked by the same rule before any connection."""
+    from uaa.oauth import remote_jwks
+
+    connected: list[Any] = []
+    monkeypatch.setattr(remote_jwks, "_connect", lambda *args: connected.append(args) or 1 / 0)
+    resolver.answers["keys.example.net"] = [[address]]
+    client = uri_client("https://keys.example.net/jwks.json")
+    assert_refused(assertion_request(assertion(client.client_id, signing_key)))
+    assert connected == []
+
+
+def test_allowing_http_redirect_uris_does_not_allow_a_loopback_jwks_uri(db, settings, signing_key):
+    """Red team W2: native apps need http loopback redirect URIs (RFC 8252 §7.3), which used to allow a
+    loopback jwks_uri in production as well. Only UAA_JWKS_URI_ALLOW_LOOPBACK does now."""
+    settings.UAA_JWKS_URI_ALLOW_LOOPBACK = False
+    assert "http" in settings.OAUTH2_PROVIDER["ALLOWED_REDIRECT_URI_SCHEMES"]
+    for uri in ("http://127.0.0.1/jwks.json", "https://localhost/jwks.json", "https://[::1]/jwks.json"):
+        with pytest.raises(ValidationError):
+            clean_with(uri)
+    with http_server(json_handler(public_set(signing_key))) as (port, served):
+        client = stored_client(f"http://127.0.0.1:{port}/jwks.json")
+        assert_refused(assertion_request(assertion(client.client_id, signing_key)))
+        assert served.connections == 0
+
+
+def test_an_operator_can_allow_an_internal_network(settings, production):
     from uaa.oauth.remote_jwks import destination_allowed
 
-    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["https"]}
     settings.UAA_JWKS_URI_ALLOWED_NETWORKS = ["10.20.0.0/16"]
     assert destination_allowed(ipaddress.ip_address("10.20.1.2"))
     assert not destination_allowed(ipaddress.ip_address("10.21.1.2"))

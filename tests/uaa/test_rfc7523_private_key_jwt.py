@@ -342,8 +342,9 @@ def jwks_server(signing_key) -> Iterator[str]:
     server.server_close()
 
 
-def test_keys_can_be_registered_by_jwks_uri(db, signing_key, jwks_server):
+def test_keys_can_be_registered_by_jwks_uri(db, settings, signing_key, jwks_server):
     """OIDC Dynamic Client Registration §2 jwks_uri: fetched, cached, and used like an inline set."""
+    settings.UAA_JWKS_URI_ALLOW_LOOPBACK = True  # the test server listens on 127.0.0.1
     issued = register_client(
         name="svc",
         client_type=Client.CLIENT_CONFIDENTIAL,

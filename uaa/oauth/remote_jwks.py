@@ -2,12 +2,14 @@
 without letting a caller use UAA as an HTTP client into its own network (OWASP SSRF prevention).
 
 * The URL (at registration and again at every fetch): ``https``, or ``http`` to a loopback host only
-  where ``UAA_REDIRECT_URI_SCHEMES`` allows ``http`` (local use); no user information (RFC 9110 §4.2.4),
-  no fragment, a host read with ``urlsplit().hostname``.
-* The destination: the host is resolved once, every address is checked (public unicast only; loopback
-  too where ``http`` is allowed; ``UAA_JWKS_URI_ALLOWED_NETWORKS`` for an operator's exceptions), and the
-  connection goes to a checked address, so a second DNS answer (rebinding) cannot swap it. TLS still
-  verifies the certificate for the URL's host name.
+  where ``UAA_JWKS_URI_ALLOW_LOOPBACK`` says so (local use and tests; http redirect URIs for native apps
+  do not); no user information (RFC 9110 §4.2.4), no fragment, a host read with ``urlsplit().hostname``.
+* The destination: the host is resolved once, every address is checked (allowed, not denied: globally
+  reachable unicast only, by ``ipaddress``'s ``is_global`` and the IANA special-purpose registries; an
+  IPv4 address inside an IPv6 one, IPv4-mapped, 6to4, NAT64 or Teredo, must be allowed as well; loopback
+  where ``UAA_JWKS_URI_ALLOW_LOOPBACK``; ``UAA_JWKS_URI_ALLOWED_NETWORKS`` for an operator's exceptions),
+  and the connection goes to a checked address, so a second DNS answer (rebinding) cannot swap it. TLS
+  still verifies the certificate for the URL's host name.
 * The fetch: no redirects, status 200 only, at most ``MAX_BYTES``, one ``UAA_JWKS_URI_TIMEOUT`` deadline
   for resolving, connecting, TLS and reading together.
 * The cache (Django's cache, shared where ``CACHE_URL`` says): a document for ``CACHE_SECONDS``, a
@@ -40,6 +42,21 @@ CACHE_SECONDS = 300
 FAILURE_CACHE_SECONDS = 60
 LOOPBACK_NAMES = frozenset({"localhost"})
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is embedded in the last 32 bits
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")  # RFC 3056: the IPv4 address is bits 16-47
+TEREDO = ipaddress.ip_network("2001::/32")  # RFC 4380: the server's and the (obscured) client's IPv4 address
+# Not globally reachable, though the ipaddress of some Python versions says so (its tables predate them):
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "::/96",  # IPv4-compatible addresses (RFC 4291 §2.5.5.1, deprecated): nothing routes them
+        "::ffff:0:0:0/96",  # IPv4-translated addresses (RFC 2765 §2.1)
+        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215): inside the operator's network
+        "fec0::/10",  # site-local (RFC 3879: deprecated, still routed inside some sites)
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs (RFC 9602)
+        "192.88.99.0/24",  # 6to4 relay anycast (RFC 7526, deprecated)
+    )
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,33 +72,55 @@ class FetchFailed(Exception):
 
 
 def loopback_allowed() -> bool:
-    """Loopback (and plain http to it) only where redirect URIs may be http: a local, non-production setup."""
-    return "http" in settings.OAUTH2_PROVIDER.get("ALLOWED_REDIRECT_URI_SCHEMES", [])
+    """Loopback (and plain http to it) only where ``UAA_JWKS_URI_ALLOW_LOOPBACK`` says so: a local setup or
+    the tests. Not implied by http redirect URIs, which native apps need in production (RFC 8252 §7.3)."""
+    return bool(settings.UAA_JWKS_URI_ALLOW_LOOPBACK)
 
 
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address in NAT64:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a connection to ``address`` may end up at, through a translator or a tunnel:
+    NAT64 (RFC 6052), 6to4 (RFC 3056), Teredo (RFC 4380: the server and the client)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    if address in NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address in SIX_TO_FOUR and address.sixtofour is not None:
+        return [address.sixtofour]
+    if address in TEREDO and address.teredo is not None:
+        return list(address.teredo)
+    return []
 
 
-def destination_allowed(address: IPAddress) -> bool:
-    """Public unicast addresses; loopback where ``loopback_allowed()``; the operator's allowed networks."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None:
-        return destination_allowed(embedded)
+def _operator_allows(address: IPAddress) -> bool:
     for network in settings.UAA_JWKS_URI_ALLOWED_NETWORKS:
         try:
             if address in ipaddress.ip_network(network, strict=False):
                 return True
-        except ValueError:
+        except (ValueError, TypeError):
             continue
+    return False
+
+
+def _globally_reachable(address: IPAddress) -> bool:
+    return (
+        address.is_global
+        and not address.is_multicast
+        and not any(address.version == network.version and address in network for network in NOT_GLOBAL)
+    )
+
+
+def destination_allowed(address: IPAddress) -> bool:
+    """Allowed, never merely not denied: a globally reachable unicast address, and every IPv4 address
+    embedded in it one as well; loopback where ``loopback_allowed()``; the operator's allowed networks."""
+    if _operator_allows(address):
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return destination_allowed(address.ipv4_mapped)  # the same host as its IPv4 address
     if address.is_loopback:
         return loopback_allowed()
-    return address.is_global and not address.is_multicast
+    return _globally_reachable(address) and all(
+        _globally_reachable(inner) or _operator_allows(inner) for inner in _embedded_ipv4(address)
+    )
 
 
 def _literal(host: str) -> IPAddress | None:
@@ -132,6 +171,7 @@ def _remaining(deadline: float) -> float:
 def _resolve(host: str, port: int, deadline: float) -> list[tuple[int, tuple[Any, ...]]]:
     """Every address of ``host``, each one checked; an unacceptable one refuses them all."""
     literal = _literal(host)
+    candidates: list[tuple[int, tuple[Any, ...]]]
     if literal is not None:
         family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
         candidates = [
