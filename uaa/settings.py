@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -33,7 +34,17 @@ UAA_KEK_FILE = env("UAA_KEK_FILE", default=str(VAR_DIR / "dev.kek") if DEBUG els
 if not UAA_KEK and not UAA_KEK_FILE:
     raise ImproperlyConfigured("Set UAA_KEK (or UAA_KEK_FILE): the key-encryption key for signing keys.")
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# RFC 9110 §7.2: the hosts UAA answers for. Always the issuer's (bracketed if an IPv6 literal, as Django
+# compares it), plus the names ALLOWED_HOSTS lists (a health check's); the local names only with DEBUG.
+# Never ``testserver``: Django's test set-up adds it for the test client itself.
+_ISSUER_HOST = (urlsplit(UAA_ISSUER).hostname or "").lower()
+_ISSUER_HOST = f"[{_ISSUER_HOST}]" if ":" in _ISSUER_HOST else _ISSUER_HOST
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [*([_ISSUER_HOST] if _ISSUER_HOST else []), *env.list("ALLOWED_HOSTS", default=[])]
+        + (["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+    )
+)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
