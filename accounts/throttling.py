@@ -10,10 +10,15 @@ The account key is a digest of the typed e-mail address, known or not: an unknow
 like a real one, so the lock message does not tell whether an account exists (OWASP ASVS V2.2.1).
 
 Client authentication at the token, revocation and introspection endpoints is limited the same way, with
-keys of its own: ``UAA_THROTTLE_CLIENT_FAILURES`` failures per registered client and
-``UAA_THROTTLE_CLIENT_IP_FAILURES`` per client address (an IPv6 address counts as its /64) lock for
-``UAA_CLIENT_LOCKOUT_SECONDS``. Unknown client_ids count against the address only, so invented ids leave
-no rows behind. The lock is checked before any credential is: a locked caller costs one query.
+keys of its own, each locking for ``UAA_CLIENT_LOCKOUT_SECONDS``: ``UAA_THROTTLE_CLIENT_IP_FAILURES``
+failures per client address (an IPv6 address counts as its /64), whatever client they name;
+``UAA_THROTTLE_CLIENT_FAILURES`` per registered client from one address; and as many per registered client
+from all addresses together. The first two refuse every attempt. The client-wide lock refuses only an
+attempt that could guess a secret, and only from an address the client has not authenticated from in the
+last ``KNOWN_ADDRESS_FOR`` (OWASP's device cookies, keyed by address): strangers cannot lock a client out
+of the addresses it works from, and a guesser spread over many addresses still gets
+``UAA_THROTTLE_CLIENT_FAILURES`` guesses per lock. Unknown client_ids count against the address only, so
+invented ids leave no rows behind. Locks are checked before any credential is, in one query.
 """
 
 from __future__ import annotations
@@ -78,9 +83,10 @@ def seconds_locked(*, keys: Iterable[str], now: datetime | None = None) -> int:
     return math.ceil((until - now).total_seconds()) if until else 0
 
 
-def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime | None = None) -> None:
+def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime | None = None) -> bool:
     """One failure for ``key`` (any namespace): the ``limit``-th within ``UAA_THROTTLE_WINDOW`` seconds
-    locks the key for ``lockout_seconds``. One row per key, updated under a row lock."""
+    locks the key for ``lockout_seconds``. One row per key, updated under a row lock. True when this
+    failure started the lock."""
     now = now or timezone.now()
     window = timedelta(seconds=settings.UAA_THROTTLE_WINDOW)
     with transaction.atomic():
@@ -88,14 +94,16 @@ def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime |
             key=key, defaults={"window_started_at": now}
         )
         if counter.locked_until and counter.locked_until > now:
-            return  # already locked: the lock is not extended by further tries
+            return False  # already locked: the lock is not extended by further tries
         if now - counter.window_started_at > window:
             counter.failures, counter.window_started_at = 0, now
         counter.failures += 1
-        if counter.failures >= limit:
+        locks = counter.failures >= limit
+        if locks:
             counter.locked_until = now + timedelta(seconds=lockout_seconds)
             counter.failures, counter.window_started_at = 0, now
         counter.save()
+    return locks
 
 
 def clear(*, key: str, now: datetime | None = None) -> None:
@@ -135,8 +143,26 @@ def lock_message(seconds: int) -> str:
 
 
 # --- client authentication (the token, revocation and introspection endpoints) ----------------------
+KNOWN_ADDRESS_FOR = timedelta(days=30)  # a client's successful address stays "known" this long
+
+
 def client_key(client_id: str) -> str:
     return "client:" + hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+def _pair_digest(client_id: str, ip: str | None) -> str:
+    pair = f"{client_id}\x00{address_bucket(ip)}"
+    return hashlib.sha256(pair.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+def client_address_key(client_id: str, ip: str | None) -> str:
+    """The failures of one client from one address."""
+    return "client-at:" + _pair_digest(client_id, ip)
+
+
+def known_address_key(client_id: str, ip: str | None) -> str:
+    """An address the client authenticated from (``window_started_at``: the last time; no failures)."""
+    return "client-ok:" + _pair_digest(client_id, ip)
 
 
 def address_bucket(ip: str | None) -> str:
@@ -159,10 +185,25 @@ def client_ip_key(ip: str | None) -> str:
 
 @dataclass(frozen=True)
 class ClientThrottle:
-    """What the counters say about one client authentication attempt, read in one query."""
+    """What the counters say about one client authentication attempt, read in one query.
 
-    retry_after: int  # seconds until the attempt may be made; 0: now
-    client_failures: int  # failures counted against the named client in its current window
+    ``retry_after`` is the lock of the address or of this (client, address) pair: it refuses every
+    attempt. ``client_retry_after`` is the client-wide lock (too many failures from all addresses
+    together): it refuses only attempts that could guess a secret, and never one from an address the
+    client authenticated from within ``KNOWN_ADDRESS_FOR`` (0 then)."""
+
+    retry_after: int  # seconds until the attempt may be made whatever it carries; 0: now
+    client_retry_after: int  # seconds until a guessable attempt from an unknown address may be made
+    pair_failures: int  # failures of the named client from this address in the current window
+    known_since: datetime | None  # when the client last authenticated from this address, if it is known
+
+    def refuses(self, *, guessable: bool) -> int:
+        """Seconds to wait (0: go on) for an attempt that could guess a secret (``guessable``) or not."""
+        return max(self.retry_after, self.client_retry_after if guessable else 0)
+
+
+def _seconds(until: datetime | None, now: datetime) -> int:
+    return math.ceil((until - now).total_seconds()) if until and until > now else 0
 
 
 def check_client(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> ClientThrottle:
@@ -172,39 +213,61 @@ def check_client(*, client_id: str | None, ip: str | None, now: datetime | None 
     keys = {client_ip_key(ip): "ip"}
     if client_id:
         keys[client_key(client_id)] = "client"
-    until, failures = None, 0
-    for key, count, locked in ThrottleCounter.objects.filter(key__in=list(keys)).values_list(
-        "key", "failures", "locked_until"
+        keys[client_address_key(client_id, ip)] = "pair"
+        keys[known_address_key(client_id, ip)] = "known"
+    locks: dict[str, datetime] = {}
+    pair_failures, known_since = 0, None
+    for key, count, locked, started in ThrottleCounter.objects.filter(key__in=list(keys)).values_list(
+        "key", "failures", "locked_until", "window_started_at"
     ):
+        kind = keys[key]
+        if kind == "known":
+            known_since = started if now - started < KNOWN_ADDRESS_FOR else None
+            continue
         if locked and locked > now:
-            until = max(until or locked, locked)
-        if keys[key] == "client":
-            failures = count
-    retry_after = math.ceil((until - now).total_seconds()) if until else 0
-    return ClientThrottle(retry_after=retry_after, client_failures=failures)
+            locks[kind] = locked
+        if kind == "pair":
+            pair_failures = count
+    return ClientThrottle(
+        retry_after=max(_seconds(locks.get("ip"), now), _seconds(locks.get("pair"), now)),
+        client_retry_after=0 if known_since else _seconds(locks.get("client"), now),
+        pair_failures=pair_failures,
+        known_since=known_since,
+    )
 
 
-def record_client_failure(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> None:
+def record_client_failure(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> bool:
     """Count a failed client authentication against the address, and against ``client_id`` when it names
-    a registered client (the caller says so by passing it; unknown ids are passed as ``None``)."""
+    a registered client (the caller says so by passing it; unknown ids are passed as ``None``): against
+    that client from this address, and against the client from everywhere. True when this failure
+    started a client-wide lock (the caller raises the alarm)."""
     lockout = settings.UAA_CLIENT_LOCKOUT_SECONDS
-    if client_id:
-        count_failure(
-            key=client_key(client_id),
-            limit=settings.UAA_THROTTLE_CLIENT_FAILURES,
-            lockout_seconds=lockout,
-            now=now,
-        )
+    limit = settings.UAA_THROTTLE_CLIENT_FAILURES
     count_failure(
         key=client_ip_key(ip),
         limit=settings.UAA_THROTTLE_CLIENT_IP_FAILURES,
         lockout_seconds=lockout,
         now=now,
     )
+    if not client_id:
+        return False
+    count_failure(key=client_address_key(client_id, ip), limit=limit, lockout_seconds=lockout, now=now)
+    return count_failure(key=client_key(client_id), limit=limit, lockout_seconds=lockout, now=now)
 
 
-def record_client_success(*, client_id: str, throttle: ClientThrottle) -> None:
-    """An authenticated client's own failures are forgiven (not its address's). Nothing is written when
-    ``throttle`` (read before the attempt) counted none: the successful path stays write-free."""
-    if throttle.client_failures:
-        clear(key=client_key(client_id))
+def record_client_success(
+    *, client_id: str, ip: str | None, throttle: ClientThrottle, now: datetime | None = None
+) -> None:
+    """An authenticated client's failures from this address are forgiven (not the address's, nor the
+    client's from elsewhere: one success is no alibi for guesses made meanwhile), and the address is
+    remembered as one the client uses. Writes only when ``throttle`` (read before the attempt) counted
+    failures here, or the address was last remembered more than a window ago."""
+    now = now or timezone.now()
+    if throttle.pair_failures:
+        clear(key=client_address_key(client_id, ip), now=now)
+    window = timedelta(seconds=settings.UAA_THROTTLE_WINDOW)
+    if throttle.known_since is None or now - throttle.known_since > window:
+        ThrottleCounter.objects.update_or_create(
+            key=known_address_key(client_id, ip),
+            defaults={"failures": 0, "window_started_at": now, "locked_until": None},
+        )

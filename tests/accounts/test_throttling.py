@@ -222,9 +222,10 @@ def test_a_clients_failures_are_forgiven_by_its_success_without_a_write_otherwis
 ):
     throttling.record_client_failure(client_id="svc", ip="192.0.2.1")
     seen = throttling.check_client(client_id="svc", ip="192.0.2.1")
-    assert seen.client_failures == 1 and seen.retry_after == 0
-    throttling.record_client_success(client_id="svc", throttle=seen)
-    assert not ThrottleCounter.objects.filter(key=throttling.client_key("svc")).exists()
+    assert seen.pair_failures == 1 and seen.retry_after == 0
+    throttling.record_client_success(client_id="svc", ip="192.0.2.1", throttle=seen)
+    assert not ThrottleCounter.objects.filter(key=throttling.client_address_key("svc", "192.0.2.1")).exists()
     clean = throttling.check_client(client_id="svc", ip="192.0.2.1")
+    assert clean.known_since is not None  # the address is remembered as one the client works from
     with django_assert_num_queries(0):
-        throttling.record_client_success(client_id="svc", throttle=clean)
+        throttling.record_client_success(client_id="svc", ip="192.0.2.1", throttle=clean)

@@ -156,8 +156,8 @@ def test_the_ip_limit_stops_spraying_across_client_ids(service_client):
         "/oauth/token", service_client.client_id, service_client.secret, ip="192.0.2.44"
     )
     assert elsewhere.status_code == HTTPStatus.OK, elsewhere.content
-    keys = set(ThrottleCounter.objects.values_list("key", flat=True))
-    assert len(keys) == 1  # the address only: invented client_ids leave no rows
+    keys = set(ThrottleCounter.objects.exclude(key__startswith="client-ok:").values_list("key", flat=True))
+    assert len(keys) == 1  # the address only: invented client_ids leave no rows (client-ok: the success)
 
 
 def test_unknown_public_client_ids_count_too(db):
@@ -183,15 +183,18 @@ def test_the_lock_ends_by_itself(service_client):
         assert response.status_code == HTTPStatus.OK, response.content
 
 
-def test_a_successful_authentication_clears_the_clients_failures(service_client):
-    """As at sign-in: the client's own failures are forgiven by a success (not the address's)."""
-    for _ in range(9):
-        secret_attempt("/oauth/token", service_client.client_id, "wrong")
-    assert secret_attempt("/oauth/token", service_client.client_id, service_client.secret).status_code == 200
-    for _ in range(9):
-        secret_attempt("/oauth/token", service_client.client_id, "wrong", ip="192.0.2.9")
-    response = secret_attempt("/oauth/token", service_client.client_id, service_client.secret, ip="192.0.2.9")
-    assert response.status_code == HTTPStatus.OK
+def test_a_successful_authentication_forgives_the_failures_of_its_own_address(service_client):
+    """As at sign-in, a success forgives the client's failures, but only those from its own address:
+    guesses made meanwhile from elsewhere still count towards the client-wide lock."""
+    for _ in range(2):
+        for _ in range(9):
+            secret_attempt("/oauth/token", service_client.client_id, "wrong")
+        response = secret_attempt("/oauth/token", service_client.client_id, service_client.secret)
+        assert response.status_code == HTTPStatus.OK, response.content  # 18 failures, never 10 in a row
+    elsewhere = secret_attempt(
+        "/oauth/token", service_client.client_id, service_client.secret, ip="192.0.2.9"
+    )
+    assert elsewhere.status_code == HTTPStatus.TOO_MANY_REQUESTS  # the client-wide count was not reset
 
 
 def test_a_known_client_that_fails_authentication_is_recorded(service_client):
@@ -277,3 +280,156 @@ def test_ipv6_addresses_of_one_64_share_their_counter(service_client):
         "/oauth/token", service_client.client_id, service_client.secret, ip="2001:db8:1:2:ffff::1"
     )
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
+# --- the red team's attacks on the throttle and the summaries --------------------------------------
+def named(client_id: str) -> list[dict[str, Any]]:
+    return [record for record in failures() if record.get("client_id") == client_id]
+
+
+def test_a_flood_of_unknown_client_ids_from_1000_addresses_does_not_hide_a_registered_client(service_client):
+    """Red team B4: 1000 failed Basic logins with invented client_ids from 1000 addresses (127.1.x.y) filled
+    every summary slot of the window, so two wrong secrets for a registered client then landed in the
+    anonymous overflow tally, and no record named it. docs/audit-ledger.md: "A known client that fails
+    authentication is therefore always visible right away" (RFC 6749 §10.10: the server MUST prevent
+    brute-force attacks, which needs knowing which client is attacked)."""
+    for n in range(1000):
+        response = secret_attempt(
+            "/oauth/token", secrets.token_hex(8), "guess", ip=f"127.1.{n // 250}.{n % 250}"
+        )
+        assert response.status_code == HTTPStatus.UNAUTHORIZED
+    for _ in range(2):
+        secret_attempt("/oauth/token", service_client.client_id, "wrong", ip="203.0.113.50")
+    (first,) = named(service_client.client_id)  # at once, before any summary is written
+    assert first["detail"] == {"method": "client_secret_basic", "reason": "the client secret is wrong"}
+    assert first["ip"] == "203.0.113.50"
+    flush()
+    assert counted(named(service_client.client_id)) == (2, 0)
+    records = failures()
+    assert counted(records) == (1002, 0)
+    overflow = [record for record in records if record["detail"].get("overflow")]
+    assert all(record.get("client_id", "") == "" for record in overflow)  # only the unknown ids overflow
+    assert len(records) <= 2 * 1000 + 2 + 2
+
+
+def test_an_ipv6_48_of_unknown_client_ids_does_not_hide_a_registered_client(settings, service_client):
+    """Red team B4, the IPv6 form: a /48 holds 65,536 /64s, each counted as an address of its own."""
+    from uaa.oauth import audit
+
+    cap = audit.SUMMARY_KEYS_PER_WINDOW
+    try:
+        audit.SUMMARY_KEYS_PER_WINDOW = 20
+        for n in range(40):
+            secret_attempt("/oauth/token", secrets.token_hex(8), "guess", ip=f"2001:db8:77:{n:x}::1")
+        secret_attempt("/oauth/token", service_client.client_id, "wrong", ip="2001:db8:77:ffff::1")
+    finally:
+        audit.SUMMARY_KEYS_PER_WINDOW = cap
+    (first,) = named(service_client.client_id)
+    assert first["detail"]["reason"] == "the client secret is wrong"
+
+
+def test_a_registered_client_attacked_from_many_addresses_keeps_its_name_in_a_bounded_ledger(settings, db):
+    """A registered client's failures always get its own records, but not one pair per attacking address
+    without end: past ``ADDRESSES_PER_CLIENT`` addresses they share the client's own overflow summary."""
+    from uaa.oauth import audit
+
+    settings.UAA_THROTTLE_CLIENT_FAILURES = 1000
+    victim = register_client(
+        name="Victim", client_type=Client.CLIENT_CONFIDENTIAL, grant_type=Client.GRANT_CLIENT_CREDENTIALS
+    ).client
+    per_client = audit.ADDRESSES_PER_CLIENT
+    try:
+        audit.ADDRESSES_PER_CLIENT = 5
+        for n in range(30):
+            secret_attempt("/oauth/token", victim.client_id, "wrong", ip=f"198.51.100.{n}")
+    finally:
+        audit.ADDRESSES_PER_CLIENT = per_client
+    flush()
+    records = named(victim.client_id)
+    assert counted(records) == (30, 0)
+    assert len(records) <= 2 * 5 + 2
+    (overflow,) = [record for record in records if record["detail"].get("overflow")]
+    assert overflow["detail"]["failures"] == 30 - 5 - 1  # after the overflow's own first failure
+
+
+def test_a_flood_of_garbage_assertions_does_not_lock_the_client_out_of_its_own_address(
+    jwt_client, signing_key
+):
+    """Red team W4: ten unauthenticated requests with a garbage-signed assertion naming a private_key_jwt
+    client locked that client from every address for 300 s; its next valid assertion got 429. A signature
+    cannot be guessed, so the client-wide count only raises the alarm: the flooding address is limited,
+    the client's own address, which never failed, is not (RFC 6749 §10.10)."""
+    stranger = new_key()
+    attacker = {"REMOTE_ADDR": "203.0.113.66"}
+    statuses = [
+        assertion_request(assertion(jwt_client.client_id, stranger), **attacker).status_code
+        for _ in range(60)
+    ]
+    assert statuses[:10] == [HTTPStatus.UNAUTHORIZED] * 10
+    assert set(statuses[10:]) == {HTTPStatus.TOO_MANY_REQUESTS}  # the flooding address itself is cut off
+    response = assertion_request(assertion(jwt_client.client_id, signing_key), REMOTE_ADDR="198.51.100.20")
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+def test_a_distributed_flood_of_garbage_assertions_is_limited_per_address_and_raises_the_alarm(
+    jwt_client, signing_key, monkeypatch, caplog
+):
+    """Many addresses, each sending garbage assertions for one client: each address gets its own ten
+    signature checks, the client is flagged (a warning naming it), and its valid assertion still works."""
+    verified: list[int] = []
+    real_verify = rfc7523._verify_signature
+    monkeypatch.setattr(rfc7523, "_verify_signature", lambda *a: verified.append(1) or real_verify(*a))
+    stranger = new_key()
+    for n in range(5):
+        for _ in range(12):
+            assertion_request(assertion(jwt_client.client_id, stranger), REMOTE_ADDR=f"203.0.113.{n}")
+    assert len(verified) == 5 * 10
+    assert any(
+        record.message == "oauth.client_under_attack" and record.client_id == jwt_client.client_id
+        for record in caplog.records
+    )
+    response = assertion_request(assertion(jwt_client.client_id, signing_key), REMOTE_ADDR="198.51.100.20")
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+def test_wrong_secrets_from_elsewhere_do_not_lock_a_client_out_of_the_address_it_authenticates_from(
+    service_client,
+):
+    """Red team W4 for a secret: a client that authenticated from an address keeps it while strangers'
+    wrong secrets lock everyone else out (OWASP's device cookies: a lockout that spares the devices the
+    account has already been used from)."""
+    home = "198.51.100.20"
+    assert (
+        secret_attempt("/oauth/token", service_client.client_id, service_client.secret, ip=home).status_code
+        == 200
+    )
+    for n in range(30):
+        secret_attempt("/oauth/token", service_client.client_id, "wrong", ip=f"203.0.113.{n}")
+    response = secret_attempt("/oauth/token", service_client.client_id, service_client.secret, ip=home)
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+def test_a_distributed_guessing_attack_on_a_secret_is_still_limited(service_client, monkeypatch):
+    """RFC 6749 §10.10: brute force against a client secret from 100 addresses, one guess each: after ten
+    failures for the client, guesses from addresses it never authenticated from are refused unchecked,
+    the right secret included, until the lock ends."""
+    from uaa.oauth.validators import UAAOAuth2Validator
+
+    checked: list[int] = []
+    real_check = UAAOAuth2Validator._check_secret
+    monkeypatch.setattr(
+        UAAOAuth2Validator, "_check_secret", lambda self, *a: checked.append(1) or real_check(self, *a)
+    )
+    statuses = [
+        secret_attempt(
+            "/oauth/token", service_client.client_id, f"guess-{n}", ip=f"203.0.113.{n}"
+        ).status_code
+        for n in range(100)
+    ]
+    assert statuses[:10] == [HTTPStatus.UNAUTHORIZED] * 10
+    assert statuses[10:] == [HTTPStatus.TOO_MANY_REQUESTS] * 90
+    assert len(checked) == 10
+    lucky = secret_attempt(
+        "/oauth/token", service_client.client_id, service_client.secret, ip="203.0.113.200"
+    )
+    assert lucky.status_code == HTTPStatus.TOO_MANY_REQUESTS

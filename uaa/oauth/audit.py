@@ -177,8 +177,13 @@ def code_replayed(*, redemption: Any, access_tokens: list[Any], request: OAuthli
 
 
 # --- failed client authentication: counted summaries (docs/audit-ledger.md) --------------------------
-SUMMARY_KEYS_PER_WINDOW = 1000  # open tallies per window; beyond it, everything shares one overflow tally
-OVERFLOW = "*"  # the address of the overflow tally
+# Open tallies per window. The cap is on addresses, never on registered clients: failures naming no
+# registered client are counted per address up to SUMMARY_KEYS_PER_WINDOW addresses, then share one anonymous
+# overflow tally; each registered client gets up to ADDRESSES_PER_CLIENT addresses, then an overflow tally of
+# its own, so its name is always in the ledger. Total: SUMMARY_KEYS_PER_WINDOW + 1 + clients x (cap + 1).
+SUMMARY_KEYS_PER_WINDOW = 1000
+ADDRESSES_PER_CLIENT = 100
+OVERFLOW = "*"  # the address of an overflow tally
 USER_AGENT_KEPT = 128  # of the first failure's User-Agent; summaries keep none
 FLUSH_BATCH = 500
 
@@ -205,7 +210,7 @@ def _summarise(tally: ClientAuthenticationTally, *, now: datetime) -> bool:
         "until": _utc(tally.last_at),
     }
     if tally.ip == OVERFLOW:
-        detail["overflow"] = True  # the per-window cap was reached: many clients or addresses in one
+        detail["overflow"] = True  # the per-window cap of addresses was reached for this client (or unknown)
     ledger.append_record(
         event=LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
         at=now,
@@ -240,9 +245,13 @@ def _open_tally(*, client_id: str, ip: str, now: datetime) -> tuple[ClientAuthen
 
 
 def _tally(*, client_id: str, ip: str, now: datetime) -> tuple[ClientAuthenticationTally, bool]:
-    exists = ClientAuthenticationTally.objects.filter(client_id=client_id, ip=ip).exists()
-    if not exists and ClientAuthenticationTally.objects.count() >= SUMMARY_KEYS_PER_WINDOW:
-        client_id, ip = "", OVERFLOW
+    """The tally of (client_id, ip), or of (client_id, overflow) once that client (a registered one, or the
+    unknown ``""``) has its cap of addresses: a registered client never shares a tally with another."""
+    tallies = ClientAuthenticationTally.objects.filter(client_id=client_id)
+    if not tallies.filter(ip=ip).exists():
+        cap = ADDRESSES_PER_CLIENT if client_id else SUMMARY_KEYS_PER_WINDOW
+        if tallies.exclude(ip=OVERFLOW).count() >= cap:
+            ip = OVERFLOW
     return _open_tally(client_id=client_id, ip=ip, now=now)
 
 

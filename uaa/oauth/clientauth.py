@@ -6,10 +6,15 @@ through ``authenticate_caller``) run every attempt through here:
 1. ``begin``: one method per request (§2.3: "MUST NOT use more than one authentication method in each
    request") — Basic, a secret in the body, or a client assertion (RFC 7523 §2.2) — else
    ``invalid_request``; then the throttle (accounts/throttling.py), before any credential is checked: a
-   locked client or address gets 429 with Retry-After, no secret hashed, no signature verified, no
-   ``jwks_uri`` fetched.
-2. ``succeeded``/``failed``: a failure counts against the address (and the client, when registered) and
-   is recorded as a counted summary (uaa/oauth/audit.py); a success forgives the client's own failures.
+   locked address or (client, address) pair gets 429 with Retry-After, no secret hashed, no signature
+   verified, no ``jwks_uri`` fetched. A client-wide lock (failures from many addresses) refuses only
+   what could guess a secret: a secret for a confidential client that has one, from an address the
+   client has not authenticated from. A signature cannot be guessed, so assertions pass it (their
+   cost stays limited per address), and so does the client at the addresses it works from.
+2. ``succeeded``/``failed``: a failure counts against the address, and against the client from that
+   address and from everywhere when it is registered; it is recorded as a counted summary
+   (uaa/oauth/audit.py). A client-wide lock starting is an alarm (``oauth.client_under_attack``). A
+   success forgives the client's failures from its address and remembers the address.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from django.conf import settings
 from django.http import HttpRequest
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
@@ -64,17 +70,34 @@ class Throttled(oauthlib_errors.OAuth2Error):
         return {"Retry-After": str(self.retry_after)}
 
 
+SECRET_METHODS = frozenset({BASIC, POST})
+
+
 @dataclass(frozen=True)
 class Attempt:
     method: str
     claimed: str | None  # the client_id the request names (unverified)
+    ip: str
     throttle: throttling.ClientThrottle
+
+
+def auth_scheme(header: str) -> str:
+    """The scheme of an ``Authorization`` header, lower-cased: RFC 9110 §11.1 "a case-insensitive token"."""
+    return header.partition(" ")[0].lower()
+
+
+def basic_credentials(header: str) -> str | None:
+    """The token68 of ``Basic`` credentials (RFC 7617 §2), the scheme written in any case, or ``None``.
+    RFC 9110 §11.4: ``credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]``."""
+    if auth_scheme(header) != "basic":
+        return None
+    return header.partition(" ")[2].strip(" ") or None
 
 
 def _basic_client_id(header: str) -> str | None:
     try:
-        decoded = base64.b64decode(header.split(" ", 1)[1], validate=False).decode("utf-8")
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(basic_credentials(header) or "", validate=False).decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     client_id, colon, _ = decoded.partition(":")
     return unquote_plus(client_id) if colon else None
@@ -82,7 +105,7 @@ def _basic_client_id(header: str) -> str | None:
 
 def _methods(request: OAuthlibRequest) -> list[str]:
     used = []
-    if (request.headers or {}).get("HTTP_AUTHORIZATION", "").split(" ", 1)[0].lower() == "basic":
+    if auth_scheme((request.headers or {}).get("HTTP_AUTHORIZATION", "")) == "basic":
         used.append(BASIC)
     if request.client_secret is not None:
         used.append(POST)
@@ -117,17 +140,32 @@ def begin(request: OAuthlibRequest) -> Attempt:
     claimed = _claimed(request, method)
     ip = client_address(request.headers or {})
     throttle = throttling.check_client(client_id=claimed, ip=ip)
-    if throttle.retry_after:
-        known = registered(claimed)
+    known = None
+    retry_after = throttle.retry_after
+    if not retry_after and throttle.client_retry_after and method in SECRET_METHODS:
+        known = registered(claimed)  # read only while the client-wide lock runs
+        retry_after = throttle.refuses(guessable=_has_guessable_secret(known))
+    if retry_after:
+        known = known or registered(claimed)
         client_id = known.client_id if known else ""
         audit.client_authentication_throttled(client_id=client_id, method=method, headers=request.headers)
         logger.debug("oauth.client_authentication_throttled", extra={"client_id": client_id})
-        raise Throttled(retry_after=throttle.retry_after, request=request)
-    return Attempt(method=method, claimed=claimed, throttle=throttle)
+        raise Throttled(retry_after=retry_after, request=request)
+    return Attempt(method=method, claimed=claimed, ip=ip, throttle=throttle)
+
+
+def _has_guessable_secret(client: Client | None) -> bool:
+    """Whether a right secret would authenticate ``client``: a confidential client that is not
+    private_key_jwt (a public client's secret and a private_key_jwt client's authenticate nothing)."""
+    return (
+        client is not None
+        and client.client_type == Client.CLIENT_CONFIDENTIAL
+        and client.token_endpoint_auth_method != Client.PRIVATE_KEY_JWT
+    )
 
 
 def succeeded(attempt: Attempt, *, client: Client) -> None:
-    throttling.record_client_success(client_id=client.client_id, throttle=attempt.throttle)
+    throttling.record_client_success(client_id=client.client_id, ip=attempt.ip, throttle=attempt.throttle)
 
 
 def failed(
@@ -138,7 +176,11 @@ def failed(
     if reason is None:
         reason = _reason(attempt, known)
     client_id = known.client_id if known else ""
-    throttling.record_client_failure(client_id=client_id or None, ip=client_address(request.headers or {}))
+    if throttling.record_client_failure(client_id=client_id or None, ip=attempt.ip):
+        logger.warning(
+            "oauth.client_under_attack",
+            extra={"client_id": client_id, "lockout_seconds": settings.UAA_CLIENT_LOCKOUT_SECONDS},
+        )
     audit.client_authentication_failed(
         client_id=client_id,
         method=attempt.method,

@@ -88,6 +88,10 @@ class UAAOAuth2Validator(OAuth2Validator):
         clientauth.failed(attempt, request=request)
         return False
 
+    def _extract_basic_auth(self, request: OAuthlibRequest) -> str | None:
+        """RFC 9110 §11.1: the scheme is case-insensitive (DOT accepts ``Basic`` only); clientauth parses."""
+        return clientauth.basic_credentials((request.headers or {}).get("HTTP_AUTHORIZATION") or "")
+
     def _check_secret(self, provided_secret: str, stored_secret: str) -> bool:
         """RFC 6749 §2.3.1 against the fast client-secret hash (uaa/oauth/hashers.py), which Django's
         password API (DOT's check) never verifies; other stored forms keep DOT's check."""
