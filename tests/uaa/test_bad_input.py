@@ -196,6 +196,11 @@ def test_methods_other_than_post_are_refused_with_allow(client, url, method):
         "Basic " + base64.b64encode(SCRIPT.encode() + b":x").decode(),
         "Bearer " + SCRIPT,
         "Basic",
+        # the scheme is case-insensitive (RFC 9110 §11.1): malformed in lower case is just as malformed
+        "basic %%%not-base64",
+        "BASIC " + base64.b64encode(b"client\x00id:secret").decode(),
+        "basic " + base64.b64encode(b"no-colon").decode(),
+        "basic",
     ],
 )
 def test_malformed_client_authentication_is_invalid_client(client, db, url, authorization):
@@ -238,9 +243,10 @@ def test_basic_credentials_that_are_not_ascii_are_invalid_client(client, db, cap
 
 def test_a_bearer_token_that_is_not_ascii_is_invalid_token(client, db):
     """RFC 6750 §2.1: b64token is ASCII; anything else is invalid_token with a Bearer challenge."""
-    response = client.get("/oauth/userinfo", HTTP_AUTHORIZATION="Bearer é")
-    assert response.status_code == HTTPStatus.UNAUTHORIZED
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    for scheme in ("Bearer", "bearer"):
+        response = client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"{scheme} é")
+        assert response.status_code == HTTPStatus.UNAUTHORIZED
+        assert response["WWW-Authenticate"].startswith("Bearer")
 
 
 @pytest.mark.parametrize("url", ["/oauth/token", "/accounts/login", "/oauth/authorize", "/oauth/logout"])
