@@ -16,6 +16,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import throttling
 from accounts.mfa import enrollment, policy, recovery, totp
@@ -145,6 +146,12 @@ class UserAdmin(DjangoUserAdmin):
 
 
 admin.site.unregister(Group)
+
+# django-otp's device admin shows every TOTP secret (a copy of someone's second factor) and lets staff bind a
+# device to any account, around the rule that only superusers change staff accounts' factors. Factors are
+# changed by their owner on the Security page and by "reset second factors" above, never as raw device rows.
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
 
 
 @admin.register(Group)

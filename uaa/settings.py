@@ -227,6 +227,7 @@ UAA_BACKUP_CODE_COUNT = env.int("UAA_BACKUP_CODE_COUNT", default=10)
 OTP_TOTP_ISSUER = UAA_MFA_ISSUER_NAME
 OTP_TOTP_THROTTLE_FACTOR = 0  # accounts/throttling.py counts failures in the database instead
 OTP_TOTP_SYNC = False  # the drift window stays ±1 step around the server clock (accounts/mfa/totp.py)
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # defence in depth: accounts/admin.py unregisters the device admin
 
 # Credential-guessing limits (accounts/throttling.py); counters live in the database, shared by all workers.
 UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures are counted over 15 minutes
