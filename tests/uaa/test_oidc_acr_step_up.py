@@ -11,6 +11,7 @@ from tests.conftest import LOGIN, MFA, REDIRECT_URI, sign_in
 from tests.factories import PASSWORD, UserFactory, totp_code
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, query_of
 from tests.uaa.endpoints import verified
+from uaa.oauth.models import AuthorizationCode
 
 MFA_ACR = "urn:uaa:acr:mfa"
 PWD_ACR = "urn:uaa:acr:pwd"
@@ -112,7 +113,8 @@ def test_a_client_flagged_requires_mfa_gets_a_second_factor_even_with_policy_off
 
 
 def test_consent_posted_straight_from_a_password_session_is_refused(password_only_browser, client_factory):
-    """The GET would have asked for the factor; a forged POST is access_denied, not a code."""
+    """The GET would have asked for the factor; a forged POST (no consent page was shown for it) gets the
+    error page, not a code (tests/uaa/test_oidc_consent_answer.py checks a shown page's answer too)."""
     http, _user = password_only_browser
     strict = client_factory(name="Payroll", requires_mfa=True)
     request = AuthorizationRequest(client_id=strict.client_id, redirect_uri=REDIRECT_URI)
@@ -128,8 +130,9 @@ def test_consent_posted_straight_from_a_password_session_is_refused(password_onl
         "allow": "Authorize",
     }
     response = http.post("/oauth/authorize", data)
-    assert "code" not in query_of(response["Location"])
-    assert query_of(response["Location"])["error"] == "access_denied"
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Location" not in response
+    assert not AuthorizationCode.objects.exists()
 
 
 def test_a_user_without_a_factor_asked_for_mfa_enrolls_first(settings, db, confidential_client):

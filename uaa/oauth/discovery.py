@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
+from uaa.oauth.interaction import PROMPT_VALUES_SUPPORTED
 from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
 
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -74,7 +75,7 @@ def openid_configuration() -> dict[str, Any]:
             "email",
             "email_verified",
         ],
-        "prompt_values_supported": ["none", "login", "consent"],
+        "prompt_values_supported": list(PROMPT_VALUES_SUPPORTED),  # what AuthorizeView answers
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

@@ -15,7 +15,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
-from uaa.oauth import audit, clientauth, codes, refresh_tokens, rfc7523, rfc7636, rfc8707
+from uaa.oauth import audit, clientauth, codes, consent, refresh_tokens, rfc7523, rfc7636, rfc8707
 from uaa.oauth.claims import claims_for_user
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 from uaa.oauth.scopes import scopes_for_client
@@ -156,6 +156,8 @@ class UAAOAuth2Validator(OAuth2Validator):
             grant = super()._create_authorization_code(request, code, expires)
             codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
             audit.authorization_granted(code=code["code"], request=request)
+            # What the user granted, no more than the consent page showed (uaa/oauth/consent.py).
+            consent.remember(user=request.user, client_id=request.client_id, scopes=list(request.scopes))
         return grant
 
     def validate_code(

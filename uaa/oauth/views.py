@@ -7,14 +7,17 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
+from oauth2_provider.forms import AllowForm
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -22,10 +25,10 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.mfa import policy
-from accounts.sessions import SID, auth_context, current_acr, session_is_fresh
+from accounts.sessions import SID, auth_context, auth_time, current_acr
 from tokens.formats import ID_TOKEN_TYP, verify_jwt
 from tokens.introspection import introspect
-from uaa.oauth import consent, rfc7636
+from uaa.oauth import consent, interaction, rfc7636
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (
     RESPONSE_MODES_SUPPORTED,
@@ -37,33 +40,6 @@ from uaa.oauth.http import check_form
 from uaa.oauth.models import Client
 
 logger = logging.getLogger(__name__)
-
-
-def _prompts(request: HttpRequest) -> set[str]:
-    return set(request.GET.get("prompt", "").split())
-
-
-def _acr_values(request: HttpRequest) -> list[str]:
-    """OIDC Core §3.1.2.1 ``acr_values``: space-separated, in order of preference."""
-    return request.GET.get("acr_values", "").split()
-
-
-def _needs_second_factor(request: HttpRequest, application: Client) -> bool:
-    """The session's ``acr`` falls short of the requested ``acr_values``, the client's flag or the policy."""
-    acr = current_acr(request)
-    if not policy.satisfies(acr=acr, requested=_acr_values(request)):
-        return True
-    return acr != policy.ACR_MFA and policy.mfa_required(user=request.user, client=application)
-
-
-def _max_age(request: HttpRequest) -> int | None:
-    """OIDC Core §3.1.2.1 ``max_age``: a non-negative integer number of seconds; ValueError otherwise."""
-    if "max_age" not in request.GET:
-        return None
-    value = request.GET["max_age"]
-    if not (value.isascii() and value.isdigit()):
-        raise ValueError("max_age must be a non-negative integer")
-    return int(value)
 
 
 def _refuse(credentials: dict[str, Any], error: oauthlib_errors.OAuth2Error) -> OAuthToolkitError:
@@ -82,7 +58,8 @@ def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str,
       Encoding Practices §2.1; OIDC Core §3.1.2.1).
     - ``code_challenge_method`` other than S256 (RFC 9700 §2.1.1), and a ``code_challenge`` that is not
       43 base64url characters (RFC 7636 §4.2, §4.4.1).
-    - ``max_age`` that is not a non-negative integer (OIDC Core §3.1.2.1).
+    - ``prompt`` values UAA does not answer (case-sensitive), or ``none`` with another value, and a
+      ``max_age`` that is not a non-negative integer (OIDC Core §3.1.2.1; uaa/oauth/interaction.py).
     """
     for parameter in ("request", "request_uri"):
         if parameter in request.GET:
@@ -115,7 +92,13 @@ def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str,
             ),
         )
     try:
-        _max_age(request)
+        interaction.parse_prompt(request.GET.get("prompt", ""))
+    except ValueError:
+        raise _refuse(
+            credentials, oauthlib_errors.InvalidRequestError(description=interaction.PROMPT_REFUSED)
+        ) from None
+    try:
+        interaction.parse_max_age(request.GET.get("max_age"))
     except ValueError:
         raise _refuse(
             credentials,
@@ -158,10 +141,22 @@ class TokenView(DOTTokenView):
             return super().post(request, *args, **kwargs)
 
 
+class ConsentForm(AllowForm):
+    """django-oauth-toolkit's copies of the request, each checked against the request UAA keeps for the
+    page (uaa/oauth/consent.py ``check_answer``), and the id under which it keeps it."""
+
+    page = forms.CharField(widget=forms.HiddenInput())
+
+
 class AuthorizeView(CheckedParameters, AuthorizationView):
-    """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt/max_age, consent and RFC 9207 ``iss``."""
+    """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt, max_age and acr_values, consent, RFC 9207 iss.
+
+    What happens next is decided by ``uaa.oauth.interaction.decide``, on the GET and again when the
+    consent page is answered.
+    """
 
     template_name = "oauth/consent.html"
+    form_class = ConsentForm
 
     # --- validation ----------------------------------------------------------------------------
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
@@ -204,50 +199,98 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         separator = "&" if "?" in uri else "?"
         return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
 
-    def _reauthenticate(self) -> HttpResponse:
-        """Send the user to sign in; that sign-in satisfies prompt=login and max_age, so both are dropped.
+    def _error_page(self, description: str) -> HttpResponse:
+        return render(
+            self.request,
+            "oauth/error.html",
+            {"error": "This request cannot be completed", "description": description},
+            status=HTTPStatus.BAD_REQUEST,
+        )
 
-        Any other prompt value stays: prompt=consent is answered on the consent page, not by signing in
-        (OIDC Core §3.1.2.1), so a remembered consent or a trusted client must not skip it afterwards.
-        """
-        query = self.request.GET.copy()
-        remaining = [value for value in query.get("prompt", "").split() if value != "login"]
-        if remaining:
-            query["prompt"] = " ".join(remaining)
-        else:
-            query.pop("prompt", None)
-        query.pop("max_age", None)  # else max_age=0 could never be met and the user would loop
-        next_url = f"{self.request.path}?{query.urlencode()}"
-        return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
+    # --- the decision ---------------------------------------------------------------------------
+    def _decide(
+        self, application: Client, *, scopes: list[str], ask: interaction.Ask, digest: str
+    ) -> interaction.Decision:
+        """uaa.oauth.interaction.decide with what this browser's session and the database say."""
+        request = self.request
+        if not request.user.is_authenticated:
+            session = interaction.SessionState(signed_in=False, auth_time=None, acr="", reauthenticated=False)
+            return interaction.decide(
+                ask=ask, session=session, mfa_required=False, consent_on_record=False, now=timezone.now()
+            )
+        signed_in_at = auth_time(request)
+        acr = current_acr(request)
+        session = interaction.SessionState(
+            signed_in=True,
+            auth_time=signed_in_at,
+            acr=acr,
+            reauthenticated=interaction.reauthenticated(request, digest=digest, auth_time=signed_in_at),
+        )
+        return interaction.decide(
+            ask=ask,
+            session=session,
+            mfa_required=acr != policy.ACR_MFA and policy.mfa_required(user=request.user, client=application),
+            consent_on_record=application.trusted
+            or consent.covers(user=request.user, client_id=application.client_id, scopes=scopes),
+            now=timezone.now(),
+        )
 
-    def _step_up(self) -> HttpResponse:
-        """Signed in, but without the second factor this request needs: prove one, then resume."""
-        next_url = f"{self.request.path}?{self.request.GET.urlencode()}"
-        return redirect_to_login(next_url, reverse("accounts:mfa_step_up"), self.get_redirect_field_name())
+    def _elsewhere(
+        self,
+        decision: interaction.Decision,
+        *,
+        credentials: dict[str, Any],
+        application: Client,
+        ask: interaction.Ask,
+        digest: str,
+        query: str,
+    ) -> HttpResponse | None:
+        """The response when the decision leads away from this request (prompt=none's error, the sign-in
+        or the second factor), else ``None``. The way back is the request as it came (``query``)."""
+        if decision.error:
+            interaction.finish(self.request, digest=digest)
+            return self._redirect_error(credentials, application, decision.error)
+        next_url = f"{reverse('oauth:authorize')}?{query}"
+        if decision.step is interaction.Step.SIGN_IN:
+            if ask.wants_fresh_sign_in:
+                # prompt=login and max_age stay in next_url: only a sign-in after now answers them.
+                interaction.demand_reauthentication(self.request, digest=digest)
+            return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
+        if decision.step is interaction.Step.STEP_UP:
+            step_up = reverse("accounts:mfa_step_up")
+            return redirect_to_login(next_url, step_up, self.get_redirect_field_name())
+        return None
+
+    def _issue(
+        self,
+        *,
+        scopes: list[str],
+        credentials: dict[str, Any],
+        application: Client,
+        digest: str,
+        allow: bool,
+    ) -> HttpResponse:
+        """The code (or access_denied), redirected; the request is finished either way."""
+        try:
+            uri, _headers, _body, _status = self.create_authorization_response(
+                request=self.request, scopes=" ".join(scopes), credentials=credentials, allow=allow
+            )
+        except OAuthToolkitError as error:
+            return self.error_response(error, application)
+        finally:
+            interaction.finish(self.request, digest=digest)
+        return self.redirect(uri, application)
 
     def create_authorization_response(
         self, request: HttpRequest, scopes: str, credentials: dict[str, Any], allow: bool
     ) -> tuple[str, dict[str, str], str, int]:
-        # The consent form posts back to the authorization URL, whose query oauthlib reads again: the same
-        # refusals as on the GET (a response_mode, a code_challenge edited in the form).
+        # oauthlib reads the request URL's query again: the same refusals as on the GET.
         _refuse_what_uaa_does_not_offer(request, credentials)
-        client = Client.objects.filter(client_id=credentials["client_id"]).first()
-        if (
-            allow
-            and current_acr(request) != policy.ACR_MFA
-            and policy.mfa_required(user=request.user, client=client)
-        ):
-            # A consent POST straight from a password-only session: the GET would have asked for the factor.
-            raise OAuthToolkitError(
-                error=oauthlib_errors.AccessDeniedError(state=credentials.get("state")),
-                redirect_uri=credentials.get("redirect_uri"),
-            )
         credentials["uaa_auth"] = auth_context(request)
-        # The audit record says whether the user saw the consent page (POST) or it was skipped (GET).
+        # The audit record says whether the user saw the consent page (POST) or it was skipped (GET). The
+        # consent is remembered with the code it gives (UAAOAuth2Validator._create_authorization_code).
         credentials["uaa_consent"] = "given" if request.method == "POST" else "skipped"
-        if allow:
-            consent.remember(user=request.user, client_id=credentials["client_id"], scopes=scopes.split())
-        else:
+        if not allow:
             consent.refuse(
                 user=request.user, client_id=credentials["client_id"], scopes=scopes.split(), request=request
             )
@@ -259,14 +302,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         client or an unregistered redirect URI gets the error page at once, so a phishing link cannot use
         UAA's sign-in page as its landing page (RFC 6749 §4.1.2.1, §10.15); any other error goes back to
         the client (OIDC Core §3.1.2.6), and prompt=none gets login_required."""
-        try:
-            _scopes, credentials = self.validate_authorization_request(self.request)
-        except OAuthToolkitError as error:
-            return self.error_response(error, application=None)
-        if "none" in _prompts(self.request):
-            application = Client.objects.get(client_id=credentials["client_id"])
-            return self._redirect_error(credentials, application, "login_required")
-        return self._reauthenticate()
+        return self.get(self.request)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -274,31 +310,90 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         except OAuthToolkitError as error:
             return self.error_response(error, application=None)
         application = Client.objects.get(client_id=credentials["client_id"])
-        prompts = _prompts(request)
-        max_age = _max_age(request)  # well-formed: validate_authorization_request refused anything else
-        if "login" in prompts or not session_is_fresh(request, max_age=max_age):
-            if "none" in prompts:
-                return self._redirect_error(credentials, application, "login_required")
-            return self._reauthenticate()
-        if _needs_second_factor(request, application):
-            if "none" in prompts:
-                return self._redirect_error(credentials, application, "login_required")
-            return self._step_up()
-        needs_consent = "consent" in prompts or not (
-            application.trusted
-            or consent.covers(user=request.user, client_id=application.client_id, scopes=scopes)
+        ask = interaction.Ask.parse(request.GET)  # well-formed: validate_authorization_request said so
+        digest = interaction.request_digest(request.GET)
+        decision = self._decide(application, scopes=scopes, ask=ask, digest=digest)
+        away = self._elsewhere(
+            decision,
+            credentials=credentials,
+            application=application,
+            ask=ask,
+            digest=digest,
+            query=request.GET.urlencode(),
         )
-        if needs_consent and "none" in prompts:
-            return self._redirect_error(credentials, application, "consent_required")
-        if not needs_consent:
-            try:
-                uri, _headers, _body, _status = self.create_authorization_response(
-                    request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
-                )
-            except OAuthToolkitError as error:
-                return self.error_response(error, application)
-            return self.redirect(uri, application)
-        return super().get(request, *args, **kwargs)
+        if away is not None:
+            return away
+        if decision.step is interaction.Step.CONSENT:
+            return self._consent_page(scopes, credentials, application, digest=digest)
+        return self._issue(
+            scopes=scopes, credentials=credentials, application=application, digest=digest, allow=True
+        )
+
+    def _consent_page(
+        self, scopes: list[str], credentials: dict[str, Any], application: Client, *, digest: str
+    ) -> HttpResponse:
+        """OIDC Core §3.1.2.4: the consent page. The request it shows is kept server-side for its answer."""
+        shown = consent.shown_request(
+            credentials=credentials,
+            scopes=scopes,
+            resources=self.request.GET.getlist("resource"),
+            digest=digest,
+            query=self.request.GET.urlencode(),
+        )
+        page_id = interaction.hold_consent(self.request, page=shown)
+        form = ConsentForm(initial={**consent.form_copies(shown), "page": page_id})
+        context = self.get_context_data(
+            form=form,
+            application=application,
+            scopes=scopes,
+            client_id=application.client_id,
+            redirect_uri=credentials["redirect_uri"],
+            state=credentials.get("state"),
+        )
+        return self.render_to_response(context)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        """The consent page's answer, checked against the request the page was shown for (kept in this
+        browser's session, answered once), never against the form's copies; then every requirement of
+        that request again, by the same decision as on the GET (uaa/oauth/interaction.py)."""
+        request = self.request
+        shown = interaction.take_consent(request, form.cleaned_data["page"])
+        application = Client.objects.filter(client_id=shown["client_id"]).first() if shown else None
+        if shown is None or application is None:
+            return self._error_page(
+                "This consent page has expired or was already answered. Go back to the application and "
+                "start again."
+            )
+        credentials = consent.credentials_of(shown)
+        digest = shown["digest"]
+        if request.GET and interaction.request_digest(request.GET) != digest:
+            # The form posts back to the page's own URL; another query is another request.
+            interaction.finish(request, digest=digest)
+            return self._redirect_error(credentials, application, "invalid_request")
+        try:
+            scopes = consent.check_answer(shown=shown, posted=request.POST)
+        except consent.AnswerRefused as refused:
+            interaction.finish(request, digest=digest)
+            if refused.fatal:
+                return self._error_page(refused.description)
+            return self._redirect_error(credentials, application, refused.error)
+        allow = bool(form.cleaned_data.get("allow"))
+        if allow:
+            ask = interaction.Ask.parse(QueryDict(shown["query"]))
+            decision = self._decide(application, scopes=scopes, ask=ask, digest=digest)
+            away = self._elsewhere(
+                decision,
+                credentials=credentials,
+                application=application,
+                ask=ask,
+                digest=digest,
+                query=shown["query"],
+            )
+            if away is not None:
+                return away
+        return self._issue(
+            scopes=scopes, credentials=credentials, application=application, digest=digest, allow=allow
+        )
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

@@ -1,0 +1,226 @@
+"""The authorization endpoint's decision (OIDC Core §3.1.2.1 to §3.1.2.4, §3.1.2.6): sign in, step up, ask for
+consent or issue the code, or the error ``prompt=none`` calls for instead, as one pure function of what
+the request asks and what the session holds. ``uaa.oauth.views.AuthorizeView`` asks it on the GET and
+again when the consent page is answered, so the two cannot disagree.
+
+Between those steps the endpoint keeps two things in the browser's (server-side) session:
+
+- a *re-authentication demand*: when a request asks for a sign-in the session cannot answer as it is
+  (``prompt=login``, ``max_age`` exceeded), the time of the demand, under the request's digest. The
+  sign-in page sends the browser back to the request unchanged; only a sign-in *after* the demand
+  answers it (``auth_time`` ≥ that time), so opening the way back without signing in asks again. It is
+  spent when the request's code is issued (or refused): the same URL opened later asks again.
+- the request a consent page was shown for (``hold_consent``), so that its answer is checked against
+  what was shown, not against the form's copies, and is answered once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, QueryDict
+
+from accounts.mfa import policy
+
+# OIDC Core §3.1.2.1 defines none, login, consent and select_account. UAA has one account per browser
+# session and no account chooser, so select_account is refused rather than ignored (as node-oidc-provider
+# does with values it does not support). Discovery publishes this tuple (uaa/oauth/discovery.py).
+PROMPT_VALUES_SUPPORTED = ("none", "login", "consent")
+PROMPT_REFUSED = "prompt may hold login and consent, or none alone (lower case, space-separated)."
+
+REAUTHENTICATION = "uaa_reauthentication"  # {request digest: time the sign-in was demanded}
+HELD_CONSENT = "uaa_consent_pages"  # {page id: the request a consent page was shown for}
+KEPT = 10  # per browser: a few tabs' worth; the oldest is dropped first
+# A demand is answered by a sign-in within this time (the sign-in and the consent page included); after it,
+# the same request asks again, so an old sign-in never passes for a fresh one.
+REAUTHENTICATION_SECONDS = 600
+
+
+class Step(StrEnum):
+    SIGN_IN = "sign_in"  # not signed in, prompt=login, or max_age exceeded: (re-)authenticate
+    STEP_UP = "step_up"  # signed in, but without the second factor this request needs
+    CONSENT = "consent"  # ask the user: the consent page
+    ISSUE = "issue"  # nothing left to ask
+
+
+# OIDC Core §3.1.2.6, for prompt=none: a sign-in or a second factor is authentication (login_required),
+# the consent page is consent (consent_required). UAA has no other interaction, so interaction_required
+# is never the answer.
+SILENT_ERRORS = {
+    Step.SIGN_IN: "login_required",
+    Step.STEP_UP: "login_required",
+    Step.CONSENT: "consent_required",
+}
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What an authorization request asks of the session (OIDC Core §3.1.2.1)."""
+
+    prompts: frozenset[str]
+    max_age: int | None
+    acr_values: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, query: Mapping[str, Any]) -> Ask:
+        """``ValueError`` for a prompt UAA does not answer, or a ``max_age`` that is not whole seconds."""
+        return cls(
+            prompts=parse_prompt(str(query.get("prompt") or "")),
+            max_age=parse_max_age(query.get("max_age")),
+            acr_values=tuple(str(query.get("acr_values") or "").split()),
+        )
+
+    @property
+    def wants_fresh_sign_in(self) -> bool:
+        """A sign-in must be one made for this request (prompt=login) or recent enough (max_age)."""
+        return "login" in self.prompts or self.max_age is not None
+
+
+def parse_prompt(value: str) -> frozenset[str]:
+    """OIDC Core §3.1.2.1: "a space delimited, case sensitive list"; "If this parameter contains none with
+    any other value, an error is returned". Values UAA does not support are refused, not ignored."""
+    values = frozenset(part for part in value.split(" ") if part)
+    if not values <= set(PROMPT_VALUES_SUPPORTED):
+        raise ValueError(PROMPT_REFUSED)
+    if "none" in values and len(values) > 1:
+        raise ValueError(PROMPT_REFUSED)
+    return values
+
+
+def parse_max_age(value: object) -> int | None:
+    """OIDC Core §3.1.2.1 ``max_age``: a non-negative integer number of seconds; ValueError otherwise."""
+    if value is None:
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError("max_age must be a non-negative integer")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the browser's session says about the user's authentication, for one request."""
+
+    signed_in: bool
+    auth_time: datetime | None
+    acr: str
+    reauthenticated: bool  # signed in after this request demanded it (see the module docstring)
+
+
+@dataclass(frozen=True)
+class Decision:
+    step: Step
+    error: str | None = None  # prompt=none: redirect this error instead of showing a page
+
+    @property
+    def interactive(self) -> bool:
+        return self.step in (Step.SIGN_IN, Step.STEP_UP)
+
+
+def decide(
+    *, ask: Ask, session: SessionState, mfa_required: bool, consent_on_record: bool, now: datetime
+) -> Decision:
+    """The next step of an authorization request, in OIDC Core's order: authenticate (§3.1.2.3: not
+    signed in, ``prompt=login``, ``max_age``), then the requested strength (``acr_values``, the client's
+    or the policy's second factor), then consent (§3.1.2.4: ``prompt=consent``, or nothing on record).
+
+    ``mfa_required``: the policy for this user and client (``accounts.mfa.policy.mfa_required``);
+    ``consent_on_record``: the client is trusted, or the user already granted every requested scope.
+    """
+    step = _step(
+        ask=ask, session=session, mfa_required=mfa_required, consent_on_record=consent_on_record, now=now
+    )
+    if "none" in ask.prompts and step is not Step.ISSUE:
+        return Decision(step=step, error=SILENT_ERRORS[step])
+    return Decision(step=step)
+
+
+def _step(
+    *, ask: Ask, session: SessionState, mfa_required: bool, consent_on_record: bool, now: datetime
+) -> Step:
+    if not session.signed_in or session.auth_time is None:
+        return Step.SIGN_IN
+    if "login" in ask.prompts and not session.reauthenticated:
+        return Step.SIGN_IN
+    if ask.max_age is not None and not session.reauthenticated:
+        if (now - session.auth_time).total_seconds() > ask.max_age:
+            return Step.SIGN_IN
+    if not policy.satisfies(acr=session.acr, requested=ask.acr_values):
+        return Step.STEP_UP
+    if mfa_required and session.acr != policy.ACR_MFA:
+        return Step.STEP_UP
+    if "consent" in ask.prompts or not consent_on_record:
+        return Step.CONSENT
+    return Step.ISSUE
+
+
+# --- what the session keeps between the steps ------------------------------------------------------
+def request_digest(query: QueryDict) -> str:
+    """The authorization request, independent of parameter order: what a demand and a page are kept under."""
+    pairs = sorted((key, value) for key, values in query.lists() for value in values)
+    return hashlib.sha256(urlencode(pairs).encode("utf-8")).hexdigest()
+
+
+def _kept(request: HttpRequest, name: str) -> dict[str, Any]:
+    value = request.session.get(name)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _keep(request: HttpRequest, name: str, entries: dict[str, Any]) -> None:
+    # dicts keep insertion order: the oldest entries are first
+    request.session[name] = dict(list(entries.items())[-KEPT:])
+
+
+def demand_reauthentication(request: HttpRequest, *, digest: str, now: float | None = None) -> None:
+    """The request ``digest`` needs a sign-in made after now; an earlier demand for it still stands."""
+    now = time.time() if now is None else now
+    demands = _kept(request, REAUTHENTICATION)
+    since = demands.get(digest)
+    if not isinstance(since, int | float) or now - since > REAUTHENTICATION_SECONDS:
+        demands.pop(digest, None)
+        demands[digest] = now
+        _keep(request, REAUTHENTICATION, demands)
+
+
+def reauthenticated(
+    request: HttpRequest, *, digest: str, auth_time: datetime | None, now: float | None = None
+) -> bool:
+    """Whether the session's sign-in happened after the request ``digest`` demanded one, and recently."""
+    since = _kept(request, REAUTHENTICATION).get(digest)
+    if not isinstance(since, int | float) or auth_time is None:
+        return False
+    now = time.time() if now is None else now
+    return since <= auth_time.timestamp() and now - since <= REAUTHENTICATION_SECONDS
+
+
+def finish(request: HttpRequest, *, digest: str) -> None:
+    """The request was answered (a code or an error): its demand is spent."""
+    demands = _kept(request, REAUTHENTICATION)
+    if demands.pop(digest, None) is not None:
+        _keep(request, REAUTHENTICATION, demands)
+
+
+def hold_consent(request: HttpRequest, *, page: dict[str, Any]) -> str:
+    """Keep the request a consent page is shown for (JSON-serializable); returns the page's id."""
+    page_id = secrets.token_urlsafe(16)
+    pages = _kept(request, HELD_CONSENT)
+    pages[page_id] = {**page, "shown_at": time.time()}
+    _keep(request, HELD_CONSENT, pages)
+    return page_id
+
+
+def take_consent(request: HttpRequest, page_id: str) -> dict[str, Any] | None:
+    """The request consent page ``page_id`` was shown for, once: a second answer finds nothing."""
+    pages = _kept(request, HELD_CONSENT)
+    page = pages.pop(page_id, None) if page_id else None
+    if page is not None:
+        _keep(request, HELD_CONSENT, pages)
+    return page if isinstance(page, dict) else None
