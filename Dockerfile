@@ -9,7 +9,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UAA_STATIC_MANIFEST=1 UAA_VAR_DIR=/tmp/uaa
-RUN useradd --create-home --uid 10001 uaa
+# /var/lib/uaa/witness: where docker-compose mounts the audit-witness volume (a new volume takes this owner).
+RUN useradd --create-home --uid 10001 uaa && install -d -o uaa -g uaa /var/lib/uaa/witness
 WORKDIR /app
 COPY --from=builder /wheels /wheels
 # Dependencies from wheels; the project itself runs from source in /app (BASE_DIR), not site-packages.

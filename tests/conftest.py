@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,12 @@ class RegisteredClient:
 def _fresh_key_caches() -> None:
     clear_key_cache()
     clear_public_key_cache()
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_witness(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test's ledger starts empty, so each gets its own witness file (tokens/witness.py)."""
+    settings.UAA_AUDIT_WITNESS = str(tmp_path_factory.getbasetemp() / "witness" / f"{uuid.uuid4().hex}.json")
 
 
 @pytest.fixture

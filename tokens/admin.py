@@ -30,7 +30,7 @@ from django_celery_beat.models import PeriodicTask
 
 from tokens.audit_keys import rotate_audit_key
 from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of
-from tokens.ledger import seal_tree_head, verify_stored_ledger
+from tokens.ledger import SealRefused, seal_tree_head, sealing_problem, verify_stored_ledger
 from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
 from tokens.receivers import record_admin_action
 from tokens.rotation import active_key_cache_gap, request_rotation, revoke_signing_key
@@ -153,13 +153,20 @@ class LedgerRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="record")
     def summary(self, obj: LedgerRecord) -> str:
-        record = json.loads(obj.body)
-        parts = [record.get(name, "") for name in ("grant_type", "subject", "jti")]
+        try:
+            record = json.loads(obj.body)
+            parts = [record.get(name, "") for name in ("grant_type", "subject", "jti")]
+        except (ValueError, AttributeError):
+            return "(not a ledger record: written outside UAA)"
         return " ".join(str(part) for part in parts if part)[:80]
 
     @admin.display(description="record (RFC 8785 canonical JSON)")
     def record(self, obj: LedgerRecord) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False))
+        try:
+            shown = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False)
+        except ValueError:
+            shown = obj.body  # escaped by format_html
+        return format_html("<pre>{}</pre>", shown)
 
     def get_urls(self) -> list[URLPattern]:
         urls = [
@@ -177,6 +184,7 @@ class LedgerRecordAdmin(admin.ModelAdmin):
             "tree_head": head,
             "unsealed": LedgerRecord.objects.unsealed().count(),
             "can_seal": self.has_seal_ledger_permission(request),
+            "sealing_problem": sealing_problem(now=timezone.now()),
         }
         return super().changelist_view(request, extra_context=context)
 
@@ -199,16 +207,19 @@ class LedgerRecordAdmin(admin.ModelAdmin):
         """Seal now: sign a tree head over the unsealed records (what beat does every few seconds)."""
         if not self.has_seal_ledger_permission(request):
             raise PermissionDenied
-        with transaction.atomic():
+        try:  # not inside a transaction: the witness records a head once it is committed
             head = seal_tree_head(now=timezone.now())
-            if head is not None:  # sealed by the next head, like any record written after this one
-                record_admin_action(
-                    actor=actor_of(request),
-                    model="tokens.treehead",
-                    object_id=str(head.pk),
-                    action="seal",
-                    tree_size=head.tree_size,
-                )
+        except SealRefused as refusal:
+            self.message_user(request, f"Sealing refused: {refusal}", level=messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:tokens_ledgerrecord_changelist"))
+        if head is not None:  # sealed by the next head, like any record written after this one
+            record_admin_action(
+                actor=actor_of(request),
+                model="tokens.treehead",
+                object_id=str(head.pk),
+                action="seal",
+                tree_size=head.tree_size,
+            )
         self.message_user(request, f"Sealed: tree size {head.tree_size}." if head else "Nothing to seal.")
         return HttpResponseRedirect(reverse("admin:tokens_ledgerrecord_changelist"))
 

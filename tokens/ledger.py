@@ -3,8 +3,11 @@
 * ``append_record`` is a plain INSERT, made inside the transaction of the event it records: a grant and
   its record commit or roll back together. No lock, no ordering on the request path.
 * ``seal_tree_head`` (Celery beat every few seconds, or ``manage.py audit seal``) gives unsealed records
-  the next leaf indexes in id order, extends the tree from the previous head's frontier, and signs
-  (size, root, timestamp) with the audit key. Sealing is serialized by a row lock on that key.
+  the next leaf indexes in id order, extends the tree, and signs (size, root, timestamp) with the audit
+  key. Sealing is serialized by a row lock on that key. It signs only what it can trust: the latest head
+  must verify and not be from the future, the database's tree must extend the last head this deployment
+  signed (its witness, tokens/witness.py, outside the database), from whose frontier the new tree is
+  computed, and each record must be canonical (else ``SealRefused``, logged once).
 * Proofs (inclusion, consistency) and the export use the algorithms of tokens/verifier.py, the module an
   auditor runs offline.
 
@@ -29,17 +32,25 @@ from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils import timezone
 
+from tokens import witness
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import (
+    CLOCK_TOLERANCE_MS,
     FORMAT,
+    Frontier,
     MerkleTree,
+    NotCanonical,
     Report,
     b64url,
     canonical_json,
     leaf_hash,
+    load_keys,
+    parse_json,
     prune_statement_message,
+    time_ms,
     tree_head_message,
     verify_ledger,
+    verify_tree_head,
 )
 from uaa.clientip import client_address
 
@@ -163,6 +174,10 @@ def _insert_sql() -> str:
 
 
 # --- sealing ---------------------------------------------------------------------------------------
+# The sealer holds the audit key, so whatever it signs verifies. A database writer (who lacks UAA_KEK) must
+# therefore not be able to choose what it signs: it extends only a head it verified, whose tree extends the
+# last head this deployment signed as recorded outside the database (tokens/witness.py), and it seals only
+# records in the ledger's canonical form (docs/audit-ledger.md, "What the sealer checks").
 def _timestamp_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
@@ -175,26 +190,235 @@ def _pruned_through() -> TreeHead | None:
     return TreeHead.objects.filter(pruned_at__isnull=False).order_by("-tree_size").first()
 
 
+class SealRefused(Exception):
+    """The sealer will not sign: the latest head, the witness or an unsealed record cannot be trusted.
+
+    ``event`` is the error-level log event, ``fields`` its data (sizes, ids: never a record's content)."""
+
+    def __init__(self, message: str, *, event: str, **fields: object) -> None:
+        super().__init__(message)
+        self.event = event
+        self.fields = fields
+
+
+_last_refusal: list[str] = []  # the refusal this process logged last: each is logged once, not every beat
+
+
+def _log_refusal(refusal: SealRefused) -> None:
+    if _last_refusal == [str(refusal)]:
+        return
+    _last_refusal[:] = [str(refusal)]
+    logger.error(refusal.event, extra={**refusal.fields, "problem": str(refusal)})
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What the next head extends: the tree of ``size`` leaves whose frontier the sealer trusts."""
+
+    size: int
+    frontier: list[bytes]
+    timestamp: int  # the latest time already signed: the next head is not older
+
+
+def _frontier_of(head: TreeHead) -> list[bytes] | None:
+    """The head's stored frontier if it folds to its signed root (no signature covers the column)."""
+    try:
+        frontier = Frontier(head.tree_size, [bytes.fromhex(node) for node in head.frontier])
+    except (TypeError, ValueError):
+        return None
+    return frontier.hashes if frontier.root().hex() == head.root_hash else None
+
+
+def _trusted_base(*, now: datetime) -> _Base:
+    """The tree the next head extends, or ``SealRefused``.
+
+    The latest head in the database must carry a valid signature by a proven audit key and not be dated
+    in the future. With a witness of size m, the database's tree must extend the witness's: its leaves
+    ``[m, n)`` (normally none) appended to the witness's frontier give the latest head's root. The new head
+    is then computed from that frontier, never from the database's own, so history below m cannot be
+    injected. Without a witness (the first seal of this deployment, or a sealer that never had the file),
+    the latest head is accepted on its signature, and the log says so.
+    """
+    from tokens.audit_keys import audit_jwks
+
+    path = witness.witness_path()
+    latest = latest_tree_head()
+    limit = _timestamp_ms(now) + CLOCK_TOLERANCE_MS
+    if latest is not None:
+        problem = verify_tree_head(
+            latest.as_dict(),
+            issuer=settings.UAA_ISSUER,
+            keys=load_keys(audit_jwks()),
+            name="the latest tree head in the database",
+        )
+        if problem:
+            raise SealRefused(
+                f"{problem}; the sealer extends only heads it can verify: remove the row, or restore the"
+                " table from a backup",
+                event="tokens.ledger_head_untrusted",
+                tree_size=latest.tree_size,
+            )
+        if latest.timestamp > limit:
+            raise SealRefused(
+                f"the latest tree head (size {latest.tree_size}) is dated {latest.timestamp} ms, in the"
+                f" future of this sealer's clock ({_timestamp_ms(now)} ms): later heads would inherit it",
+                event="tokens.ledger_head_untrusted",
+                tree_size=latest.tree_size,
+            )
+    try:
+        known = witness.load()
+    except witness.WitnessUnreadable as exc:
+        raise SealRefused(
+            f"the sealer's witness {path} is unusable: {exc}; sealing stops until it is restored",
+            event="tokens.ledger_witness_unreadable",
+            witness=str(path),
+        ) from exc
+    if known is None:
+        if latest is None:
+            return _Base(size=0, frontier=[], timestamp=0)
+        frontier = _frontier_of(latest)
+        if frontier is None:
+            raise SealRefused(
+                f"the stored frontier of the tree head of size {latest.tree_size} does not fold to its signed"
+                " root: the row was altered",
+                event="tokens.ledger_head_untrusted",
+                tree_size=latest.tree_size,
+            )
+        logger.warning(
+            "tokens.ledger_witness_started",
+            extra={"tree_size": latest.tree_size, "root_hash": latest.root_hash[:16], "witness": str(path)},
+        )
+        return _Base(size=latest.tree_size, frontier=frontier, timestamp=latest.timestamp)
+
+    size = latest.tree_size if latest else 0
+    signed = known["tree_size"]
+
+    def mismatch(why: str) -> SealRefused:
+        return SealRefused(
+            f"the database's ledger does not extend the last tree head this sealer signed (size {signed},"
+            f" root {known['root_hash'][:16]}…, in its witness {path}): {why}. Nothing is sealed until an"
+            ' operator has looked (docs/audit-ledger.md, "When sealing stops")',
+            event="tokens.ledger_witness_mismatch",
+            witness_size=signed,
+            database_size=size,
+        )
+
+    if known["timestamp"] > limit:
+        raise SealRefused(
+            f"the sealer's witness (size {signed}) is dated {known['timestamp']} ms, in the future of this"
+            f" sealer's clock ({_timestamp_ms(now)} ms)",
+            event="tokens.ledger_head_untrusted",
+            tree_size=signed,
+        )
+    if latest is None or size < signed:
+        raise mismatch(
+            f"its latest signed tree head has size {size}: tree heads and records were removed, or the"
+            " database was restored from an older backup"
+        )
+    tree = Frontier(signed, [bytes.fromhex(node) for node in known["frontier"]])
+    rows = (
+        LedgerRecord.objects.filter(leaf_index__gte=signed, leaf_index__lt=size)
+        .order_by("leaf_index")
+        .values_list("leaf_index", "body")
+        .iterator(chunk_size=SEAL_BATCH)
+    )
+    for index, body in rows:
+        if index != tree.size:
+            raise mismatch(f"record {tree.size} is missing")
+        tree.append(leaf_hash(body.encode("utf-8")))
+    if tree.size != size:
+        raise mismatch(f"records [{tree.size}, {size}) are missing")
+    if tree.root().hex() != latest.root_hash:
+        raise mismatch(
+            f"its records [{signed}, {size}) do not extend that tree to the root of its head of size {size}"
+            if size > signed
+            else f"its tree head of size {size} has another root: the history was rewritten"
+        )
+    return _Base(size=size, frontier=tree.hashes, timestamp=max(latest.timestamp, known["timestamp"]))
+
+
+def record_problem(*, body: str, event: str, client_id: str, actor: str, now: datetime | None) -> str | None:
+    """Why a stored record may not be sealed, or ``None``: it must be what ``append_record`` writes, the
+    RFC 8785 canonical JSON of an object of the ledger's types, with ``v``, ``event`` and a UTC ``at`` (not
+    in the future of ``now``, if given), and its admin columns must agree with it. The reason never quotes
+    the content."""
+    try:
+        record = parse_json(body)
+    except (NotCanonical, ValueError):
+        return "is not JSON of the ledger's types (no floats, no duplicate member names)"
+    try:
+        canonical = canonical_json(record)
+    except NotCanonical:
+        return "is not JSON of the ledger's types (strings, integers, booleans, null, arrays, objects)"
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    if canonical != body.encode("utf-8"):
+        return "is not in RFC 8785 canonical form, so it would not hash to its own leaf"
+    at = time_ms(record.get("at"))
+    if record.get("v") != 1 or not isinstance(record.get("event"), str) or at is None:
+        return "lacks the members every record has (v = 1, event, an RFC 3339 UTC at)"
+    if now is not None and at > _timestamp_ms(now) + CLOCK_TOLERANCE_MS:
+        return "is dated in the future: no head signed now could cover it"
+    if (event, client_id, actor) != (
+        record["event"],
+        str(record.get("client_id", ""))[:255],
+        str(record.get("sub", ""))[:255],
+    ):
+        return "has an event, client_id or actor column that disagrees with its content"
+    return None
+
+
+def _invalid(pk: int, problem: str) -> SealRefused:
+    return SealRefused(
+        f"unsealed record id {pk} {problem}: it was not written by UAA, and sealing stops at it until it is"
+        ' removed (docs/audit-ledger.md, "When sealing stops")',
+        event="tokens.ledger_record_invalid",
+        record_id=pk,
+    )
+
+
 def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
     from tokens.audit_keys import locked_active_audit_key, sign
 
-    with transaction.atomic():
+    refusal: SealRefused | None = None
+    with transaction.atomic(durable=True):  # committed on exit, before the witness records the head
         key = locked_active_audit_key(now=now)  # serializes sealers; creates the first key (and its record)
-        previous = latest_tree_head()
-        pending = list(LedgerRecord.objects.unsealed().order_by("id").values_list("id", "body")[:SEAL_BATCH])
-        if not pending and not force:
+        base = _trusted_base(now=now)
+        pending = []
+        for pk, event, client_id, actor, body in (
+            LedgerRecord.objects.unsealed()
+            .order_by("id")
+            .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
+        ):
+            problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
+            if problem:
+                refusal = _invalid(pk, problem)
+                break
+            pending.append((pk, body))
+        if not pending and (refusal is not None or not force):
+            if refusal is not None:
+                raise refusal
             return None
-        size = previous.tree_size if previous else 0
-        frontier = [bytes.fromhex(node) for node in previous.frontier] if previous else []
         leaves = [leaf_hash(body.encode("utf-8")) for _, body in pending]
-        tree = MerkleTree(leaves, offset=size, frontier=frontier)
-        records = [
-            LedgerRecord(pk=pk, leaf_index=size + position, leaf_hash=leaves[position].hex())
-            for position, (pk, _) in enumerate(pending)
-        ]
-        LedgerRecord.objects.bulk_update(records, ["leaf_index", "leaf_hash"], batch_size=500)
+        tree = MerkleTree(leaves, offset=base.size, frontier=base.frontier)
+        with connection.cursor() as cursor:  # one plain statement per row: bulk_update's CASE is slower
+            cursor.executemany(
+                _seal_sql(),
+                [
+                    (base.size + position, leaves[position].hex(), pk)
+                    for position, (pk, _) in enumerate(pending)
+                ],
+            )
+            if cursor.rowcount != len(pending):  # a record was deleted under the sealer: sign nothing
+                raise SealRefused(
+                    f"{len(pending) - cursor.rowcount} of the records being sealed were deleted meanwhile",
+                    event="tokens.ledger_record_invalid",
+                    record_id=None,
+                )
         root = tree.root()
-        timestamp = max(_timestamp_ms(now), previous.timestamp if previous else 0)
+        # Never older than what was signed before; a forced seal of the same tree gets a later time, so no
+        # two heads are the same statement.
+        timestamp = max(_timestamp_ms(now), base.timestamp + (1 if tree.size == base.size else 0))
         message = tree_head_message(
             issuer=settings.UAA_ISSUER, tree_size=tree.size, root_hash=root, timestamp=timestamp, kid=key.kid
         )
@@ -205,10 +429,26 @@ def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
             audit_key=key,
             signature=b64url(sign(key, message)),
             frontier=[node.hex() for node in tree.frontier()],
-            consistency=[node.hex() for node in tree.consistency_proof(size, tree.size)] if previous else [],
+            consistency=[node.hex() for node in tree.consistency_proof(base.size, tree.size)],
         )
-    logger.info("tokens.ledger_sealed", extra={"tree_size": head.tree_size, "sealed": len(pending)})
+    witness.advance(head.as_dict(), frontier=list(head.frontier))
+    _last_refusal.clear()
+    logger.info(
+        "tokens.ledger_sealed",
+        extra={"tree_size": head.tree_size, "sealed": len(pending), "root_hash": head.root_hash[:16]},
+    )
+    if refusal is not None:
+        raise refusal
     return head
+
+
+@cache
+def _seal_sql() -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"UPDATE {quote(LedgerRecord._meta.db_table)} SET {quote('leaf_index')} = %s,"  # noqa: S608 - our table
+        f" {quote('leaf_hash')} = %s WHERE {quote('id')} = %s AND {quote('leaf_index')} IS NULL"
+    )
 
 
 # Sent (``now=``) as a sealing run starts, so that records other apps hold back as counted summaries
@@ -222,19 +462,57 @@ def seal_tree_head(*, now: datetime, force: bool = False, max_batches: int = 20)
     ``max_batches`` batches (the next run carries on); the last new head, or ``None``.
 
     With nothing to seal no head is signed, unless ``force`` (a fresh timestamp on the same tree).
+    ``SealRefused`` (logged once at error level) if the latest head, the witness or an unsealed record
+    cannot be trusted; records before a bad one are sealed first. Must not run inside a transaction: the
+    witness records a head only once it is committed.
     """
     for receiver, error in before_sealing.send_robust(sender=LedgerRecord, now=now):
         if isinstance(error, Exception):
             name = getattr(receiver, "__name__", "")
             logger.error("tokens.before_sealing_failed", exc_info=error, extra={"receiver": name})
-    head = _seal_batch(now=now, force=force)
-    latest = head
-    for _ in range(max_batches - 1):
-        if head is None or not LedgerRecord.objects.unsealed().exists():
-            break
-        head = _seal_batch(now=now, force=False)
-        latest = head or latest
+    try:
+        head = _seal_batch(now=now, force=force)
+        latest = head
+        for _ in range(max_batches - 1):
+            if head is None or not LedgerRecord.objects.unsealed().exists():
+                break
+            head = _seal_batch(now=now, force=False)
+            latest = head or latest
+    except SealRefused as refusal:
+        _log_refusal(refusal)
+        raise
     return latest
+
+
+def sealing_problem(*, now: datetime) -> str | None:
+    """Why the next seal would be refused, or ``None``: the same checks, read-only (the admin's page)."""
+    try:
+        _trusted_base(now=now)
+    except SealRefused as refusal:
+        return str(refusal)
+    for pk, event, client_id, actor, body in (
+        LedgerRecord.objects.unsealed()
+        .order_by("id")
+        .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
+    ):
+        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
+        if problem:
+            return str(_invalid(pk, problem))
+    return None
+
+
+def published_tree_head() -> dict[str, Any] | None:
+    """The latest signed tree head with ``issuer``, as ``/.well-known/audit-head.json`` and ``audit head``
+    give it, or ``None`` before the first seal; ``SealRefused`` if its signature does not verify."""
+    from tokens.audit_keys import audit_jwks
+
+    head = latest_tree_head()
+    if head is None:
+        return None
+    problem = verify_tree_head(head.as_dict(), issuer=settings.UAA_ISSUER, keys=load_keys(audit_jwks()))
+    if problem:
+        raise SealRefused(problem, event="tokens.ledger_head_untrusted", tree_size=head.tree_size)
+    return {**head.as_dict(), "issuer": settings.UAA_ISSUER}
 
 
 # --- proofs ----------------------------------------------------------------------------------------
@@ -280,7 +558,7 @@ def inclusion_proof(*, index: int, tree_size: int | None = None) -> dict[str, An
         "issuer": settings.UAA_ISSUER,
         "index": index,
         "leaf_hash": record.leaf_hash,
-        "record": json.loads(record.body),
+        "record": _stored_record(index, record.pk, record.body),
         "tree_head": head.as_dict(),
         "inclusion": [node.hex() for node in proof],
     }
@@ -292,6 +570,25 @@ def consistency_proof(*, first: int, second: int) -> list[str]:
 
 
 # --- export and verification -------------------------------------------------------------------------
+class LedgerCorrupt(ValueError):
+    """A sealed record's body is not JSON: it was written into the database outside UAA."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def _stored_record(index: int, pk: int, body: str) -> Any:
+    try:
+        return parse_json(body)
+    except ValueError as exc:
+        raise LedgerCorrupt(
+            f"record {index} (id {pk}) is not JSON of the ledger's types: it was written into the database"
+            " outside UAA",
+            index=index,
+        ) from exc
+
+
 @dataclass(frozen=True)
 class Export:
     manifest: dict[str, Any]
@@ -300,19 +597,32 @@ class Export:
     jwks: dict[str, Any]
 
 
-def _exported_records(first_index: int) -> Iterator[dict[str, Any]]:
+def _exported_records(
+    first_index: int, problems: list[LedgerCorrupt] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The sealed records from ``first_index`` in leaf order; a body that is not JSON raises
+    ``LedgerCorrupt``, or, given ``problems``, is collected there and handed on as its text."""
     rows = (
         LedgerRecord.objects.in_leaf_order()
         .filter(leaf_index__gte=first_index)
-        .values_list("leaf_index", "leaf_hash", "body")
+        .values_list("leaf_index", "id", "leaf_hash", "body")
         .iterator(chunk_size=2000)
     )
-    for index, sealed_hash, body in rows:
-        yield {"index": index, "leaf_hash": sealed_hash, "record": json.loads(body)}
+    for index, pk, sealed_hash, body in rows:
+        assert index is not None  # in_leaf_order: sealed rows only
+        try:
+            record = _stored_record(index, pk, body)
+        except LedgerCorrupt as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            record = body
+        yield {"index": index, "leaf_hash": sealed_hash, "record": record}
 
 
-def collect_export(*, now: datetime) -> Export:
-    """Everything sealed, as the standalone verifier reads it (``write_export`` puts it in files)."""
+def collect_export(*, now: datetime, problems: list[LedgerCorrupt] | None = None) -> Export:
+    """Everything sealed, as the standalone verifier reads it (``write_export`` puts it in files).
+    ``LedgerCorrupt`` if a sealed record is not JSON (unless ``problems`` collects them)."""
     from tokens.audit_keys import audit_jwks
 
     pruned = _pruned_through()
@@ -322,7 +632,7 @@ def collect_export(*, now: datetime) -> Export:
         for head in TreeHead.objects.select_related("audit_key").order_by("tree_size", "timestamp")
     ]
     size = heads[-1]["tree_size"] if heads else 0
-    records = [entry for entry in _exported_records(first_index) if entry["index"] < size]
+    records = [entry for entry in _exported_records(first_index, problems) if entry["index"] < size]
     manifest = {
         "format": FORMAT,
         "issuer": settings.UAA_ISSUER,
@@ -350,13 +660,29 @@ def write_export(export: Export, directory: Path) -> None:
 def verify_stored_ledger(
     *, now: datetime, keys: dict[str, Any] | None = None, trusted_head: dict[str, Any] | None = None
 ) -> Report:
-    """The standalone verifier over the database's ledger, plus a check that the admin's columns agree.
+    """The standalone verifier over the database's ledger, plus what only the server can check: that the
+    ledger extends the sealer's witness, that stored bodies are canonical and the admin's columns agree,
+    and that no unsealed record would stop the sealer. Never raises on a corrupt record: it is reported.
 
     ``keys`` (a pinned audit JWK Set) and ``trusted_head`` (a head saved earlier) as in ``verify_export``:
     without ``keys`` the audit keys come from the database, which a database attacker can write to.
     """
-    export = collect_export(now=now)
+    corrupt: list[LedgerCorrupt] = []
+    export = collect_export(now=now, problems=corrupt)
     manifest = export.manifest
+    witnesses: list[tuple[str, dict[str, Any]]] = []
+    witness_problem = witness_warning = None
+    try:
+        known = witness.load()
+    except witness.WitnessUnreadable as exc:
+        known, witness_problem = None, f"the sealer's witness {witness.witness_path()} is unusable: {exc}"
+    if known is not None:
+        witnesses.append(("the sealer's witness", known))
+    elif witness_problem is None:
+        witness_warning = (
+            f"no sealer's witness at {witness.witness_path()}: nothing outside the database records the last"
+            " head this server signed (a first run, or UAA_AUDIT_WITNESS points elsewhere than the sealers')"
+        )
     report = verify_ledger(
         records=export.records,
         tree_heads=export.tree_heads,
@@ -367,19 +693,32 @@ def verify_stored_ledger(
         tree_size=manifest["tree_size"],
         pinned_keys=keys,
         trusted_head=trusted_head,
+        exported_at=manifest["exported_at"],
+        witnesses=witnesses,
     )
-    for index, event, client_id, actor, body in LedgerRecord.objects.in_leaf_order().values_list(
-        "leaf_index", "event", "client_id", "actor", "body"
+    for failure in corrupt:
+        report.bad_record(failure.index, str(failure))
+    if witness_problem:
+        report.errors.append(witness_problem)
+    if witness_warning:
+        report.warnings.append(witness_warning)
+    for index, pk, event, client_id, actor, body in (
+        LedgerRecord.objects.in_leaf_order()
+        .values_list("leaf_index", "id", "event", "client_id", "actor", "body")
+        .iterator(chunk_size=2000)
     ):
-        record = json.loads(body)
-        if index is not None and (event, client_id, actor) != (
-            record["event"],
-            record.get("client_id", "")[:255],
-            record.get("sub", "")[:255],
-        ):
-            report.bad_record(
-                index, f"record {index}: the event, client_id or actor column disagrees with the record"
-            )
+        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=None)
+        if problem and index is not None and "is not JSON" not in problem:  # those are reported above
+            report.bad_record(index, f"record {index} (id {pk}) {problem}: it was written outside UAA")
+            break
+    for pk, event, client_id, actor, body in (
+        LedgerRecord.objects.unsealed()
+        .order_by("id")
+        .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
+    ):
+        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
+        if problem:
+            report.errors.append(str(_invalid(pk, problem)))
             break
     return report
 

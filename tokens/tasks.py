@@ -8,7 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 from oauth2_provider.models import clear_expired
 
-from tokens.ledger import seal_tree_head
+from tokens.ledger import SealRefused, seal_tree_head
 from tokens.rotation import rotate_signing_keys
 from uaa.oauth.models import RedeemedCode, SpentAssertion
 
@@ -39,6 +39,11 @@ def clear_expired_tokens_task() -> None:
 
 @shared_task(name="tokens.seal_audit_ledger", autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def seal_audit_ledger_task() -> int | None:
-    """Seal the audit records appended since the last tree head (tokens.ledger); the new tree size."""
-    head = seal_tree_head(now=timezone.now())
+    """Seal the audit records appended since the last tree head (tokens.ledger); the new tree size.
+
+    A refused seal (logged once by the sealer) is not retried: the next beat checks again."""
+    try:
+        head = seal_tree_head(now=timezone.now())
+    except SealRefused:
+        return None
     return head.tree_size if head else None

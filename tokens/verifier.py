@@ -9,9 +9,10 @@ never Django or anything else from UAA, so an auditor can copy this one file and
 
 Exit status 0 only if everything verifies. ``--keys`` is the audit JWK Set the auditor obtained
 independently (keys taken from the export only show that the export agrees with itself);
-``--trusted-head`` is a signed tree head saved at an earlier audit, which the export must contain and
-extend (RFC 9162 §2.1.4, §8): without it, an export cut short together with its last heads looks
-complete.
+``--trusted-head`` is a signed tree head saved earlier (``/.well-known/audit-head.json``), which the
+export must contain and extend (RFC 9162 §2.1.4, §8): without it, an export cut short together with its
+last heads looks complete. Head times must not decrease, nor be after ``exported_at`` or before a record
+they cover, within ``CLOCK_TOLERANCE_MS``.
 
 The server builds its tree heads and proofs with the same functions (tokens/ledger.py), so what is
 specified here is what is deployed. The export format (docs/audit-ledger.md):
@@ -42,6 +43,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,10 @@ TREE_HEAD_TYPE = "uaa-audit-tree-head/1"
 PRUNE_STATEMENT_TYPE = "uaa-audit-prune/1"
 PRUNED_EVENT = "ledger.pruned"
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles, exact up to here
+# How far apart the clocks of the hosts that append records, seal heads and export may be: a head may be
+# dated up to this much before a record it covers or after the export, and the sealer refuses heads and
+# records dated more than this in its future (docs/audit-ledger.md, "The verifier checks").
+CLOCK_TOLERANCE_MS = 5 * 60 * 1000
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 §2.1.1: MTH({}) = HASH()
 
 
@@ -116,6 +122,17 @@ def _refuse_float(text: str) -> Any:
 def parse_json(text: str | bytes) -> Any:
     """Parse JSON strictly: duplicate member names and non-integer numbers are errors."""
     return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_refuse_float)
+
+
+def time_ms(value: object) -> int | None:
+    """Milliseconds since the epoch of an RFC 3339 UTC time as records hold it (``…Z``), else ``None``."""
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return None
+    try:
+        moment = datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return None
+    return int(moment.timestamp() * 1000)
 
 
 # --- RFC 9162 §2.1 Merkle tree -------------------------------------------------------------------
@@ -551,6 +568,10 @@ def _check_records(records: Sequence[dict[str, Any]], first_index: int, report: 
     return computed
 
 
+def _signed_statement(head: dict[str, Any]) -> tuple[object, ...]:
+    return tuple(head.get(member) for member in ("tree_size", "root_hash", "timestamp", "kid", "signature"))
+
+
 def _check_heads(
     tree_heads: Sequence[dict[str, Any]],
     *,
@@ -559,25 +580,40 @@ def _check_heads(
     pinned: bool,
     report: Report,
 ) -> list[dict[str, Any]]:
-    """The validly signed heads; each must extend the one before it (RFC 9162 §2.1.4.2)."""
+    """The validly signed heads; each must extend the one before it (RFC 9162 §2.1.4.2) and not be older.
+
+    A head that is an exact copy of an earlier one (the same signed statement) is skipped with a warning:
+    it states nothing new, but the sealer never writes one, so it was copied in outside UAA."""
     good: list[dict[str, Any]] = []
+    seen: set[tuple[object, ...]] = set()
     for head in tree_heads:
         problem = verify_tree_head(head, issuer=issuer, keys=keys, pinned=pinned)
         if problem:
             report.errors.append(problem)
             continue
+        if _signed_statement(head) in seen:
+            report.warnings.append(
+                f"tree head of size {head['tree_size']} (timestamp {head['timestamp']}) appears twice: the"
+                " copy was skipped; it states nothing new, but the sealer never writes one, so it was copied"
+                " in outside UAA"
+            )
+            continue
+        seen.add(_signed_statement(head))
         if good:
             previous = good[-1]
-            ordered = (
-                head["tree_size"] >= previous["tree_size"] and head["timestamp"] >= previous["timestamp"]
-            )
+            if head["timestamp"] < previous["timestamp"]:
+                report.errors.append(
+                    f"tree head of size {head['tree_size']} (timestamp {head['timestamp']}) is older than the"
+                    f" tree head before it (size {previous['tree_size']}, timestamp {previous['timestamp']}):"
+                    " tree head times never decrease"
+                )
             proof = head.get("consistency", [])
             try:
                 nodes = [bytes.fromhex(node) for node in proof] if isinstance(proof, list) else None
             except (TypeError, ValueError):
                 nodes = None
             consistent = (
-                ordered
+                head["tree_size"] >= previous["tree_size"]
                 and nodes is not None
                 and verify_consistency(
                     first=previous["tree_size"],
@@ -594,6 +630,55 @@ def _check_heads(
                 )
         good.append(head)
     return good
+
+
+def _check_times(
+    records: Sequence[dict[str, Any]],
+    good_heads: Sequence[dict[str, Any]],
+    *,
+    first_index: int,
+    exported_at: object,
+    report: Report,
+) -> None:
+    """RFC 9162 §4.10: a head is signed after the records it covers were appended, and before anyone could
+    export it; both within ``CLOCK_TOLERANCE_MS``. Only the first offence of each kind is named."""
+    if exported_at is not None:
+        limit = time_ms(exported_at)
+        if limit is None:
+            report.errors.append(f"manifest.exported_at ({exported_at!r}) is not an RFC 3339 UTC time")
+        else:
+            for head in good_heads:
+                if head["timestamp"] > limit + CLOCK_TOLERANCE_MS:
+                    report.errors.append(
+                        f"tree head of size {head['tree_size']} (timestamp {head['timestamp']}) is dated"
+                        f" after the export was made ({exported_at}): it was signed by a sealer whose clock"
+                        " ran ahead, or extended a head from the future"
+                    )
+                    break
+    latest_at: tuple[int, int] | None = None  # (at, index) of the latest record so far
+    position = 0
+    for head in good_heads:
+        size = head["tree_size"]
+        while position < len(records) and first_index + position < size:
+            entry = records[position]
+            record = entry.get("record") if isinstance(entry, dict) else None
+            at = time_ms(record.get("at")) if isinstance(record, dict) else None
+            if at is None:
+                report.bad_record(
+                    first_index + position,
+                    f"record {first_index + position} has no valid `at` (an RFC 3339 UTC time)",
+                )
+                return
+            if latest_at is None or at > latest_at[0]:
+                latest_at = (at, first_index + position)
+            position += 1
+        if latest_at is not None and head["timestamp"] + CLOCK_TOLERANCE_MS < latest_at[0]:
+            report.errors.append(
+                f"tree head of size {size} (timestamp {head['timestamp']}) is older than record"
+                f" {latest_at[1]} it covers (at {records[latest_at[1] - first_index]['record']['at']}): a"
+                " head is signed after its records are appended, so the head's time or the record's is wrong"
+            )
+            return
 
 
 def _check_prunes(
@@ -655,11 +740,13 @@ def _check_trusted_head(
     good_heads: Sequence[dict[str, Any]],
     roots: dict[int, bytes],
     report: Report,
+    name: str = "the trusted head",
 ) -> None:
     """RFC 9162 §2.1.4, §8: the export holds, and its later heads extend, the head the auditor saved.
 
-    ``roots`` are roots the records reproduce, by size (for a trusted size no exported head has)."""
-    problem = verify_tree_head(trusted, issuer=issuer, keys=keys, pinned=pinned, name="the trusted head")
+    ``roots`` are roots the records reproduce, by size (for a trusted size no exported head has). ``name``
+    says whose head it is in the messages (the server's own check passes its sealer's witness)."""
+    problem = verify_tree_head(trusted, issuer=issuer, keys=keys, pinned=pinned, name=name)
     if problem:
         report.errors.append(problem)
     if not isinstance(trusted, dict) or not (
@@ -667,18 +754,16 @@ def _check_trusted_head(
     ):
         return
     if trusted.get("issuer", issuer) != issuer:
-        report.errors.append(
-            f"the trusted head is of issuer {trusted.get('issuer')!r}, the export of {issuer!r}"
-        )
+        report.errors.append(f"{name} is of issuer {trusted.get('issuer')!r}, the export of {issuer!r}")
         return
     size, root = trusted["tree_size"], trusted["root_hash"]
-    mismatch = f"the export is not consistent with the trusted head of size {size}"
+    mismatch = f"the export is not consistent with {name} of size {size}"
     latest = good_heads[-1]["tree_size"] if good_heads else 0
     if not good_heads and tree_heads:
         report.errors.append(f"{mismatch}: none of the export's tree heads carries a valid signature")
     elif latest < size:
         report.errors.append(
-            f"the export ends at tree size {latest}, before the trusted head of size {size}:"
+            f"the export ends at tree size {latest}, before {name} of size {size}:"
             " records and tree heads were cut from the end"
         )
     else:
@@ -692,7 +777,7 @@ def _check_trusted_head(
             )
         elif any(found != root for found in same):
             report.errors.append(
-                f"{mismatch}: the export's tree of that size has root {same[0]}, the trusted head {root};"
+                f"{mismatch}: the export's tree of that size has root {same[0]}, {name} {root};"
                 " the history was rewritten"
             )
 
@@ -708,13 +793,17 @@ def verify_ledger(
     tree_size: int | None = None,
     pinned_keys: dict[str, Any] | None = None,
     trusted_head: dict[str, Any] | None = None,
+    exported_at: object = None,
+    witnesses: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> Report:
     """Check every leaf, every tree head signature, consistency between consecutive heads, and that
     the records reproduce every signed root; that ``tree_size`` (the manifest's) is the latest head's and
     ``first_index`` + the records add up to it; that an export starting above 0 holds the signed prune
-    statement for ``first_index`` and that the frontier reproduces the signed head of that size. With
-    ``pinned_keys`` only those keys are trusted (else the export's ``jwks``, with a warning); with
-    ``trusted_head`` the export must hold and extend it. The report names the first bad record it can."""
+    statement for ``first_index`` and that the frontier reproduces the signed head of that size; that head
+    times never decrease, are not after ``exported_at`` (the manifest's) and not before a record they
+    cover (``CLOCK_TOLERANCE_MS``). With ``pinned_keys`` only those keys are trusted (else the export's
+    ``jwks``, with a warning); with ``trusted_head`` the export must hold and extend it, and so for each
+    ``(name, head)`` of ``witnesses``. The report names the first bad record it can."""
     report = Report(records=len(records), tree_heads=len(tree_heads))
     if not _is_size(first_index) or not (tree_size is None or _is_size(tree_size)):
         report.errors.append(
@@ -747,6 +836,7 @@ def verify_ledger(
         report.errors.append(f"manifest frontier unusable: {exc}")
         return report
     computed = _check_records(records, first_index, report)
+    _check_times(records, good_heads, first_index=first_index, exported_at=exported_at, report=report)
     _check_prunes(
         records,
         first_index=first_index,
@@ -781,7 +871,10 @@ def verify_ledger(
             f" not manifest.tree_size {tree_size}"
         )
 
-    trusted_size = trusted_head.get("tree_size") if isinstance(trusted_head, dict) else None
+    anchors = [*([("the trusted head", trusted_head)] if trusted_head is not None else []), *witnesses]
+    trusted_sizes = {
+        head["tree_size"] for _, head in anchors if isinstance(head, dict) and _is_size(head.get("tree_size"))
+    }
     roots: dict[int, bytes] = {}
     if first_index > 0 and first_index not in heads_by_size:
         report.errors.append(
@@ -791,12 +884,12 @@ def verify_ledger(
     elif not _compare(start, heads_by_size.get(first_index, []), report):
         report.errors.append("the manifest frontier does not match the tree head at the pruning point")
     else:
-        if trusted_size == start.size:
+        if start.size in trusted_sizes:
             roots[start.size] = start.root()
         matched = first_index
         for leaf in computed:
             start.append(leaf)
-            if trusted_size == start.size:
+            if start.size in trusted_sizes:
                 roots[start.size] = start.root()
             if start.size not in heads_by_size:
                 continue
@@ -810,9 +903,9 @@ def verify_ledger(
                 break
             matched = start.size
 
-    if trusted_head is not None:
+    for name, anchor in anchors:
         _check_trusted_head(
-            trusted_head,
+            anchor,
             issuer=issuer,
             keys=keys,
             pinned=pinned,
@@ -820,6 +913,7 @@ def verify_ledger(
             good_heads=good_heads,
             roots=roots,
             report=report,
+            name=name,
         )
     return report
 
@@ -894,6 +988,7 @@ def verify_export(
         tree_size=manifest["tree_size"],
         pinned_keys=keys,
         trusted_head=trusted_head,
+        exported_at=manifest.get("exported_at"),
     )
 
 

@@ -269,6 +269,10 @@ UAA_ID_TOKEN_LIFETIME = env.int("UAA_ID_TOKEN_LIFETIME", default=600)
 UAA_REFRESH_TOKEN_LIFETIME = env.int("UAA_REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)
 UAA_AUTHORIZATION_CODE_LIFETIME = env.int("UAA_AUTHORIZATION_CODE_LIFETIME", default=60)
 UAA_JWKS_MAX_AGE = env.int("UAA_JWKS_MAX_AGE", default=600)
+# The audit ledger's witness (tokens/witness.py): the last tree head this deployment signed, kept outside the
+# database, so a sealer never extends a history the database rewrote. Every process that seals (worker, web
+# for Seal now and manage.py audit) must see the same file: a volume of its own, never the database's.
+UAA_AUDIT_WITNESS = env("UAA_AUDIT_WITNESS", default=str(VAR_DIR / "audit-witness.json"))
 UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")
 if UAA_ACCESS_TOKEN_ALG not in ("RS256", "ES256", "EdDSA"):
     raise ImproperlyConfigured("UAA_ACCESS_TOKEN_ALG must be RS256, ES256 or EdDSA.")

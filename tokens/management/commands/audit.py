@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -57,33 +56,45 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        refused = None
         if action in ("seal", "export") or (
             action == "verify" and not options["no_seal"] and not options["export"]
         ):
-            head = ledger.seal_tree_head(now=timezone.now(), force=options.get("force", False))
+            try:
+                head = ledger.seal_tree_head(now=timezone.now(), force=options.get("force", False))
+            except ledger.SealRefused as exc:
+                if action == "seal":
+                    raise CommandError(f"sealing refused: {exc}") from exc
+                refused = f"sealing refused: {exc}"
+                self.stderr.write(self.style.ERROR(f"ERROR: {refused}; going on with what is sealed"))
             if action == "seal":
                 self.stdout.write(f"sealed: tree size {head.tree_size}" if head else "nothing to seal")
         if action == "verify":
             report = self._verify(options)
             for warning in report.warnings:
                 self.stderr.write(self.style.WARNING(f"WARNING: {warning}"))
-            if not report.ok:
-                raise CommandError(report.summary())
+            if not report.ok or refused:
+                raise CommandError("; ".join(filter(None, [report.summary(), refused])))
             self.stdout.write(self.style.SUCCESS(report.summary()))
         elif action == "head":
             try:
-                head = ledger.tree_head_at()
-            except TreeHead.DoesNotExist as exc:
+                head_document = ledger.published_tree_head()
+            except ledger.SealRefused as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(json.dumps({**head.as_dict(), "issuer": settings.UAA_ISSUER}, sort_keys=True))
+            if head_document is None:
+                raise CommandError("no signed tree head yet: run `manage.py audit seal`")
+            self.stdout.write(json.dumps(head_document, sort_keys=True))
         elif action == "prove":
             try:
                 proof = ledger.inclusion_proof(index=options["record"], tree_size=options["tree_size"])
-            except (LedgerRecord.DoesNotExist, TreeHead.DoesNotExist) as exc:
+            except (LedgerRecord.DoesNotExist, TreeHead.DoesNotExist, ledger.LedgerCorrupt) as exc:
                 raise CommandError(str(exc) or "no such sealed record") from exc
             self.stdout.write(json.dumps(proof, indent=2, sort_keys=True))
         elif action == "export":
-            export = ledger.collect_export(now=timezone.now())
+            try:
+                export = ledger.collect_export(now=timezone.now())
+            except ledger.LedgerCorrupt as exc:
+                raise CommandError(f"nothing exported: {exc}") from exc
             ledger.write_export(export, options["directory"])
             self.stdout.write(
                 f"exported {len(export.records)} records and {len(export.tree_heads)} tree heads"
