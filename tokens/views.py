@@ -1,18 +1,20 @@
-"""The JWKS endpoint and the audit keys (the public keys of the audit ledger)."""
+"""The JWKS endpoint, the audit keys (the public keys of the audit ledger) and its latest signed tree head."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from http import HTTPStatus
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 
 from tokens.audit_keys import audit_jwks
 from tokens.jwks import build_jwks
 from tokens.keys import ensure_active_key
+from tokens.ledger import SealRefused, published_tree_head
 from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use
 from tokens.verifier import canonical_json
@@ -52,6 +54,48 @@ def audit_keys(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(body, content_type="application/jwk-set+json")
     response["Cache-Control"] = f"public, max-age={settings.UAA_JWKS_MAX_AGE}"
     response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+AUDIT_HEAD_MAX_AGE = 5  # seconds: witnesses poll it; a seal happens every 10 s
+
+
+@require_safe
+def audit_head(request: HttpRequest) -> HttpResponse:
+    """The latest signed tree head of the audit ledger, for auditors and witnesses to save and compare
+    (RFC 9162 §8.1); the verifier takes a saved copy as ``--trusted-head``."""
+    try:
+        head = published_tree_head()
+    except SealRefused:  # a row nobody can verify (the sealer logs it, and refuses to extend it)
+        return _json_error(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "The latest tree head cannot be verified; try again later.",
+            {"Retry-After": "60"},
+        )
+    if head is None:
+        return _json_error(HTTPStatus.NOT_FOUND, "not_found", "No tree head has been signed yet.", {})
+    body = canonical_json(head)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": f"public, max-age={AUDIT_HEAD_MAX_AGE}",
+        "ETag": etag,
+        "Access-Control-Allow-Origin": "*",
+    }
+    if _none_match(etag, request.headers.get("If-None-Match", "")):
+        response: HttpResponse = HttpResponseNotModified()
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _json_error(status: int, code: str, description: str, headers: dict[str, str]) -> JsonResponse:
+    response = JsonResponse({"error": code, "error_description": description}, status=status)
+    response["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 
