@@ -1,4 +1,4 @@
-"""The consent form's answer (OIDC Core §3.1.2.4, RFC 6749 §4.1.1–§4.1.2): it is checked against the
+"""The consent form's answer (OIDC Core §3.1.2.4, RFC 6749 §4.1.1 to §4.1.2): it is checked against the
 request UAA showed the page for, which UAA keeps server-side, never against the form's own copies.
 
 Attackers:

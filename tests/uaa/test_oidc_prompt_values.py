@@ -64,7 +64,7 @@ def test_an_unsupported_prompt_value_is_invalid_request_not_ignored(remembered, 
 
 @pytest.mark.parametrize("prompt", ["select_account", "CONSENT"])
 def test_an_unsupported_prompt_value_is_refused_before_sign_in(client, confidential_client, prompt):
-    """RFC 6749 §4.1.2.1 / OIDC Core §3.1.2.6: the error goes to the client without asking anyone to sign in."""
+    """RFC 6749 §4.1.2.1 / OIDC Core §3.1.2.6: the error goes to the client before anyone signs in."""
     response = client.get(_request(confidential_client).url(prompt=prompt))
     assert response["Location"].startswith(REDIRECT_URI + "?")
     assert query_of(response["Location"])["error"] == "invalid_request"
