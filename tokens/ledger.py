@@ -218,6 +218,7 @@ class _Base:
     size: int
     frontier: list[bytes]
     timestamp: int  # the latest time already signed: the next head is not older
+    started: bool = False  # no witness yet: this tree was taken from the database on its signature
 
 
 def _frontier_of(head: TreeHead) -> list[bytes] | None:
@@ -275,7 +276,7 @@ def _trusted_base(*, now: datetime) -> _Base:
         ) from exc
     if known is None:
         if latest is None:
-            return _Base(size=0, frontier=[], timestamp=0)
+            return _Base(size=0, frontier=[], timestamp=0, started=True)
         frontier = _frontier_of(latest)
         if frontier is None:
             raise SealRefused(
@@ -284,11 +285,7 @@ def _trusted_base(*, now: datetime) -> _Base:
                 event="tokens.ledger_head_untrusted",
                 tree_size=latest.tree_size,
             )
-        logger.warning(
-            "tokens.ledger_witness_started",
-            extra={"tree_size": latest.tree_size, "root_hash": latest.root_hash[:16], "witness": str(path)},
-        )
-        return _Base(size=latest.tree_size, frontier=frontier, timestamp=latest.timestamp)
+        return _Base(size=latest.tree_size, frontier=frontier, timestamp=latest.timestamp, started=True)
 
     size = latest.tree_size if latest else 0
     signed = known["tree_size"]
@@ -335,6 +332,29 @@ def _trusted_base(*, now: datetime) -> _Base:
             else f"its tree head of size {size} has another root: the history was rewritten"
         )
     return _Base(size=size, frontier=tree.hashes, timestamp=max(latest.timestamp, known["timestamp"]))
+
+
+def _unwritable(exc: OSError) -> SealRefused:
+    path = witness.witness_path()
+    return SealRefused(
+        f"the sealer's witness {path} cannot be written ({exc.strerror}): without it the sealer cannot tell"
+        " a history the database rewrote from its own, so it does not seal",
+        event="tokens.ledger_witness_unwritable",
+        witness=str(path),
+    )
+
+
+def _start_witness(base: _Base) -> None:
+    """No witness yet: make sure one can be written before signing anything, and say what it starts from."""
+    path = witness.witness_path()
+    try:
+        witness.check_writable()
+    except OSError as exc:
+        raise _unwritable(exc) from exc
+    logger.warning(
+        "tokens.ledger_witness_started",
+        extra={"tree_size": base.size, "witness": str(path)},
+    )
 
 
 def record_problem(*, body: str, event: str, client_id: str, actor: str, now: datetime | None) -> str | None:
@@ -384,6 +404,8 @@ def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
     with transaction.atomic(durable=True):  # committed on exit, before the witness records the head
         key = locked_active_audit_key(now=now)  # serializes sealers; creates the first key (and its record)
         base = _trusted_base(now=now)
+        if base.started:
+            _start_witness(base)
         pending = []
         for pk, event, client_id, actor, body in (
             LedgerRecord.objects.unsealed()
@@ -431,7 +453,10 @@ def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
             frontier=[node.hex() for node in tree.frontier()],
             consistency=[node.hex() for node in tree.consistency_proof(base.size, tree.size)],
         )
-    witness.advance(head.as_dict(), frontier=list(head.frontier))
+    try:
+        witness.advance(head.as_dict(), frontier=list(head.frontier))
+    except OSError as exc:  # the head is committed; the witness lags until it can be written
+        raise _unwritable(exc) from exc
     _last_refusal.clear()
     logger.info(
         "tokens.ledger_sealed",

@@ -92,6 +92,14 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def check_writable() -> None:
+    """``OSError`` unless the witness's directory exists (or can be made) and takes files."""
+    path = witness_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a"):
+        pass
+
+
 def advance(head: dict[str, Any], *, frontier: list[str]) -> bool:
     """Record ``head`` (a signed head as ``TreeHead.as_dict`` gives it) as the last one signed, unless the
     witness already holds a later one or cannot be read; ``True`` if the file now holds it."""

@@ -10,6 +10,7 @@ outside the database (tokens/witness.py) and signs only trees that extend it.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -285,6 +286,21 @@ def test_an_unreadable_witness_stops_sealing(t1, caplog):
     with pytest.raises(ledger.SealRefused, match="witness"):
         ledger.seal_tree_head(now=now())
     assert errors(caplog, "tokens.ledger_witness_unreadable")
+
+
+def test_a_sealer_that_cannot_write_its_witness_does_not_seal(db, monkeypatch, caplog):
+    """Without a witness it could keep, the sealer could not tell a rewritten database from its own."""
+    from tokens import witness
+
+    def read_only() -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(witness, "check_writable", read_only)
+    append(1)
+    with pytest.raises(ledger.SealRefused, match="cannot be written"):
+        ledger.seal_tree_head(now=now())
+    assert not TreeHead.objects.exists()
+    assert errors(caplog, "tokens.ledger_witness_unwritable")
 
 
 def test_an_older_head_never_replaces_a_newer_witness(t1):
