@@ -13,6 +13,14 @@ key derived from that private half is the stored ``public_jwk``, its thumbprint 
 type fits the algorithm. A row someone wrote into the database without the KEK fails that proof: it
 is left out, and logged once at error level with its kid. Each row is proven once per process.
 
+A proof says the public key is ours, not that the key may still be used: that is the row's state, read
+on every use, and checked against what a database write cannot take back (``SigningKey.objects
+.publishable()``): the row's own ``retired_at`` / ``expired_at`` / ``revoked_at`` and the audit
+ledger's ``key.*`` records. A revoked or expired key's private half is destroyed as well, so a row
+flipped back to ``retired`` or ``active`` fails the proof in any process that had not proven it yet;
+and in one that had, the ledger still says no. Such a row is left out, logged once per process at
+error level (``tokens.key_state_tampered``, with its kid), and tokens.rotation puts it back.
+
 ``kid`` is the RFC 7638 thumbprint of the public key.
 """
 
@@ -42,7 +50,7 @@ from django.utils import timezone
 from jwcrypto import jwk
 from jwcrypto.common import JWException
 
-from tokens.models import AuditKey, KeyPurpose, SigningKey
+from tokens.models import AuditKey, KeyPurpose, SigningKey, contradiction_sql
 
 __all__ = ["KeyPurpose"]  # re-exported: the purposes the associated data binds
 
@@ -323,6 +331,7 @@ class LoadedKey:
 _cache_lock = threading.Lock()
 _proven: dict[tuple[str, str, str, str], ProvenKey | None] = {}  # row identity → proof (None: failed)
 _signing: dict[str, LoadedKey] = {}  # algorithm → the private half of its active key, nothing else
+_tampered: set[str] = set()  # kids already logged as tokens.key_state_tampered by this process
 
 
 def _identity(key: WrappedKey) -> tuple[str, str, str, str]:
@@ -383,6 +392,19 @@ def clear_key_cache() -> None:
     with _cache_lock:
         _proven.clear()
         _signing.clear()
+        _tampered.clear()
+
+
+def note_tampered(kid: str) -> None:
+    """A row whose state its timestamps or ledger records contradict (a database write): logged once
+    per process at error level, the kid and nothing else. Its private half leaves memory at once."""
+    with _cache_lock:
+        first = kid not in _tampered
+        _tampered.add(kid)
+        for algorithm in [alg for alg, loaded in _signing.items() if loaded.kid == kid]:
+            del _signing[algorithm]
+    if first:
+        logger.error("tokens.key_state_tampered", extra={"kid": kid})
 
 
 def cached_private_key_ids() -> set[str]:
@@ -416,7 +438,10 @@ def ensure_active_key(*, algorithm: str) -> SigningKey:
 @cache
 def _active_kid_sql(vendor: str) -> str:
     table = connection.ops.quote_name(SigningKey._meta.db_table)
-    sql = f"SELECT kid FROM {table} WHERE state = %s AND algorithm = %s"  # noqa: S608 - our own table
+    sql = (
+        f"SELECT k.kid FROM {table} k WHERE k.state = %s AND k.algorithm = %s"  # noqa: S608 - our own table
+        f" AND NOT {contradiction_sql('k')}"  # a tampered row is never locked, nor used
+    )
     # PostgreSQL: a shared lock on the key row until the token's transaction ends. A revocation (which
     # locks the row FOR UPDATE) waits for every token being signed with the key, and a token started
     # while a revocation is underway waits for it, then finds the key no longer active. SQLite runs
@@ -426,7 +451,8 @@ def _active_kid_sql(vendor: str) -> str:
 
 def locked_active_kid(algorithm: str) -> str | None:
     """The active kid for ``algorithm``, read under a shared lock held until the caller's transaction
-    ends. One plain indexed query: it runs for every token issued, and the ORM would cost more."""
+    ends; ``None`` if there is none, or if its row is contradicted (tokens.rotation puts it back). One
+    plain indexed query: it runs for every token issued, and the ORM would cost more."""
     with connection.cursor() as cursor:
         cursor.execute(_active_kid_sql(connection.vendor), [SigningKey.State.ACTIVE, algorithm])
         row = cursor.fetchone()
@@ -455,10 +481,37 @@ def active_signing_key(algorithm: str) -> LoadedKey:
     return loaded
 
 
+PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRED)
+
+
+@cache
+def _trusted_key_sql(vendor: str) -> str:
+    """The row of a kid in a published state, and whether it is contradicted: plain SQL, written once
+    (the ORM would compile the check again for every verification)."""
+    quote = connection.ops.quote_name
+    fields = SigningKey._meta.concrete_fields
+    columns = ", ".join(f"k.{quote(field.column or field.name)}" for field in fields)
+    return (
+        f"SELECT {columns}, {contradiction_sql('k')} AS contradicted"  # noqa: S608 - our own table
+        f" FROM {quote(SigningKey._meta.db_table)} k WHERE k.kid = %s AND k.state IN (%s, %s, %s)"
+    )
+
+
 def trusted_public_key(kid: str) -> ProvenKey | None:
-    """The proven public key for ``kid`` if it is published right now (next, active or retired)."""
-    row = SigningKey.objects.publishable().filter(kid=kid).first()
-    return proven_key(row) if row is not None else None
+    """The proven public key for ``kid`` if it is published right now: next, active or retired, and
+    neither its timestamps nor the ledger say it moved on (a contradicted row is logged as tampered).
+
+    One query per verification reads the row and checks it; the state is never cached, only the proof
+    (a "not revoked" kept in memory is what a process would go on trusting after a revoked row was
+    written back exactly as it stood)."""
+    rows = SigningKey.objects.raw(_trusted_key_sql(connection.vendor), [kid, *PUBLISHED_STATES])
+    row = next(iter(rows), None)
+    if row is None:
+        return None
+    if getattr(row, "contradicted", True):  # the query's own column; missing would mean untrusted
+        note_tampered(row.kid)
+        return None
+    return proven_key(row)
 
 
 def published_public_key(kid: str) -> jwk.JWK | None:
@@ -481,11 +534,13 @@ def rewrap_keys(model: type[SigningKey] | type[AuditKey]) -> int:
 
     Older KEKs must still be configured. Each key's data key is re-encrypted in its own small
     transaction; the private key itself is untouched, so signing and verification continue throughout.
-    Only keys in the current format are re-wrapped (under the same associated data).
+    Only keys in the current format are re-wrapped (under the same associated data); revoked and
+    expired signing keys have nothing left to re-wrap.
     """
     current = configured_keks()[0]
     count = 0
-    for key_id in model._default_manager.exclude(kek_id=current.kek_id).values_list("pk", flat=True):
+    stored = model._default_manager.exclude(kek_id=current.kek_id).exclude(wrapped_data_key=b"")
+    for key_id in stored.values_list("pk", flat=True):
         with transaction.atomic():
             key = model._default_manager.select_for_update().get(pk=key_id)
             if key.kek_id == current.kek_id:

@@ -2,6 +2,12 @@
 
 The private half is stored only wrapped (tokens/keys.py): AES-256-GCM under a per-key data key,
 itself wrapped under the key-encryption key from ``UAA_KEK``. Nothing in the database alone decrypts it.
+A revoked or expired key's private half is destroyed (its blobs emptied); its public JWK stays.
+
+The lifecycle only moves forward, and a key's row is published only while nothing says it moved on:
+its own ``retired_at`` / ``expired_at`` / ``revoked_at``, and the audit ledger's append-only, sealed
+``key.retired`` / ``key.expired`` / ``key.revoked`` records (``SigningKeyQuerySet.publishable``). A
+database write that sets a revoked key's ``state`` back is a contradiction, never a resurrection.
 
 The audit ledger lives here too: ``AuditKey`` (Ed25519, wrapped the same way), ``LedgerRecord`` (the
 append-only leaves) and ``TreeHead`` (signed Merkle tree heads); the services are in tokens/ledger.py.
@@ -13,8 +19,46 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from django.db import models
-from django.db.models import Q
+from django.db import connection, models
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
+
+# The ledger records that end a key's time in a state. The partial index ``ledger_key_records`` holds
+# exactly these rows, so looking a key up among them never reads the token records. Its predicate is
+# repeated literally in :func:`contradiction_sql`: SQLite uses a partial index only for the same literal
+# term (never for a bound parameter), in the same order.
+KEY_RECORD_EVENTS = ("key.expired", "key.retired", "key.revoked")
+_IN_KEY_RECORD_INDEX = "event IN ('key.expired', 'key.retired', 'key.revoked')"
+
+
+def contradiction_sql(key: str) -> str:
+    """SQL that is true for a signing-key row whose state is contradicted by what a database write
+    cannot take back: its own ``revoked_at`` / ``expired_at`` (whatever the state says), its
+    ``retired_at`` (for a ``next`` or ``active`` row), or a ledger record of its kid: ``key.revoked``
+    or ``key.expired``, or ``key.retired`` for a ``next`` or ``active`` row. ``key`` is the (quoted)
+    table name or alias the outer query gives ``tokens_signingkey``.
+
+    Plain SQL, written once, because it runs for every token signed and verified: one small correlated
+    subquery on the partial index, cheap to plan. The record's ``subject`` member is matched exactly as
+    RFC 8785 writes it (``"subject":"<kid>"``; a kid is base64url, nothing in it is escaped).
+    """
+    position = "STRPOS" if connection.vendor == "postgresql" else "INSTR"
+    ledger = connection.ops.quote_name("tokens_ledgerrecord")
+    early = "('next', 'active')"
+    return (
+        f"({key}.revoked_at IS NOT NULL OR {key}.expired_at IS NOT NULL"  # noqa: S608 - constants only
+        f" OR ({key}.state IN {early} AND {key}.retired_at IS NOT NULL)"
+        f" OR EXISTS (SELECT 1 FROM {ledger} r WHERE r.{_IN_KEY_RECORD_INDEX}"
+        f" AND (r.event <> 'key.retired' OR {key}.state IN {early})"
+        f" AND {position}(r.body, '\"subject\":\"' || {key}.kid || '\"') > 0))"
+    )
+
+
+def _contradicted() -> RawSQL:
+    """:func:`contradiction_sql` for a plain ``SigningKey`` queryset (not one nested in another query
+    of the same table, where Django renames the table)."""
+    table = connection.ops.quote_name(SigningKey._meta.db_table)
+    return RawSQL(contradiction_sql(table), (), output_field=BooleanField())  # noqa: S611 - constant SQL
 
 
 class KeyPurpose(StrEnum):
@@ -32,10 +76,20 @@ class SigningKeyQuerySet(models.QuerySet["SigningKey"]):
     def next_in_line(self) -> SigningKeyQuerySet:
         return self.filter(state=SigningKey.State.NEXT)
 
-    def publishable(self) -> SigningKeyQuerySet:
+    def in_published_state(self) -> SigningKeyQuerySet:
+        """Rows whose ``state`` column says next, active or retired, whatever else says otherwise."""
         return self.filter(
             state__in=[SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.State.RETIRED]
         )
+
+    def publishable(self) -> SigningKeyQuerySet:
+        """Next, active or retired, and nothing contradicts it (see the module docstring): what may be
+        published and trusted, still subject to the proof of tokens/keys.py."""
+        return self.in_published_state().exclude(_contradicted())
+
+    def contradicted(self) -> SigningKeyQuerySet:
+        """Rows in a published state that their timestamps or the ledger say have moved on: tampered."""
+        return self.in_published_state().filter(_contradicted())
 
     def for_algorithm(self, algorithm: str) -> SigningKeyQuerySet:
         return self.filter(algorithm=algorithm)
@@ -102,14 +156,30 @@ class SigningKey(models.Model):
         self.save(update_fields=["state", "retired_at"])
 
     def expire(self, *, now: datetime) -> None:
+        """Expired: unpublished for good, and the private half destroyed."""
         self.state = self.State.EXPIRED
         self.expired_at = now
-        self.save(update_fields=["state", "expired_at"])
+        self._destroy_private_half()
+        self.save(update_fields=["state", "expired_at", *self.PRIVATE_FIELDS])
 
     def revoke(self, *, now: datetime) -> None:
+        """Revoked: unpublished for good, and the private half destroyed."""
         self.state = self.State.REVOKED
         self.revoked_at = now
-        self.save(update_fields=["state", "revoked_at"])
+        self._destroy_private_half()
+        self.save(update_fields=["state", "revoked_at", *self.PRIVATE_FIELDS])
+
+    PRIVATE_FIELDS: ClassVar[tuple[str, str]] = ("wrapped_private_key", "wrapped_data_key")
+
+    def _destroy_private_half(self) -> None:
+        """Empty the wrapped blobs: the key can never be proven (tokens/keys.py), so never be published,
+        trusted or used again, whatever its row is later made to say. The public JWK stays."""
+        self.wrapped_private_key = b""
+        self.wrapped_data_key = b""
+
+    @property
+    def private_half_destroyed(self) -> bool:
+        return not bytes(self.wrapped_private_key) and not bytes(self.wrapped_data_key)
 
 
 class KeySeries(models.Model):
@@ -172,6 +242,11 @@ class AppendOnly(Exception):
 
 
 class LedgerRecordQuerySet(models.QuerySet["LedgerRecord"]):
+    def about_key(self, kid: str) -> LedgerRecordQuerySet:
+        """The ``key.retired`` / ``key.expired`` / ``key.revoked`` records of ``kid`` (indexed)."""
+        index = RawSQL(_IN_KEY_RECORD_INDEX, (), output_field=BooleanField())  # noqa: S611 - constant
+        return self.filter(index, body__contains=f'"subject":"{kid}"')
+
     def sealed(self) -> LedgerRecordQuerySet:
         return self.filter(leaf_index__isnull=False)
 
@@ -234,9 +309,14 @@ class LedgerRecord(models.Model):
         permissions = [("seal_ledger", "Can seal the audit ledger now")]
         # Every index is written on the token endpoint's path, so there are few: the sealer's queue of
         # unsealed records, the leaf order (unique once sealed; unsealed rows stay out of it), and the
-        # admin's searches by client and actor and by time. Events are filtered within those.
+        # admin's searches by client and actor and by time. Events are filtered within those; the one
+        # index on events is partial, and only key records (a few per signing key) ever enter it.
         indexes = [
             models.Index(fields=["id"], condition=Q(leaf_index__isnull=True), name="ledger_unsealed"),
+            # the records a signing key's state is checked against (tokens/keys.py); a handful per key
+            models.Index(
+                fields=["event"], condition=Q(event__in=KEY_RECORD_EVENTS), name="ledger_key_records"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -14,6 +14,12 @@ Guarantee to resource servers that cache the JWKS for at most ``UAA_JWKS_MAX_AGE
 
 Every change for one algorithm happens under a row lock on its ``KeySeries``: several workers or
 beat processes may run rotation at the same moment and exactly one of them does the work.
+
+The lifecycle only moves forward. A revoked or expired key's private half is destroyed
+(``SigningKey.revoke`` / ``expire``). A row that a database write moved back (its timestamps or its
+``key.*`` ledger records say it moved on) is never published, trusted or used (tokens.keys), and every
+run under the series lock puts it back where that evidence says it is (:func:`_restore_tampered`), so
+it cannot hold the ``active`` or ``next`` slot of its algorithm either.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from tokens.keys import forget_private_key, generate_signing_key, locked_active_kid
-from tokens.models import KeySeries, SigningKey
+from tokens.keys import forget_private_key, generate_signing_key, locked_active_kid, note_tampered
+from tokens.models import KeySeries, LedgerRecord, SigningKey
 from tokens.signals import signing_key_changed
 
 logger = logging.getLogger(__name__)
@@ -57,10 +63,11 @@ class RotationReport:
     activated: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # tampered rows put back (_restore_tampered)
 
     @property
     def changed(self) -> bool:
-        return bool(self.published or self.activated or self.retired or self.expired)
+        return bool(self.published or self.activated or self.retired or self.expired or self.restored)
 
 
 def algorithms_in_use() -> list[str]:
@@ -83,6 +90,33 @@ def _emit(event: str, key: SigningKey, now: datetime, **extra: object) -> None:
     if event in {"retired", "expired", "revoked"}:
         forget_private_key(key.kid)  # this process's copy; other processes drop theirs at next use
     signing_key_changed.send(sender=SigningKey, event=event, key=key, at=now, **extra)
+
+
+RESTORED = "the row's state was contradicted by its timestamps or the ledger (a database write): restored"
+
+
+def _restore_tampered(algorithm: str, now: datetime, *, actor: str = "") -> list[str]:
+    """Put back every row of ``algorithm`` in a published state that its own timestamps or its ledger
+    records say has moved on: revoked or expired (the private half destroyed again), or retired for a
+    ``next`` or ``active`` row. Call under the series lock. Each restoration is recorded like the
+    transition itself (with :data:`RESTORED` as reason) and logged as tampered, once per process.
+    """
+    restored: list[str] = []
+    for key in SigningKey.objects.for_algorithm(algorithm).contradicted().select_for_update():
+        note_tampered(key.kid)
+        events = set(LedgerRecord.objects.about_key(key.kid).values_list("event", flat=True))
+        if key.revoked_at is not None or LedgerRecord.Event.KEY_REVOKED in events:
+            key.revoke(now=key.revoked_at or now)
+            event = "revoked"
+        elif key.expired_at is not None or LedgerRecord.Event.KEY_EXPIRED in events:
+            key.expire(now=key.expired_at or now)
+            event = "expired"
+        else:  # a next or active row with a retirement on record
+            key.retire(now=key.retired_at or now)
+            event = "retired"
+        _emit(event, key, now, reason=RESTORED, actor=actor)
+        restored.append(key.kid)
+    return restored
 
 
 def _store_new_key(
@@ -109,6 +143,7 @@ def _rotate_algorithm(
     algorithm: str, *, now: datetime, policy: KeyPolicy, report: RotationReport, actor: str = ""
 ) -> None:
     series = _lock(algorithm)
+    report.restored.extend(_restore_tampered(algorithm, now, actor=actor))
     keys = SigningKey.objects.for_algorithm(algorithm)
     active = keys.active().first()
     standby = keys.next_in_line().first()
@@ -204,12 +239,14 @@ def active_key_cache_gap(*, algorithm: str, now: datetime) -> CacheGap:
 
 
 def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
-    """The active key for ``algorithm``, creating (or promoting the next key to) one if there is none."""
-    key = SigningKey.objects.active().for_algorithm(algorithm).first()
+    """The active key for ``algorithm``, creating (or promoting the next key to) one if there is none
+    (or only a tampered one, which is put back first)."""
+    key = SigningKey.objects.publishable().active().for_algorithm(algorithm).first()
     if key is not None:
         return key
     with transaction.atomic():
         _lock(algorithm)
+        _restore_tampered(algorithm, now)
         key = SigningKey.objects.active().for_algorithm(algorithm).first()
         if key is None:
             incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
@@ -221,11 +258,13 @@ def lock_active_kid(*, algorithm: str, now: datetime) -> str:
     """The active kid for ``algorithm`` under the series lock, for a token about to be signed.
 
     tokens.keys.active_signing_key asks here when its shared-lock read found no active key: none exists
-    yet, or a revocation replaced it while the read waited. Holding the series lock until the caller's
-    transaction ends, no revocation can be underway; the key is also share-locked like any signing read.
+    yet, a revocation replaced it while the read waited, or its row is tampered (put back here first).
+    Holding the series lock until the caller's transaction ends, no revocation can be underway; the key
+    is also share-locked like any signing read.
     """
     with transaction.atomic():
         _lock(algorithm)
+        _restore_tampered(algorithm, now)
         kid = locked_active_kid(algorithm)
         if kid is None:
             incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
@@ -279,6 +318,7 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str 
     spare = generate_signing_key(algorithm=algorithm, now=now) if needs_key else None
     with transaction.atomic():
         _lock(algorithm)
+        _restore_tampered(algorithm, now, actor=actor)
         key = SigningKey.objects.select_for_update().get(kid=kid)
         if key.state == SigningKey.State.REVOKED:
             return key

@@ -109,7 +109,7 @@ def test_an_audit_keys_blobs_copied_into_a_signing_key_row_fail(client, genuine)
     ledger.seal_tree_head(now=timezone.now())
     audit = AuditKey.objects.get()
     SigningKey.objects.filter(pk=genuine["EdDSA"].pk).update(state=SigningKey.State.EXPIRED)
-    copy_row(audit, algorithm="EdDSA", state=SigningKey.State.ACTIVE)
+    copy_row(audit, algorithm="EdDSA", state=SigningKey.State.ACTIVE, retired_at=None)
     clear_key_cache()
     assert audit.kid not in published_kids(client)
     with pytest.raises(KeyDecryptionError):
