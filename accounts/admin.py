@@ -6,19 +6,23 @@
   only: a helpdesk that could set a superuser's password and reset their factors could become them.
 * ``is_superuser``, ``is_staff``, ``groups`` and ``user_permissions`` are read-only for non-superusers,
   and for everyone on their own account. Group permissions are changed by superusers only.
+* A new password and deactivation end the user's sessions and grants made before them (the user's
+  not-before time, accounts/revocation.py), as "Reset second factors" does.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import throttling
+from accounts import revocation, throttling
 from accounts.mfa import enrollment, policy, recovery, totp
 from accounts.models import User, WebAuthnCredential
 
@@ -52,6 +56,9 @@ class UserAdmin(DjangoUserAdmin):
         "second_factors",
         "backup_codes_left",
         "sign_in_locked_until",
+        "mfa_enrolled_at",
+        "not_before",
+        "sessions_not_before",
     ]
     actions = ["reset_mfa", "unlock_sign_in"]
     fieldsets = (
@@ -61,7 +68,14 @@ class UserAdmin(DjangoUserAdmin):
         (
             "Sign-in security",
             {
-                "fields": ("second_factors", "backup_codes_left", "sign_in_locked_until"),
+                "fields": (
+                    "second_factors",
+                    "backup_codes_left",
+                    "mfa_enrolled_at",
+                    "sign_in_locked_until",
+                    "not_before",
+                    "sessions_not_before",
+                ),
                 "description": "Reset second factors and Unlock sign-in are actions on the user list.",
             },
         ),
@@ -126,9 +140,27 @@ class UserAdmin(DjangoUserAdmin):
             )
         return allowed
 
+    # --- password and deactivation end what was granted before them ---------------------------------
+    def save_model(self, request: HttpRequest, obj: User, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            revocation.revoke(user=obj, request=request, reason=revocation.Reason.DEACTIVATED)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Django's password form; once it saved a new password (or none), every session and grant of the
+        user made before it ends (RFC 9700 §4.14.2: a password change is a security event)."""
+        target = self.get_object(request, unquote(id))
+        before = target.password if target is not None else None
+        response = super().user_change_password(request, id, form_url)
+        if target is not None:
+            target.refresh_from_db(fields=["password"])
+            if target.password != before:
+                revocation.revoke(user=target, request=request, reason=revocation.Reason.PASSWORD_CHANGED)
+        return response
+
     # --- the actions ---------------------------------------------------------------------------------
     @admin.action(
-        description="Reset second factors (the user enrolls again at the next sign-in)",
+        description="Reset second factors (signs the user out everywhere; the next sign-in enrolls again)",
         permissions=["reset_user_mfa"],
     )
     def reset_mfa(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

@@ -8,8 +8,15 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save
+        from django_otp.plugins.otp_totp.models import TOTPDevice
 
+        from accounts.mfa.policy import factor_saved
+        from accounts.models import WebAuthnCredential
         from accounts.sessions import end_recorded_session
 
         # Every way out (our sign-out, RP-initiated logout, the timeouts) closes the sign-in record.
         user_logged_out.connect(end_recorded_session, dispatch_uid="accounts.end_recorded_session")
+        # A factor bound any way closes first enrollment to its user (accounts/mfa/policy.py).
+        post_save.connect(factor_saved, sender=TOTPDevice, dispatch_uid="accounts.totp_saved")
+        post_save.connect(factor_saved, sender=WebAuthnCredential, dispatch_uid="accounts.webauthn_saved")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from typing import Any
 
@@ -10,13 +11,39 @@ from django.db import models
 from django.utils import timezone
 
 
+def canonical_email(value: str) -> str:
+    """The one form of an e-mail address that is stored, looked up (exactly) and throttled.
+
+    Surrounding space removed; NFKC (UTS #15, as Django's ``normalize_username`` and RFC 8265 §3.4.1
+    do), which maps compatibility characters onto what they stand for (the long s U+017F → ``s``, the
+    Kelvin sign U+212A → ``K``, fullwidth letters → ASCII); then lower case, local part included
+    (addresses are case-insensitive in practice), and NFKC again. Not case *folding*: that rewrites the
+    mailbox itself (``ß`` → ``ss``), and the address is what UAA releases as the ``email`` claim. Letters
+    that only look alike (dotless i U+0131, dotted capital I U+0130, Cyrillic a U+0430) stay different
+    addresses: they are never a spelling of another account.
+
+    Look-ups compare this form exactly, never case-insensitively in SQL: PostgreSQL's ``UPPER()`` folds
+    U+0131 to ``I`` and U+017F to ``S``, so an ``iexact`` look-up would find an account under a spelling
+    whose failures the lock counts elsewhere.
+    """
+    text = unicodedata.normalize("NFKC", (value or "").strip())
+    return unicodedata.normalize("NFKC", text.lower())
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
+
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        return canonical_email(email or "")
 
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
         if not email:
             raise ValueError("A user needs an e-mail address.")
-        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        address = canonical_email(email)
+        if self.filter(email=address).exists():
+            raise ValueError("An account with this e-mail address exists.")
+        user = self.model(email=address, **fields)
         user.set_password(password)  # None gives an unusable password
         user.save(using=self._db)
         return user
@@ -26,7 +53,8 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(email, password, **fields)
 
     def get_by_natural_key(self, username: str | None) -> User:
-        return self.get(email__iexact=username)
+        """The account with exactly this address once normalised (``canonical_email``); never ``iexact``."""
+        return self.get(email=canonical_email(username or ""))
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -41,6 +69,28 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Keycloak's "not before" revocation (accounts/revocation.py): grants made before these times are dead.
+    not_before = models.DateTimeField(
+        "grants not before",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="SSO sessions, codes, refresh and access tokens granted before this are refused.",
+    )
+    mfa_enrolled_at = models.DateTimeField(
+        "second factor since",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set when the user first has a second factor; only an admin's reset clears it.",
+    )
+    sessions_not_before = models.DateTimeField(
+        "sessions not before",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="SSO sessions (and the codes they issued) begun before this are ended.",
+    )
 
     objects = UserManager()
 
@@ -58,6 +108,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = canonical_email(self.email)  # before the form's uniqueness check sees it
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = canonical_email(self.email)
+        super().save(*args, **kwargs)
 
     @property
     def sub(self) -> str:

@@ -19,10 +19,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
-from accounts import sessions, throttling
+from accounts import revocation, sessions, throttling
 from accounts.mfa import policy, recovery, totp
 from accounts.mfa import webauthn as passkeys
-from accounts.models import SignIn, User
+from accounts.models import SignIn, User, canonical_email
 from tokens import ledger
 from tokens.models import LedgerRecord
 
@@ -68,6 +68,22 @@ def create_user(
     )
 
 
+def change_password(*, request: HttpRequest | None, user: User, password: str | None) -> None:
+    """A new password (``None``: an unusable one); then every session and grant of the user made before
+    it ends (accounts/revocation.py; RFC 9700 §4.14.2: a password change is a security event)."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    revocation.revoke(user=user, request=request, reason=revocation.Reason.PASSWORD_CHANGED)
+
+
+def deactivate_user(*, request: HttpRequest | None, user: User) -> None:
+    """The account can no longer sign in; its sessions and grants end, and stay ended if it is
+    reactivated (its not-before time, accounts/revocation.py)."""
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    user.is_active = False
+    revocation.revoke(user=user, request=request, reason=revocation.Reason.DEACTIVATED)
+
+
 def _ip(request: HttpRequest) -> str:
     return throttling.client_ip(request)
 
@@ -79,12 +95,11 @@ def _locked(email: str, request: HttpRequest) -> StepResult | None:
 
 def authenticate_password(*, request: HttpRequest, email: str, password: str) -> User | None:
     """The active user with this e-mail and password, or ``None``; same answer and cost for unknown ones."""
-    user = authenticate(request, username=email.strip().lower(), password=password)
+    address = canonical_email(email)  # the one form stored, looked up exactly and throttled
+    user = authenticate(request, username=address, password=password)
     if user is None:
         logger.info("accounts.sign_in_failed", extra={"ip": _ip(request)})
-        known = (
-            User.objects.filter(email=email.strip().lower()) if "\x00" not in email else User.objects.none()
-        )
+        known = User.objects.filter(email=address) if "\x00" not in address else User.objects.none()
         target = known.values_list("pk", flat=True).first()
         ledger.append_record(
             event=LedgerRecord.Event.SIGN_IN_FAILED,
@@ -152,6 +167,24 @@ def verify_webauthn(
         return _factor_failed(request, user, method="hwk", error=BAD_KEY)
     proof = passkeys.evidence(credential=credential, credential_json=credential_json)
     return StepResult(user=user, method=passkeys.amr_of(credential), evidence=proof)
+
+
+def stepped_up(
+    *, request: HttpRequest, user: User, method: str, evidence: dict[str, Any] | None = None
+) -> None:
+    """A signed-in session re-entered its user's second factor (a step-up before a security change):
+    noted on the session, recorded in the ledger, and the account's failures forgiven as by a sign-in."""
+    with transaction.atomic():
+        sessions.mark_verified(request)
+        ledger.append_record(
+            event=policy.MFA_VERIFIED,
+            sub=str(user.pk),
+            amr=[method],
+            evidence=evidence,
+            **ledger.request_metadata(request),
+        )
+    throttling.record_success(email=user.email)
+    logger.info("accounts.stepped_up", extra={"user_id": str(user.pk), "method": method})
 
 
 def sign_in(
@@ -272,8 +305,16 @@ def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEvery
 
 def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) -> SignedOutEverywhere:
     """End every SSO session of the signed-in user, this one included, and with ``revoke_tokens`` every
-    token issued to the user's applications too (RFC 9700 §4.14.2); one transaction with its records."""
+    token issued to the user's applications too (RFC 9700 §4.14.2).
+
+    The user's not-before time is set first and committed on its own (accounts/revocation.py): from that
+    commit on, no session begun earlier is honoured and no code or token is issued from one, whatever is
+    in flight. Then, in one transaction with its records, the sessions and tokens are deleted and revoked.
+    """
     user: User = request.user  # type: ignore[assignment]  # the view requires a signed-in user
+    not_before = revocation.revoke(
+        user=user, request=request, reason=revocation.Reason.SIGN_OUT_EVERYWHERE, applications=revoke_tokens
+    )
     with transaction.atomic():
         open_sessions = SignIn.objects.filter(user=user, ended_at=None)
         keys = list(open_sessions.values_list("session_key", flat=True))
@@ -287,6 +328,7 @@ def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) ->
             sub=str(user.pk),
             detail={
                 "everywhere": True,
+                "not_before": not_before.isoformat(),
                 "sessions": len(keys),
                 "refresh_tokens_revoked": revoked.refresh_tokens,
                 "access_tokens_revoked": revoked.access_tokens,

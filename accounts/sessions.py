@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -34,6 +34,8 @@ LAST_SEEN = "uaa_last_seen"
 PENDING = "uaa_pending"
 WEBAUTHN_CHALLENGE = "uaa_webauthn_challenge"
 TOTP_DEVICE = "uaa_totp_device"
+VERIFIED_AT = "uaa_verified_at"  # the last step-up: the second factor re-entered for a security change
+REPLENISH = "uaa_replenish"  # signed in with the last backup code: where to go once factors are replenished
 LAST_SEEN_RESOLUTION = 60  # seconds: the session is written at most once a minute to note activity
 
 
@@ -45,6 +47,8 @@ def start(request: HttpRequest, *, amr: list[str], acr: str = "") -> None:
     request.session[SID] = secrets.token_urlsafe(16)
     request.session[LAST_SEEN] = time.time()
     request.session.pop(PENDING, None)
+    request.session.pop(VERIFIED_AT, None)  # a sign-in is not a step-up (accounts/signin.py)
+    request.session.pop(REPLENISH, None)
 
 
 def auth_time(request: HttpRequest) -> datetime | None:
@@ -115,6 +119,31 @@ def clear_pending(request: HttpRequest) -> None:
     request.session.pop(PENDING, None)
 
 
+# --- step-up for security changes, and replenishing factors -------------------------------------------
+def mark_verified(request: HttpRequest) -> None:
+    """This session re-entered its user's second factor just now (a step-up on the Security page)."""
+    request.session[VERIFIED_AT] = time.time()
+
+
+def verified_within(request: HttpRequest, *, seconds: int) -> bool:
+    value = request.session.get(VERIFIED_AT)
+    return isinstance(value, int | float) and 0 <= time.time() - value <= seconds
+
+
+def begin_replenish(request: HttpRequest, *, next_url: str) -> None:
+    request.session[REPLENISH] = {"next": next_url}
+
+
+def replenish_next(request: HttpRequest) -> str | None:
+    """Where a session that must replenish its user's factors goes afterwards, or ``None``."""
+    state = request.session.get(REPLENISH)
+    return str(state.get("next") or "") if isinstance(state, dict) else None
+
+
+def end_replenish(request: HttpRequest) -> None:
+    request.session.pop(REPLENISH, None)
+
+
 # --- the ceremony in progress -------------------------------------------------------------------------
 def keep_webauthn_challenge(request: HttpRequest, challenge: bytes) -> None:
     request.session[WEBAUTHN_CHALLENGE] = base64.urlsafe_b64encode(challenge).decode("ascii")
@@ -151,8 +180,16 @@ def end_recorded_session(sender: object, request: HttpRequest | None = None, **k
 
 # --- timeouts ---------------------------------------------------------------------------------------
 def expired(request: HttpRequest, *, now: float) -> str | None:
-    """``"absolute"`` or ``"idle"`` when the signed-in session has run out, else ``None``."""
+    """``"revoked"``, ``"absolute"`` or ``"idle"`` when the signed-in session has run out, else ``None``.
+
+    ``"revoked"``: the session began before the user's not-before time (accounts/revocation.py: sign out
+    everywhere, a password change, an admin's reset, deactivation), wherever that was set.
+    """
+    from accounts import revocation
+
     signed_in = auth_time(request)
+    if revocation.session_ended(user=request.user, auth_time=signed_in):
+        return "revoked"
     if signed_in is not None and now - signed_in.timestamp() > settings.SESSION_COOKIE_AGE:
         return "absolute"
     last_seen = request.session.get(LAST_SEEN)
@@ -163,7 +200,9 @@ def expired(request: HttpRequest, *, now: float) -> str | None:
 
 class SessionTimeoutMiddleware:
     """End an SSO session after ``UAA_SESSION_IDLE_TIMEOUT`` seconds unused, or ``SESSION_COOKIE_AGE``
-    seconds (``UAA_SESSION_MAX_AGE``) after sign-in, whichever comes first."""
+    seconds (``UAA_SESSION_MAX_AGE``) after sign-in, whichever comes first, and at once when it began
+    before the user's not-before time (accounts/revocation.py). A session that owes a sign-in stage
+    (accounts/signin.py ``interstitial``: replenishing its user's factors) is sent to it first."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -176,6 +215,12 @@ class SessionTimeoutMiddleware:
                 user_id = str(request.user.pk)
                 logout(request)  # end_recorded_session marks its SignIn ended
                 logger.info("accounts.session_expired", extra={"user_id": user_id, "reason": reason})
-            elif now - float(request.session.get(LAST_SEEN, 0)) > LAST_SEEN_RESOLUTION:
-                request.session[LAST_SEEN] = now
+            else:
+                if now - float(request.session.get(LAST_SEEN, 0)) > LAST_SEEN_RESOLUTION:
+                    request.session[LAST_SEEN] = now
+                from accounts import signin
+
+                interstitial = signin.interstitial(request)
+                if interstitial is not None:
+                    return HttpResponseRedirect(interstitial)
         return self.get_response(request)

@@ -2,9 +2,12 @@
 
 ::
 
-    password ─┬─► SECOND_FACTOR ──► SIGNED_IN    the user has a factor: only its challenge may follow
-              ├─► ENROLL ─────────► SIGNED_IN    no factor, and policy requires one: only enrollment
-              └─► SIGNED_IN                      no factor, none required
+    password ─┬─► SECOND_FACTOR ─┬─► SIGNED_IN    the user has a factor: only its challenge may follow
+              │                  └─► REPLENISH    ...the last backup code passed it: signed in (AAL2),
+              │                                   but a new factor or new codes come before anything else
+              ├─► ENROLL ──────────► SIGNED_IN    no factor ever, and policy requires one: only enrollment
+              ├─► (refused)                       had a factor, none left: an admin resets it
+              └─► SIGNED_IN                       no factor, none required
     step-up (a signed-in session whose acr is too weak) ──► SECOND_FACTOR or ENROLL, by the same rule
 
 ``pending.start`` writes the stage into this browser's session (accounts/sessions.py) under a new session
@@ -16,14 +19,18 @@ Binding a new factor follows NIST SP 800-63B §6.1.2.1: "the CSP SHALL first req
 authenticate at the AAL (or a higher AAL) at which the new authenticator will be used." Two ways lead
 there, and only two:
 
-- *forced enrollment* (``Stage.ENROLL``), for a user with no factor at all (``policy.has_factors``: a
-  confirmed authenticator app, a passkey or security key, or unused backup codes), so the password is all
-  there is to prove. It is refused when the user has a factor: when the stage is entered, when the
-  enrollment page is shown, and again under a lock on the user's row when the new factor is confirmed, so
-  a factor bound meanwhile by another session ends it. Confirming the factor completes the sign-in.
-- *adding a factor* from the Security page: a signed-in user who signed in recently
-  (``UAA_MFA_REAUTH_SECONDS``) and who, if they have a factor, proved one at that sign-in (acr
-  ``urn:uaa:acr:mfa``, AAL2). Re-checked under the same lock; it signs nobody in.
+- *forced enrollment* (``Stage.ENROLL``), for a user who has never had a factor
+  (``policy.first_enrollment_open``: no confirmed authenticator app, passkey or security key, no unused
+  backup codes, and no ``mfa_enrolled_at``), so the password is all there is to prove. It is refused when
+  the user has or had a factor: when the stage is entered, when the enrollment page is shown, and again
+  under a lock on the user's row when the new factor is confirmed, so a factor bound meanwhile by another
+  session ends it. Confirming the factor completes the sign-in. An account whose factors ran out is not
+  reopened: only an admin's reset (accounts/mfa/enrollment.py ``reset_factors``) clears the marker.
+- *changing factors* from the Security page (adding one, removing one, new backup codes): a signed-in
+  session that re-entered its user's second factor within ``UAA_MFA_REAUTH_SECONDS`` (a step-up,
+  ``verify_again``: the sign-in itself does not count, so a stolen cookie of a fresh sign-in is not
+  enough); a user who never had a factor, a recent sign-in (``UAA_MFA_REAUTH_SECONDS``); the REPLENISH
+  stage, binding a factor or new codes only. Re-checked under the same lock; it signs nobody in.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class Stage(StrEnum):
     SECOND_FACTOR = "second_factor"  # the user has a factor: only a challenge may follow
     ENROLL = "enroll"  # the user has none and policy requires one: only enrollment may follow
     SIGNED_IN = "signed_in"  # nothing is pending: the SSO session is established
+    REPLENISH = "replenish"  # signed in with the last backup code: a new factor or codes come first
 
 
 class Method(StrEnum):
@@ -73,6 +81,14 @@ class Method(StrEnum):
 
 class ReauthenticationRequired(PermissionDenied):
     """A signed-in session that may not bind a factor as it is: the user signs in again, factor included."""
+
+
+class StepUpRequired(ReauthenticationRequired):
+    """A security change needs the user's second factor re-entered in this session first."""
+
+
+class NoFactorLeft(PermissionDenied):
+    """The account had a second factor and has none left: it may not enroll one with the password alone."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,11 @@ def _finish(request: HttpRequest, state: Pending, *, user: User, method: str, ev
     throttling.record_success(email=user.email)
 
 
+def _no_factor_left(user: User) -> NoFactorLeft:
+    _refused(user, reason="the account had a second factor and has none left")
+    return NoFactorLeft("this account has no second factor left; an administrator must reset it")
+
+
 # --- entering a stage ---------------------------------------------------------------------------------
 def after_password(*, request: HttpRequest, user: User, next_url: str) -> Stage:
     """The password was right: the second factor if the user has one, else enrollment if policy requires
@@ -153,6 +174,8 @@ def after_password(*, request: HttpRequest, user: User, next_url: str) -> Stage:
         logout(request)  # another person signs in in this browser: the old session ends first
     if policy.has_factors(user):
         stage = Stage.SECOND_FACTOR
+    elif policy.had_factors(user):
+        raise _no_factor_left(user)  # never first enrollment again on the password alone
     elif policy.mfa_required(user=user):
         stage = Stage.ENROLL
     else:
@@ -167,7 +190,12 @@ def begin_step_up(*, request: HttpRequest, next_url: str) -> Stage:
     user with a factor is challenged for it; only a user without any may enroll one."""
     user: User = request.user  # type: ignore[assignment]  # the view requires a signed-in user
     proven = [method for method in request.session.get(sessions.AMR, ["pwd"]) if method != "mfa"]
-    stage = Stage.SECOND_FACTOR if policy.has_factors(user) else Stage.ENROLL
+    if policy.has_factors(user):
+        stage = Stage.SECOND_FACTOR
+    elif policy.first_enrollment_open(user):
+        stage = Stage.ENROLL
+    else:
+        raise _no_factor_left(user)
     pending.start(request, user=user, stage=stage, factors=proven or ["pwd"], next_url=next_url)
     return stage
 
@@ -207,13 +235,9 @@ def offer_challenge(*, request: HttpRequest, state: Pending) -> Challenge:
     )
 
 
-def answer_challenge(
-    *, request: HttpRequest, state: Pending, method: Method, code: str, credential_json: str
+def _check_factor(
+    *, request: HttpRequest, user: User, method: Method, code: str, credential_json: str
 ) -> services.StepResult:
-    """Check the factor the user presented; when it passes, the sign-in is complete."""
-    if state.stage is not Stage.SECOND_FACTOR:
-        raise PermissionDenied("the sign-in is not at this step")
-    user = state.user
     if method is Method.BACKUP_CODE:
         result = services.verify_backup_code(request=request, user=user, code=code)
     elif method is Method.WEBAUTHN:
@@ -225,10 +249,129 @@ def answer_challenge(
         )
     else:
         result = services.verify_totp(request=request, user=user, code=code)
+    return result
+
+
+def _replenish_if_spent(request: HttpRequest, user: User, *, method: Method, next_url: str) -> None:
+    """The last backup code just passed: nothing of the user's is left to sign in with next time, so
+    this session (AAL2 now) must bind a new factor or make new codes before it goes anywhere else."""
+    if method is Method.BACKUP_CODE and not policy.has_factors(user):
+        sessions.begin_replenish(request, next_url=next_url)
+        logger.info("accounts.replenish_required", extra={"user_id": str(user.pk)})
+
+
+def answer_challenge(
+    *, request: HttpRequest, state: Pending, method: Method, code: str, credential_json: str
+) -> services.StepResult:
+    """Check the factor the user presented; when it passes, the sign-in is complete (and, after the last
+    backup code, at ``REPLENISH``)."""
+    if state.stage is not Stage.SECOND_FACTOR:
+        raise PermissionDenied("the sign-in is not at this step")
+    user = state.user
+    result = _check_factor(
+        request=request, user=user, method=method, code=code, credential_json=credential_json
+    )
     if result.user is not None:
         _finish(request, state, user=user, method=result.method, evidence=result.evidence)
+        _replenish_if_spent(request, user, method=method, next_url=state.next_url)
     elif result.locked:
         pending.clear(request)
+    return result
+
+
+def after_sign_in(request: HttpRequest, next_url: str) -> str:
+    """Where a completed step goes: the REPLENISH page while it is owed, else ``next_url``."""
+    return reverse("accounts:replenish") if sessions.replenish_next(request) is not None else next_url
+
+
+# --- REPLENISH: signed in with the last backup code ------------------------------------------------
+def _replenish_pages() -> set[str]:
+    return {reverse("accounts:replenish"), reverse("accounts:mfa_enroll"), reverse("accounts:logout")}
+
+
+def _session_pages() -> tuple[str, ...]:
+    """What a signed-in session is used for in the browser: authorizing applications, the account pages,
+    the admin. The token, revocation, introspection and userinfo endpoints and JWKS never read it."""
+    return (reverse("oauth:authorize"), "/accounts/", "/admin/")
+
+
+def replenish_owed(request: HttpRequest) -> bool:
+    return sessions.replenish_next(request) is not None
+
+
+def interstitial(request: HttpRequest) -> str | None:
+    """The page a signed-in session must go to instead of ``request.path``, or ``None`` to go on: while
+    REPLENISH is owed, only its own pages (bind a factor, new codes) and signing out are open."""
+    if not replenish_owed(request):
+        return None
+    path = request.path
+    if path in _replenish_pages() or not (path == "/" or path.startswith(_session_pages())):
+        return None
+    return reverse("accounts:replenish")
+
+
+def replenish_with_codes(*, request: HttpRequest) -> tuple[list[str], str]:
+    """REPLENISH answered with a new set of backup codes: the codes (shown once) and where to go on."""
+    next_url = sessions.replenish_next(request)
+    if next_url is None or not request.user.is_authenticated:
+        raise PermissionDenied("nothing to replenish")
+    codes = binding.new_backup_codes(request=request, user=request.user)  # type: ignore[arg-type]
+    sessions.end_replenish(request)
+    return codes, next_url
+
+
+# --- step-up before a security change ----------------------------------------------------------------
+def may_change_factors(request: HttpRequest) -> None:
+    """A security change (add or remove a factor, new backup codes) by this signed-in session: for a user
+    who has or had a factor, the factor re-entered here within ``UAA_MFA_REAUTH_SECONDS``
+    (``StepUpRequired`` otherwise); for one who never had any, a recent sign-in
+    (``ReauthenticationRequired``). The REPLENISH stage is its own permission to bind."""
+    user: User = request.user  # type: ignore[assignment]  # the views require a signed-in user
+    if sessions.replenish_next(request) is not None:
+        return
+    if policy.has_factors(user) or policy.had_factors(user):
+        if not sessions.verified_within(request, seconds=settings.UAA_MFA_REAUTH_SECONDS):
+            raise StepUpRequired("re-enter the second factor to change it")
+        return
+    if not recently_signed_in(request):
+        raise ReauthenticationRequired("sign in again to add a factor")
+
+
+def what_a_change_needs(request: HttpRequest) -> str:
+    """For the Security page: ``"step_up"``, ``"sign_in"`` or ``""`` (a change may be made now)."""
+    try:
+        may_change_factors(request)
+    except StepUpRequired:
+        return "step_up"
+    except ReauthenticationRequired:
+        return "sign_in"
+    return ""
+
+
+def offer_step_up(*, request: HttpRequest) -> Challenge:
+    """The challenge of a step-up: the signed-in user's own factors."""
+    user: User = request.user  # type: ignore[assignment]
+    if not policy.has_factors(user):
+        raise _no_factor_left(user)
+    state = Pending(user=user, stage=Stage.SECOND_FACTOR, factors=(), next_url="")
+    return offer_challenge(request=request, state=state)
+
+
+def verify_again(
+    *, request: HttpRequest, method: Method, code: str, credential_json: str, next_url: str
+) -> services.StepResult:
+    """The step-up: the signed-in user re-enters a second factor (throttled, and a failure counted and
+    recorded like one at sign-in). It changes nothing about the sign-in (same session, ``auth_time`` and
+    ``acr``); it lets this session change factors for ``UAA_MFA_REAUTH_SECONDS``."""
+    user: User = request.user  # type: ignore[assignment]
+    if not policy.has_factors(user):
+        raise _no_factor_left(user)
+    result = _check_factor(
+        request=request, user=user, method=method, code=code, credential_json=credential_json
+    )
+    if result.user is not None:
+        services.stepped_up(request=request, user=user, method=result.method, evidence=result.evidence)
+        _replenish_if_spent(request, user, method=method, next_url=next_url)
     return result
 
 
@@ -271,12 +414,8 @@ def recently_signed_in(request: HttpRequest) -> bool:
 
 
 def _may_add_a_factor(request: HttpRequest, user: User) -> None:
-    """NIST SP 800-63B §6.1.2.1 for a signed-in user: a recent sign-in, at AAL2 if the user has a factor."""
-    if not recently_signed_in(request):
-        raise ReauthenticationRequired("sign in again to add a factor")
-    if policy.has_factors(user) and sessions.current_acr(request) != policy.ACR_MFA:
-        _refused(user, reason="adding a factor from a session without the second factor")
-        raise ReauthenticationRequired("sign in with the second factor to add another")
+    """NIST SP 800-63B §6.1.2.1 for a signed-in user: ``may_change_factors``."""
+    may_change_factors(request)
 
 
 def enrollment(request: HttpRequest) -> Enrollment | None:
@@ -289,14 +428,15 @@ def enrollment(request: HttpRequest) -> Enrollment | None:
     if request.user.is_authenticated and (current is None or current.stage is not Stage.ENROLL):
         user: User = request.user  # type: ignore[assignment]
         _may_add_a_factor(request, user)
-        return Enrollment(user=user, state=None, next_url=reverse("accounts:security"))
+        onward = sessions.replenish_next(request)
+        return Enrollment(user=user, state=None, next_url=onward or reverse("accounts:security"))
     state = pending.require(request, stage=Stage.ENROLL)
     if state is None:
         return None
-    if policy.has_factors(state.user):
+    if not policy.first_enrollment_open(state.user):
         pending.clear(request)  # the stage can never complete: a new sign-in asks for the factor
-        _refused(state.user, reason="forced enrollment of a user who has a factor")
-        raise PermissionDenied("this account already has a second factor")
+        _refused(state.user, reason="forced enrollment of a user who has or had a factor")
+        raise PermissionDenied("this account has, or had, a second factor")
     return Enrollment(user=state.user, state=state, next_url=state.next_url)
 
 
@@ -318,7 +458,7 @@ def _may_still_bind(request: HttpRequest, enrolling: Enrollment, user: User) -> 
     """The decision of ``enrollment`` again, with the user's row locked (a factor may have been bound by
     another session since the page was shown)."""
     if enrolling.forced:
-        if policy.has_factors(user):
+        if not policy.first_enrollment_open(user):
             pending.clear(request)
             _refused(user, reason="a factor was bound during forced enrollment")
             raise PermissionDenied("this account already has a second factor")
@@ -371,6 +511,8 @@ def confirm_enrollment(
         codes = binding.first_backup_codes(request=request, user=user)
         if enrolling.state is not None:
             _finish(request, enrolling.state, user=user, method=amr)
+        else:
+            sessions.end_replenish(request)  # a factor bound: REPLENISH (if owed) is done
     if method is not Method.WEBAUTHN:
         sessions.forget_totp_device(request)
     return Enrolled(ok=True, backup_codes=codes)

@@ -36,7 +36,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import ThrottleCounter
+from accounts.models import ThrottleCounter, canonical_email
 from uaa.clientip import client_address
 
 
@@ -46,11 +46,13 @@ def client_ip(request: HttpRequest) -> str:
 
 
 def account_key(email: str) -> str:
-    return "acct:" + hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()[:40]
+    """The typed address in the one form it is stored and looked up in (``canonical_email``)."""
+    return "acct:" + hashlib.sha256(canonical_email(email).encode("utf-8", "replace")).hexdigest()[:40]
 
 
 def ip_key(ip: str | None) -> str:
-    return "ip:" + (ip or "unknown")[:64]
+    """An IPv4 address, or an IPv6 address's /64, as for client authentication (``address_bucket``)."""
+    return "ip:" + address_bucket(ip)
 
 
 def locked_until(*, email: str, now: datetime | None = None) -> datetime | None:

@@ -41,6 +41,15 @@ FAILED = services.FAILED
 EXPIRED = "Your sign-in took too long or was started in another browser. Sign in again."
 REFUSED = "That is not the next step of your sign-in. Sign in again."
 REAUTH = "Sign in again to change your security settings."
+NO_FACTOR_LEFT = (
+    "This account has no second factor left (its backup codes are used up or its authenticator was "
+    "removed). For your security it cannot set one up with the password alone: contact your "
+    "administrator to reset your second factors."
+)
+LAST_FACTOR = (
+    "This is your last second factor, and a second factor is required: add another (or new backup codes) "
+    "before you remove it."
+)
 PAGES = {Stage.SECOND_FACTOR: "accounts:mfa", Stage.ENROLL: "accounts:mfa_enroll"}
 
 
@@ -56,6 +65,22 @@ def _next_url(request: HttpRequest, candidate: str | None = None) -> str:
 
 def _reauthenticate(request: HttpRequest, next_url: str) -> HttpResponse:
     return redirect(f"{reverse('accounts:login')}?{urlencode({'next': next_url, 'reauth': '1'})}")
+
+
+def _step_up_first(next_url: str) -> HttpResponse:
+    """Re-enter the second factor (accounts/signin.py ``verify_again``), then come back."""
+    return redirect(f"{reverse('accounts:security_verify')}?{urlencode({'next': next_url})}")
+
+
+def _change_refused(request: HttpRequest, next_url: str) -> HttpResponse | None:
+    """A security change this session may not make yet: step up (or sign in again) first."""
+    try:
+        signin.may_change_factors(request)
+    except signin.StepUpRequired:
+        return _step_up_first(next_url)
+    except signin.ReauthenticationRequired:
+        return _reauthenticate(request, next_url)
+    return None
 
 
 def _go_to(stage: Stage, next_url: str) -> HttpResponse:
@@ -89,8 +114,12 @@ def sign_in_step(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpR
     def wrapper(request: HttpRequest) -> HttpResponse:
         try:
             return view(request)
+        except signin.StepUpRequired:
+            return _step_up_first(request.path)
         except signin.ReauthenticationRequired:
             return _reauthenticate(request, request.path)
+        except signin.NoFactorLeft:
+            return _sign_in_again(request, NO_FACTOR_LEFT, HTTPStatus.FORBIDDEN)
         except PermissionDenied:
             return _sign_in_again(request, REFUSED, HTTPStatus.FORBIDDEN)
 
@@ -112,7 +141,10 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                 request=request, email=form.cleaned_data["email"], password=form.cleaned_data["password"]
             )
             if result.user is not None:
-                stage = signin.after_password(request=request, user=result.user, next_url=next_url)
+                try:
+                    stage = signin.after_password(request=request, user=result.user, next_url=next_url)
+                except signin.NoFactorLeft:
+                    return _sign_in_again(request, NO_FACTOR_LEFT, HTTPStatus.FORBIDDEN)
                 return _go_to(stage, next_url)
             error = result.error
             status = HTTPStatus.TOO_MANY_REQUESTS if result.locked else HTTPStatus.BAD_REQUEST
@@ -154,11 +186,12 @@ def mfa_challenge(request: HttpRequest) -> HttpResponse:
             credential_json=form.cleaned_data.get("credential", "") if valid else "",
         )
         if result.user is not None:
-            return _continue(request, state.next_url)
+            return _continue(request, signin.after_sign_in(request, state.next_url))
         error = result.error
         status = HTTPStatus.TOO_MANY_REQUESTS if result.locked else HTTPStatus.BAD_REQUEST
     offer = signin.offer_challenge(request=request, state=state)
     context: dict[str, Any] = {
+        "action": reverse("accounts:mfa"),
         "error": error,
         "has_totp": offer.has_totp,
         "backup_codes_left": offer.backup_codes_left,
@@ -227,53 +260,120 @@ def _show_backup_codes(request: HttpRequest, codes: list[str], next_url: str) ->
 @login_required
 @never_cache
 @require_http_methods(["GET"])
+@sign_in_step
 def mfa_step_up(request: HttpRequest) -> HttpResponse:
     next_url = _next_url(request)
     return _go_to(signin.begin_step_up(request=request, next_url=next_url), next_url)
 
 
-# --- the Security page -------------------------------------------------------------------------------
+# --- REPLENISH: signed in with the last backup code ------------------------------------------------
 @login_required
+@csrf_protect
 @never_cache
-@require_http_methods(["GET"])
-def security(request: HttpRequest) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+@sign_in_step
+def mfa_replenish(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app or passkey (the enrollment page), or take a new set of backup codes."""
+    if request.method == "POST":
+        codes, next_url = signin.replenish_with_codes(request=request)
+        return _show_backup_codes(request, codes, next_url)
+    if not signin.replenish_owed(request):
+        return redirect(settings.LOGIN_REDIRECT_URL)  # nothing owed
+    return render(request, "accounts/replenish.html")
+
+
+# --- step-up before a security change ----------------------------------------------------------------
+@login_required
+@sensitive_post_parameters("code")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+@sign_in_step
+def security_verify(request: HttpRequest) -> HttpResponse:
+    """Re-enter the second factor before changing factors (a step-up; the sign-in's factor does not count)."""
+    next_url = _next_url(
+        request, request.POST.get("next") or request.GET.get("next") or reverse("accounts:security")
+    )
+    error, status = None, HTTPStatus.OK
+    if request.method == "POST":
+        method = Method.parse(request.POST.get("method"))
+        form = {Method.BACKUP_CODE: BackupCodeForm, Method.WEBAUTHN: WebAuthnForm}.get(method, CodeForm)(
+            request.POST
+        )
+        valid = form.is_valid()
+        result = signin.verify_again(
+            request=request,
+            method=method,
+            code=form.cleaned_data.get("code", "") if valid else "",
+            credential_json=form.cleaned_data.get("credential", "") if valid else "",
+            next_url=next_url,
+        )
+        if result.user is not None:
+            return _continue(request, signin.after_sign_in(request, next_url))
+        error = result.error
+        status = HTTPStatus.TOO_MANY_REQUESTS if result.locked else HTTPStatus.BAD_REQUEST
+    offer = signin.offer_step_up(request=request)
+    context: dict[str, Any] = {
+        "action": reverse("accounts:security_verify"),
+        "next": next_url,
+        "step_up": True,
+        "error": error,
+        "has_totp": offer.has_totp,
+        "backup_codes_left": offer.backup_codes_left,
+        "webauthn_options": offer.webauthn_options,
+        "code_form": CodeForm(),
+        "backup_form": BackupCodeForm(),
+    }
+    return render(request, "accounts/mfa_challenge.html", context, status=status)
+
+
+# --- the Security page -------------------------------------------------------------------------------
+def _security_page(
+    request: HttpRequest, *, error: str | None = None, status: int = HTTPStatus.OK
+) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]  # login_required
     return render(
         request,
         "accounts/security.html",
         {
+            "error": error,
             "totp_devices": totp.confirmed_devices(user),
             "credentials": list(WebAuthnCredential.objects.filter(user=user)),
             "backup_codes_left": recovery.remaining(user),
             "sign_ins": list(SignIn.objects.filter(user=user)[:10]),
             "current_session": request.session.session_key,
-            "recent": signin.recently_signed_in(request),
+            "change_needs": signin.what_a_change_needs(request),
             "mfa_required": settings.UAA_MFA_REQUIRED,
             "sign_out_form": SignOutEverywhereForm(),
         },
+        status=status,
     )
 
 
-def _security_change(request: HttpRequest) -> HttpResponse | None:
-    if not signin.recently_signed_in(request):
-        return _reauthenticate(request, reverse("accounts:security"))
-    return None
+@login_required
+@never_cache
+@require_http_methods(["GET"])
+def security(request: HttpRequest) -> HttpResponse:
+    return _security_page(request)
 
 
 @login_required
 @csrf_protect
 @require_POST
 def remove_factor(request: HttpRequest) -> HttpResponse:
-    if (again := _security_change(request)) is not None:
+    if (again := _change_refused(request, reverse("accounts:security"))) is not None:
         return again
     form = FactorForm(request.POST)
     if form.is_valid():
-        enrollment.remove_factor(
-            request=request,
-            user=request.user,  # type: ignore[arg-type]
-            kind=form.cleaned_data["kind"],
-            factor_id=form.cleaned_data["factor_id"],
-        )
+        try:
+            enrollment.remove_factor(
+                request=request,
+                user=request.user,  # type: ignore[arg-type]
+                kind=form.cleaned_data["kind"],
+                factor_id=form.cleaned_data["factor_id"],
+            )
+        except enrollment.LastFactor:
+            return _security_page(request, error=LAST_FACTOR, status=HTTPStatus.BAD_REQUEST)
     return redirect("accounts:security")
 
 
@@ -295,7 +395,7 @@ def rename_factor(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @require_POST
 def regenerate_backup_codes(request: HttpRequest) -> HttpResponse:
-    if (again := _security_change(request)) is not None:
+    if (again := _change_refused(request, reverse("accounts:security"))) is not None:
         return again
     codes = enrollment.new_backup_codes(request=request, user=request.user)  # type: ignore[arg-type]
     return _show_backup_codes(request, codes, reverse("accounts:security"))

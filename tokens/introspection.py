@@ -3,14 +3,15 @@
 Who learns what (§2.1, §4: the server decides what to tell whom): an access token is described to the
 client it was issued to, and to a client registered as serving one of its audiences (``serves``: the
 "resources this client serves" of the caller); a refresh token only to its own client. Anything else,
-and any token of a deactivated account, is exactly ``{"active": false}``. ``username`` (the e-mail
-address) is included only when the token was granted the ``email`` scope (OIDC Core §5.4).
+and any token of a deactivated account (or one the caller's ``refused`` rule names), is exactly
+``{"active": false}``. ``username`` (the e-mail address) is included only when the token was granted the
+``email`` scope (OIDC Core §5.4).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,13 @@ def _releases_email(scope: str) -> bool:
     return EMAIL_SCOPE in scope.split()
 
 
-def _access_token(token: str, caller: Any, serves: Collection[str]) -> dict[str, Any] | None:
+def _never(record: Any) -> bool:
+    return False
+
+
+def _access_token(
+    token: str, caller: Any, serves: Collection[str], refused: Callable[[Any], bool] = _never
+) -> dict[str, Any] | None:
     claims = verify_jwt(token, typ=ACCESS_TOKEN_TYP)
     if claims is None:
         return None
@@ -53,7 +60,7 @@ def _access_token(token: str, caller: Any, serves: Collection[str]) -> dict[str,
         .filter(token_checksum=_checksum(token))
         .first()
     )
-    if record is None or record.is_expired() or not _user_is_active(record):
+    if record is None or record.is_expired() or not _user_is_active(record) or refused(record):
         return None
     if record.application_id != caller.pk and not _audiences(claims) & set(serves):
         return None  # §4: neither the caller's own token nor one for a resource it serves
@@ -76,14 +83,14 @@ def _access_token(token: str, caller: Any, serves: Collection[str]) -> dict[str,
     return body
 
 
-def _refresh_token(token: str, caller: Any) -> dict[str, Any] | None:
+def _refresh_token(token: str, caller: Any, refused: Callable[[Any], bool] = _never) -> dict[str, Any] | None:
     record = (
         get_refresh_token_model()
         .objects.select_related("application", "user", "access_token")
         .filter(token_checksum=_checksum(token), revoked__isnull=True, application=caller)
         .first()
     )
-    if record is None or record.access_token is None or not _user_is_active(record):
+    if record is None or record.access_token is None or not _user_is_active(record) or refused(record):
         return None
     expires = record.access_token.expires + timedelta(seconds=settings.UAA_REFRESH_TOKEN_LIFETIME)
     if expires <= timezone.now():
@@ -102,9 +109,23 @@ def _refresh_token(token: str, caller: Any) -> dict[str, Any] | None:
     return body
 
 
-def introspect(*, token: str, hint: str | None, caller: Any, serves: Collection[str] = ()) -> dict[str, Any]:
-    """RFC 7662 §2.2 for ``caller`` (the authenticated client), which serves the resources ``serves``."""
-    lookups = [lambda t: _access_token(t, caller, serves), lambda t: _refresh_token(t, caller)]
+def introspect(
+    *,
+    token: str,
+    hint: str | None,
+    caller: Any,
+    serves: Collection[str] = (),
+    refused: Callable[[Any], bool] = _never,
+) -> dict[str, Any]:
+    """RFC 7662 §2.2 for ``caller`` (the authenticated client), which serves the resources ``serves``.
+
+    ``refused`` is the caller's further rule for a stored token record (the uaa layer passes the user's
+    not-before time, accounts/revocation.py, which this layer cannot import): a refused token is inactive.
+    """
+    lookups = [
+        lambda t: _access_token(t, caller, serves, refused),
+        lambda t: _refresh_token(t, caller, refused),
+    ]
     if hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:

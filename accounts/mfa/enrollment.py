@@ -6,11 +6,12 @@ kind and id, never a key, a code or a credential's public key.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import throttling
+from accounts import revocation, throttling
 from accounts.mfa import policy, recovery, totp
 from accounts.mfa import webauthn as passkeys
 from accounts.models import RecoveryCode, User, WebAuthnCredential
@@ -62,15 +63,38 @@ def rename_webauthn(*, user: User, credential_id: int, name: str) -> bool:
     )
 
 
+class LastFactor(Exception):
+    """Removing this factor would leave none while policy requires one (UAA_MFA_REQUIRED)."""
+
+
 def remove_factor(*, request: HttpRequest, user: User, kind: str, factor_id: int) -> bool:
+    """Remove one of the user's factors, unless it is the last one (no other app, passkey or unused backup
+    code) and policy requires a factor: then ``LastFactor``, and nothing changes. With MFA optional the
+    last one may go: the owner opts out, so first enrollment is open to the account again (recorded)."""
     model = {"totp": TOTPDevice, "webauthn": WebAuthnCredential}.get(kind)
     if model is None:
         return False
     with transaction.atomic():
-        deleted, _ = model.objects.filter(user=user, pk=factor_id).delete()
-        if deleted:
-            _record(policy.MFA_REMOVED, user=user, request=request, factor=kind, id=factor_id)
-    return bool(deleted)
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        factor = model.objects.filter(user=user, pk=factor_id)
+        if not factor.exists():
+            return False
+        factor.delete()
+        last = not policy.has_factors(user)
+        if last and settings.UAA_MFA_REQUIRED:
+            transaction.set_rollback(True)
+            raise LastFactor("the last second factor cannot be removed while MFA is required")
+        if last:
+            User.objects.filter(pk=user.pk).update(mfa_enrolled_at=None)
+        _record(
+            policy.MFA_REMOVED,
+            user=user,
+            request=request,
+            factor=kind,
+            id=factor_id,
+            **({"last": True} if last else {}),
+        )
+    return True
 
 
 def new_backup_codes(*, request: HttpRequest, user: User) -> list[str]:
@@ -89,12 +113,24 @@ def first_backup_codes(*, request: HttpRequest, user: User) -> list[str] | None:
 
 
 def reset_factors(*, request: HttpRequest | None, user: User) -> None:
-    """An admin's reset: every factor and backup code goes; the next sign-in enrolls again."""
+    """An admin's reset: every factor and backup code goes, and so does ``mfa_enrolled_at``: this
+    deliberately reopens first enrollment, so the next sign-in with the password enrolls a new factor
+    (recorded as ``first_enrollment: reopened``). The user's sessions and tokens end first
+    (accounts/revocation.py): whoever held them may be why the factors were reset."""
+    revocation.revoke(user=user, request=request, reason=revocation.Reason.MFA_RESET)
     with transaction.atomic():
         totp_count, _ = TOTPDevice.objects.filter(user=user).delete()
         webauthn_count, _ = WebAuthnCredential.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
-        _record(policy.MFA_RESET, user=user, request=request, totp=totp_count, webauthn=webauthn_count)
+        User.objects.filter(pk=user.pk).update(mfa_enrolled_at=None)
+        _record(
+            policy.MFA_RESET,
+            user=user,
+            request=request,
+            totp=totp_count,
+            webauthn=webauthn_count,
+            first_enrollment="reopened",
+        )
 
 
 def unlock(*, request: HttpRequest | None, user: User) -> bool:

@@ -13,8 +13,10 @@ A session whose ``acr`` is ``mfa`` also satisfies a request for ``pwd`` (it is s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import RecoveryCode, User, WebAuthnCredential
@@ -29,6 +31,7 @@ MFA_ENROLLED = "mfa.enrolled"
 MFA_REMOVED = "mfa.removed"
 MFA_RESET = "mfa.reset"
 MFA_BACKUP_CODES_GENERATED = "mfa.backup_codes_generated"
+MFA_VERIFIED = "mfa.verified"  # a step-up on the Security page: the factor re-entered before a change
 ACCOUNT_UNLOCKED = "account.unlocked"
 
 
@@ -44,6 +47,36 @@ def has_factors(user: User) -> bool:
         or WebAuthnCredential.objects.filter(user=user).exists()
         or RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists()
     )
+
+
+def had_factors(user: User) -> bool:
+    """Whether the account has had a second factor (``User.mfa_enrolled_at``, read fresh): set when one is
+    first bound, however, and cleared only by an admin's reset or the owner's deliberate removal of the
+    last one while MFA is optional."""
+    return User.objects.filter(pk=user.pk, mfa_enrolled_at__isnull=False).exists()
+
+
+def first_enrollment_open(user: User) -> bool:
+    """Forced first enrollment trusts the password alone, so it is for an account that has never had a
+    factor. One whose factors ran out (the last backup code spent, the last app or passkey deleted) is not
+    reopened by that: its owner replenishes while signed in, or an admin resets it (NIST SP 800-63B
+    §6.1.2.1, §6.1.2.3)."""
+    return not has_factors(user) and not had_factors(user)
+
+
+def mark_enrolled(user_id: Any) -> None:
+    """The account has a factor now: first enrollment is closed to it from here on."""
+    User.objects.filter(pk=user_id, mfa_enrolled_at__isnull=True).update(mfa_enrolled_at=timezone.now())
+
+
+def factor_saved(sender: type, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    """``post_save`` of a TOTP device or WebAuthn credential, however it was made (enrollment, the otp
+    admin, a shell): a confirmed factor marks its user."""
+    update_fields = kwargs.get("update_fields")
+    if getattr(instance, "confirmed", True) and (
+        created or update_fields is None or "confirmed" in update_fields
+    ):
+        mark_enrolled(instance.user_id)
 
 
 def mfa_required(*, user: User, client: object | None = None) -> bool:

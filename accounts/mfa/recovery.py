@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.mfa import policy
 from accounts.models import RecoveryCode, User
 
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -48,6 +49,7 @@ def generate_codes(*, user: User) -> list[str]:
         RecoveryCode.objects.bulk_create(
             RecoveryCode(user=user, digest=_digest(user, code)) for code in codes
         )
+        policy.mark_enrolled(user.pk)  # look-up secrets are a factor (NIST SP 800-63B §5.1.2)
     return codes
 
 

@@ -21,3 +21,16 @@ def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> Non
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "uaa.oauth.hashers.ClientSecretHasher",
     ]
+
+
+VERIFY = "/accounts/security/verify"
+
+
+def step_up(http: Any, user: Any, **data: Any) -> Any:
+    """Re-enter the user's authenticator-app code on the step-up page, as the Security page asks before a
+    change of factors (accounts/signin.py ``verify_again``)."""
+    from tests.factories import totp_code
+
+    response = http.post(VERIFY, {"method": "totp", "code": totp_code(user), **data})
+    assert response.status_code == 302, response.content[:300]
+    return response

@@ -29,6 +29,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.mfa import recovery
 from accounts.models import RecoveryCode, WebAuthnCredential
 from tests.accounts.authenticator import SoftAuthenticator
+from tests.accounts.conftest import VERIFY, step_up
 from tests.conftest import ENROLL, LOGIN, MFA, enroll_totp, sign_in
 from tests.factories import PASSWORD, UserFactory, totp_code
 from tokens.models import LedgerRecord
@@ -206,7 +207,8 @@ def test_a_step_up_of_a_user_without_a_factor_enrolls_one(settings, db):
 
 # --- adding a factor from the Security page (a signed-in user at AAL2) -----------------------------------
 def test_a_signed_in_user_adds_an_authenticator_app_from_the_security_page(browser, user):
-    """Not a forced enrollment: the user proved their factor at this sign-in (AAL2) and did it recently."""
+    """Not a forced enrollment: the user re-entered their factor in this session (a step-up) just now."""
+    step_up(browser, user)
     page = browser.get(ENROLL)
     assert page.status_code == HTTPStatus.OK
     assert b"needs a second factor" not in page.content
@@ -220,7 +222,7 @@ def test_a_signed_in_user_adds_an_authenticator_app_from_the_security_page(brows
 
 def test_a_password_only_session_of_a_user_with_a_factor_cannot_add_another(settings, db):
     """NIST SP 800-63B §6.1.2.1 from the Security page: a session at AAL1 binds nothing while the user has a
-    factor it did not prove; it is sent to sign in again, with the factor."""
+    factor it did not prove; it is sent to re-enter the factor first."""
     settings.UAA_MFA_REQUIRED = False
     user = UserFactory(mfa=False)
     http = HttpClient()
@@ -229,7 +231,7 @@ def test_a_password_only_session_of_a_user_with_a_factor_cannot_add_another(sett
     before = _factors(user)
     response = http.get(ENROLL)
     assert response.status_code == HTTPStatus.FOUND
-    assert response["Location"].startswith(LOGIN)
+    assert response["Location"].startswith(VERIFY)
     credential = SoftAuthenticator().create(FORGED_OPTIONS)
     assert http.post(ENROLL, {"method": "webauthn", "credential": credential}).status_code == HTTPStatus.FOUND
     assert _factors(user) == before

@@ -12,6 +12,7 @@ from freezegun import freeze_time
 
 from accounts.mfa import recovery
 from accounts.models import SignIn, WebAuthnCredential
+from tests.accounts.conftest import step_up
 from tests.conftest import LOGIN, sign_in
 from tests.factories import PASSWORD, UserFactory
 from tokens.models import LedgerRecord
@@ -41,19 +42,24 @@ def test_the_page_needs_a_signed_in_user(client, db):
     assert client.get(SECURITY)["Location"].startswith(LOGIN)
 
 
-def test_removing_a_factor_needs_a_recent_sign_in(user):
+def test_removing_a_factor_needs_the_factor_re_entered(user):
+    """Even right after the sign-in; and once re-entered, for UAA_MFA_REAUTH_SECONDS only."""
+    recovery.generate_codes(user=user)  # so that the app is not the user's last factor
     device = TOTPDevice.objects.get(user=user)
     with freeze_time("2030-01-01 09:00") as clock:
         http = HttpClient()
         sign_in(http, user)
-        clock.tick(timedelta(minutes=10))
         response = http.post(f"{SECURITY}/factors/remove", {"kind": "totp", "factor_id": device.pk})
-        assert response["Location"] == f"{LOGIN}?next=%2Faccounts%2Fsecurity&reauth=1"
+        assert response["Location"] == "/accounts/security/verify?next=%2Faccounts%2Fsecurity"
         assert TOTPDevice.objects.filter(pk=device.pk).exists()
         page = http.get(response["Location"])
-        assert b"Sign in again to change your security settings." in page.content
-        again = sign_in(http, user, next=SECURITY)
-        assert again["Location"] == SECURITY
+        assert b"needs your second factor again" in page.content
+        assert step_up(http, user, next=SECURITY)["Location"] == SECURITY
+        clock.tick(timedelta(minutes=10))
+        assert http.post(f"{SECURITY}/factors/remove", {"kind": "totp", "factor_id": device.pk})[
+            "Location"
+        ].startswith("/accounts/security/verify")
+        step_up(http, user)
         http.post(f"{SECURITY}/factors/remove", {"kind": "totp", "factor_id": device.pk})
     assert not TOTPDevice.objects.filter(pk=device.pk).exists()
     (removed,) = events("mfa.removed")
@@ -61,15 +67,23 @@ def test_removing_a_factor_needs_a_recent_sign_in(user):
     assert removed["sub"] == str(user.pk)
 
 
+def browser_user(browser):
+    from accounts.models import User
+
+    return User.objects.get(pk=browser.session["_auth_user_id"])
+
+
 def test_a_user_cannot_remove_someone_elses_factor(browser, db):
     other = UserFactory()
     device = TOTPDevice.objects.get(user=other)
+    step_up(browser, browser_user(browser))
     browser.post(f"{SECURITY}/factors/remove", {"kind": "totp", "factor_id": device.pk})
     assert TOTPDevice.objects.filter(pk=device.pk).exists()
 
 
 def test_regenerating_backup_codes_shows_the_new_set_once_and_the_old_stops_working(browser, user):
     old = recovery.generate_codes(user=user)
+    step_up(browser, user)
     response = browser.post(f"{SECURITY}/backup-codes")
     page = response.content.decode()
     session_data = str(dict(browser.session.items()))

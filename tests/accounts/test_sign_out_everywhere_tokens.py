@@ -80,8 +80,12 @@ def test_the_revocation_is_in_the_audit_ledger_with_digests_only(browser, user, 
     }
     assert revoked["detail"]["reason"] == "sign_out_everywhere"
     (summary,) = _records(LedgerRecord.Event.SIGNED_OUT)
+    (not_before,) = _records("account.not_before")  # committed first (accounts/revocation.py)
+    assert not_before["detail"]["reason"] == "sign_out_everywhere"
+    assert not_before["detail"]["applications"] is True
     assert summary["detail"] == {
         "everywhere": True,
+        "not_before": not_before["detail"]["not_before"],
         "sessions": 1,
         "refresh_tokens_revoked": 1,
         "access_tokens_revoked": 1,

@@ -9,6 +9,7 @@ from django.test import Client as HttpClient
 
 from accounts.models import WebAuthnCredential
 from tests.accounts.authenticator import SoftAuthenticator
+from tests.accounts.conftest import step_up
 from tests.conftest import ENROLL, LOGIN, MFA
 from tests.factories import PASSWORD, UserFactory
 
@@ -136,7 +137,8 @@ def test_a_synced_passkey_is_a_software_secured_key(db):
 
 
 def test_a_signed_in_user_adds_a_passkey_from_the_security_page(browser, user):
-    """Adding a factor needs a recent sign-in (the browser fixture just signed in) and no new sign-in."""
+    """Adding a factor needs the factor re-entered in this session (a step-up), and no new sign-in."""
+    step_up(browser, user)
     authenticator = SoftAuthenticator()
     page = browser.get(ENROLL)
     assert page.status_code == HTTPStatus.OK
@@ -148,7 +150,7 @@ def test_a_signed_in_user_adds_a_passkey_from_the_security_page(browser, user):
     assert "Desk key" in browser.get("/accounts/security").content.decode()
 
 
-def test_adding_a_factor_long_after_sign_in_asks_to_sign_in_again(user):
+def test_adding_a_factor_long_after_sign_in_asks_for_the_factor_again(user):
     from datetime import timedelta
 
     from freezegun import freeze_time
@@ -160,4 +162,4 @@ def test_adding_a_factor_long_after_sign_in_asks_to_sign_in_again(user):
         sign_in(http, user)
         clock.tick(timedelta(minutes=6))
         response = http.get(ENROLL)
-    assert response["Location"] == f"{LOGIN}?next=%2Faccounts%2Fmfa%2Fenroll&reauth=1"
+    assert response["Location"] == "/accounts/security/verify?next=%2Faccounts%2Fmfa%2Fenroll"

@@ -15,7 +15,17 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
-from uaa.oauth import audit, clientauth, codes, consent, refresh_tokens, rfc7523, rfc7636, rfc8707
+from uaa.oauth import (
+    audit,
+    clientauth,
+    codes,
+    consent,
+    not_before,
+    refresh_tokens,
+    rfc7523,
+    rfc7636,
+    rfc8707,
+)
 from uaa.oauth.claims import claims_for_user
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 from uaa.oauth.scopes import scopes_for_client
@@ -153,6 +163,9 @@ class UAAOAuth2Validator(OAuth2Validator):
         # the client's default, so that the code exchange and refreshes can only narrow them.
         request.resource = rfc8707.resources_for_new_code(request)
         with transaction.atomic():  # the code and its audit record together
+            # A session that began before the user's not-before time (accounts/revocation.py) issues no code.
+            if not_before.session_code_refused(user=request.user, context=getattr(request, "uaa_auth", None)):
+                raise oauthlib_errors.LoginRequired(request=request)
             grant = super()._create_authorization_code(request, code, expires)
             codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
             audit.authorization_granted(code=code["code"], request=request)
@@ -171,6 +184,9 @@ class UAAOAuth2Validator(OAuth2Validator):
         codes.lock_for_redemption(code=code)  # concurrent redemptions of one code queue up here
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)
+            grant = getattr(request, "uaa_grant_context", None)
+            if grant is not None and not_before.redeemed_code_refused(grant=grant):
+                return False  # issued by a session that began before a revocation: invalid_grant
             self._resolve_resources(request)
             return True
         # RFC 6749 §4.1.2: a code used twice revokes the tokens issued on its first use.
@@ -244,6 +260,8 @@ class UAAOAuth2Validator(OAuth2Validator):
         if not request.user.is_active:
             return False  # a deactivated account's grants end with it
         codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
+        if not_before.refresh_refused(token=request.refresh_token_instance, lock=True):
+            return False  # the family was granted before the user's not-before time: invalid_grant
         self._resolve_resources(request)
         return True
 
@@ -269,6 +287,8 @@ class UAAOAuth2Validator(OAuth2Validator):
         request.uri = rfc8707.own_resource_uri(request.uri)  # the token's aud must name UAA (RFC 9068 §4)
         if not super().validate_bearer_token(token, scopes, request):
             return False
+        if not_before.access_token_refused(token=request.access_token):
+            return False  # stored before the user's not-before time (accounts/revocation.py)
         return request.user is None or request.user.is_active
 
     def _load_access_token(self, token: str) -> Any:

@@ -28,7 +28,7 @@ from accounts.mfa import policy
 from accounts.sessions import SID, auth_context, auth_time, current_acr
 from tokens.formats import ID_TOKEN_TYP, verify_jwt
 from tokens.introspection import introspect
-from uaa.oauth import consent, interaction, rfc7636
+from uaa.oauth import consent, interaction, not_before, rfc7636
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (
     RESPONSE_MODES_SUPPORTED,
@@ -442,7 +442,8 @@ def introspect_view(request: HttpRequest) -> JsonResponse:
     if not token:
         raise InvalidRequest("The token parameter is required.")
     hint = request.POST.get("token_type_hint")
-    return JsonResponse(introspect(token=token, hint=hint, caller=caller, serves=caller.served_resources))
+    serves, refused = caller.served_resources, not_before.token_refused
+    return JsonResponse(introspect(token=token, hint=hint, caller=caller, serves=serves, refused=refused))
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
