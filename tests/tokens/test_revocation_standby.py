@@ -107,7 +107,8 @@ def test_a_relying_party_with_a_cached_jwks_accepts_tokens_signed_after_an_emerg
 
 
 def _revoke(*args: str, at=None) -> str:
-    """``manage.py revoke_signing_key`` at the frozen moment ``at``: the seconds it prints are exact."""
+    """``manage.py revoke_signing_key`` at the frozen moment ``at``: the seconds it prints are exact.
+    A kid goes after ``--``: a base64url kid may start with ``-``, which argparse takes for an option."""
     out = io.StringIO()
     with freeze_time(at or timezone.now()):
         call_command("revoke_signing_key", *args, stdout=out)
@@ -119,7 +120,7 @@ def test_the_command_says_there_is_no_window_when_the_standby_was_pre_published(
     rotate_signing_keys(now=start)
     active = SigningKey.objects.active().for_algorithm("RS256").get()
     standby = SigningKey.objects.next_in_line().for_algorithm("RS256").get()
-    out = _revoke(active.kid, "--reason", "drill")
+    out = _revoke("--reason", "drill", "--", active.kid)
     assert f"active RS256 key: {standby.kid} (pre-published" in out
     assert "may reject" not in out
 
@@ -131,7 +132,7 @@ def test_the_command_names_the_window_when_the_standby_is_younger_than_max_age(d
     rotate_signing_keys(now=now - timedelta(seconds=100))  # a rotation 100 s ago; its standby is 100 s old
     active = SigningKey.objects.active().for_algorithm("RS256").get()
     standby = SigningKey.objects.next_in_line().for_algorithm("RS256").get()
-    out = _revoke(active.kid, at=now)
+    out = _revoke("--", active.kid, at=now)
     assert f"active RS256 key: {standby.kid} (published 100 s ago)" in out
     assert "for up to 200 s" in out and f"UAA_JWKS_MAX_AGE={MAX_AGE}" in out
 
@@ -141,9 +142,9 @@ def test_revoking_the_standby_then_the_active_key_names_the_full_max_age_window(
     now = timezone.now()
     rotate_signing_keys(now=now - timedelta(seconds=2 * MAX_AGE))
     standby = SigningKey.objects.next_in_line().for_algorithm("RS256").get()
-    _revoke(standby.kid, at=now)
+    _revoke("--", standby.kid, at=now)
     active = SigningKey.objects.active().for_algorithm("RS256").get()
-    out = _revoke(active.kid, at=now)
+    out = _revoke("--", active.kid, at=now)
     assert "(published 0 s ago)" in out and f"for up to {MAX_AGE} s" in out
     assert SigningKey.objects.next_in_line().for_algorithm("RS256").count() == 1  # a standby again
 

@@ -184,7 +184,9 @@ def test_tokens_signed_by_a_revoked_key_fail_introspection_and_userinfo(db, code
         form_post(http, "/oauth/introspect", {"token": tokens["access_token"]}, **auth).json()["active"]
         is True
     )
-    call_command("revoke_signing_key", kid, "--reason", "drill", stdout=io.StringIO())
+    call_command(
+        "revoke_signing_key", "--reason", "drill", "--", kid, stdout=io.StringIO()
+    )  # kid may start with -
     introspected = form_post(http, "/oauth/introspect", {"token": tokens["access_token"]}, **auth)
     assert introspected.json() == {"active": False}
     userinfo = http.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
