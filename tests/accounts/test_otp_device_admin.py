@@ -49,7 +49,7 @@ def test_no_staff_member_can_read_a_totp_secret_in_admin(victim, superuser):
 
 
 def test_a_staff_member_cannot_bind_a_device_to_another_account(victim):
-    """A forged add-device POST for the superuser changes nothing: the superuser keeps exactly their devices."""
+    """A forged add-device POST for the superuser changes nothing: the superuser keeps their devices."""
     user, _ = victim
     before = set(TOTPDevice.objects.filter(user=user).values_list("pk", "key"))
     http, _ = staff_browser(*EVERY_DEVICE_PERMISSION)
