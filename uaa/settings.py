@@ -48,7 +48,7 @@ ALLOWED_HOSTS = list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "uaa.admin_site.UAAAdminConfig",  # django.contrib.admin, its actions' selections checked
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -177,7 +177,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 
 # Sessions and cookies: the SSO session.
 SECURE = UAA_ISSUER.startswith("https://")
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_ENGINE = "uaa.sessions"  # the database backend, for well-formed session keys only (uaa/sessions.py)
 SESSION_COOKIE_NAME = "uaa_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -375,6 +375,8 @@ _CLIENT_FAULTS = [  # django.core.exceptions.SuspiciousOperation and the subclas
     "SuspiciousMultipartForm",
     "SuspiciousFileOperation",
     "SuspiciousSession",
+    "DisallowedModelAdminToField",
+    "DisallowedModelAdminLookup",
 ]
 LOGGING = {
     "version": 1,

@@ -2,16 +2,23 @@
 
 ``corpus(seed=SEED, ...)`` always returns the same cases for the same seed and context: targeted families
 (odd charsets, hostile ``Authorization`` headers, broken bodies and query strings, wrong methods, JSON and
-multipart bodies, junk headers) for each endpoint they apply to, then seeded random combinations of the
-same ingredients. Bodies and query strings are bytes, as a WSGI server hands them over (the query string
-and header values decoded as ISO-8859-1, PEP 3333).
+multipart bodies, junk headers, hostile client assertions) for each endpoint they apply to, each parameter
+of an endpoint's well-formed request mutated in turn (``MUTATIONS``: numbers out of range, deep nesting,
+lone surrogates, NUL, values just over a column's length and far over a header buffer, a URI urllib cannot
+split), then seeded random combinations of the same ingredients. Bodies and query strings are bytes, as a
+WSGI server hands them over (the query string and header values decoded as ISO-8859-1, PEP 3333).
+
+Several of these fail only on PostgreSQL (NUL in text, a value longer than its varchar): CI runs the fuzz
+test on both databases.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import random
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 SEED = 20261202
 FORM = "application/x-www-form-urlencoded"
@@ -137,6 +144,79 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _jws(header: bytes | dict[str, object], payload: bytes | dict[str, object]) -> str:
+    """A compact JWS of the given parts and a dummy signature: every refusal here comes before a signature
+    is checked."""
+    parts = [json.dumps(part).encode() if isinstance(part, dict) else part for part in (header, payload)]
+    return ".".join([_b64url(parts[0]), _b64url(parts[1]), _b64url(b"s" * 64)])
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    claims: dict[str, object] = {
+        "iss": "svc",
+        "sub": "svc",
+        "aud": "http://testserver",
+        "exp": 1_900_000_000,
+        "iat": 1_800_000_000,
+        "jti": "j",
+    }
+    claims.update(overrides)
+    return claims
+
+
+ES256 = {"alg": "ES256", "kid": "k"}
+DEEP = b"[" * 3000 + b"]" * 3000
+# Client assertions (RFC 7523) sent by nobody in particular: numbers no calendar holds, JSON deeper than
+# the recursion limit, lone surrogates and NUL where a client_id or jti goes, a crit header, an oversized one.
+ASSERTIONS = [
+    _jws(ES256, _claims(exp=99999999999999999999)),
+    _jws(ES256, _claims(exp=-(2**63))),
+    _jws(ES256, _claims(nbf=10**400)),
+    _jws(ES256, _claims(iat=-(10**30))),
+    _jws(ES256, _claims(exp=1e308)),
+    _jws(ES256, DEEP),
+    _jws(DEEP, _claims()),
+    _jws(ES256, _claims(iss="\ud800", sub="\ud800")),
+    _jws(ES256, _claims(iss="a\x00b", sub="a\x00b")),
+    _jws(ES256, _claims(jti="\udfff")),
+    _jws({"alg": "ES256", "kid": "\ud800", "crit": ["exp"]}, _claims()),
+    _jws(ES256, _claims(aud=json.loads("[" * 500 + "]" * 500))),
+    _jws(ES256, _claims(pad="p" * 20_000)),
+    _jws(ES256, b"[" * 900 + b"]" * 900),
+]
+ASSERTION_TYPE = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+
+# Bearer tokens whose header jwcrypto refuses to describe (RFC 7515 §4.1.11 crit) or cannot parse.
+BEARERS = [
+    "Bearer " + _jws({"alg": "RS256", "kid": "x", "crit": ["exp"]}, {"sub": "x"}),
+    "Bearer " + _jws({"alg": "RS256", "kid": "x", "b64": False, "crit": ["b64"]}, {"sub": "x"}),
+    "Bearer " + _jws(DEEP, {"sub": "x"}),
+    "Bearer " + _jws({"alg": "RS256", "kid": "\ud800", "typ": "at+jwt"}, {"sub": "x"}),
+]
+
+# Values a parameter of a well-formed request is replaced with, percent-encoded as a client would send them.
+MUTATIONS = [
+    b"99999999999999999999",  # numbers out of range
+    b"-9223372036854775809",
+    b"1e400",
+    b"%5B" * 3000,  # deep nesting
+    b"%7B%22a%22%3A" * 500,
+    b"%ED%A0%80",  # a lone surrogate in UTF-8 (not UTF-8 at all)
+    b"%5Cud800",  # and as a JSON escape
+    b"%00",  # NUL: PostgreSQL refuses it in text
+    b"x" * 101,  # just over client_id's varchar(100)
+    b"x" * 256,  # just over nonce's varchar(255)
+    b"x" * 3000,
+    b"x" * 20_000,  # over a proxy's header buffer once it comes back in a Location header
+    b"http%3A%2F%2F%5B%3A%3A1",  # http://[::1: urllib cannot split it
+    b"",
+]
+
+
 AUTHORIZATIONS = [
     "Basic é",
     "Basic Ã©",  # what a server hands over for the UTF-8 bytes of "é" (ISO-8859-1 decoding)
@@ -161,6 +241,7 @@ AUTHORIZATIONS = [
     "Bearer a\x00b",
     "Bearer eyJ.eyJ.",
     "Bearer " + "x" * 8000,
+    *BEARERS,
     "Digest username=x",
     "Negotiate ☃",
     "\x00",
@@ -214,6 +295,10 @@ HEADERS: list[dict[str, str]] = [
     {"HTTP_X_REQUEST_ID": "é" * 40},
     {"HTTP_X_REQUEST_ID": "../../etc/passwd\r\nX: y"},
     {"HTTP_COOKIE": "uaa_session=é; uaa_csrf=\x00"},
+    {"HTTP_COOKIE": "uaa_session=" + "\x00" * 8},  # NUL in the session key: PostgreSQL refuses it
+    {"HTTP_COOKIE": "uaa_session=abcdefgh\x00; uaa_csrf=" + "\x00" * 32},
+    {"HTTP_COOKIE": 'uaa_session="\\000\\000\\000\\000\\000\\000\\000\\000"'},  # the red team's octal escapes
+    {"HTTP_COOKIE": "uaa_session=" + "%00" * 8},
     {"HTTP_COOKIE": "uaa_session=" + "a" * 4000},
     {"HTTP_COOKIE": "=;=;;;"},
     {"HTTP_IF_NONE_MATCH": 'W/"é", *, "' + "x" * 500},
@@ -274,6 +359,45 @@ def _targeted(endpoint: Endpoint, auth: str) -> list[Case]:
     return cases
 
 
+def _replace(raw: bytes, name: bytes, value: bytes) -> bytes:
+    """``raw`` (a query string or form body) with parameter ``name``'s value replaced by ``value``."""
+    return b"&".join(
+        name + b"=" + value if pair.split(b"=", 1)[0] == name else pair for pair in raw.split(b"&")
+    )
+
+
+def _mutated(endpoint: Endpoint, auth: str) -> list[Case]:
+    """Each parameter of the endpoint's well-formed request (query and body) replaced by each mutation."""
+    cases: list[Case] = []
+    headers = {"HTTP_AUTHORIZATION": auth} if endpoint.credentials == "client" else {}
+    post = _post_method(endpoint)
+    for where, raw in (("query", endpoint.query), ("body", endpoint.body)):
+        names = [pair.split(b"=", 1)[0] for pair in raw.split(b"&") if pair]
+        for name in names:
+            for value in MUTATIONS:
+                query = _replace(raw, name, value) if where == "query" else endpoint.query
+                body = _replace(raw, name, value) if where == "body" else endpoint.body
+                method = endpoint.methods[0] if where == "query" else post
+                if method != "POST":
+                    body = b""
+                content_type = FORM if method == "POST" else None
+                family = f"mutation:{name.decode()}"
+                cases.append(Case(endpoint, family, method, query, body, content_type, dict(headers)))
+    return cases
+
+
+def _assertions(endpoint: Endpoint) -> list[Case]:
+    """Hostile client assertions (``ASSERTIONS``), the only client authentication of the request."""
+    cases: list[Case] = []
+    for signed in ASSERTIONS:
+        body = (
+            f"grant_type=client_credentials&token=t&client_assertion_type={ASSERTION_TYPE}"
+            f"&client_assertion={quote(signed, safe='')}"
+        ).encode()
+        cases.append(Case(endpoint, "assertion", "POST", b"", body, FORM, {}))
+    return cases
+
+
 def _random_case(rng: random.Random, endpoint: Endpoint, auth: str) -> Case:
     method = rng.choice([*endpoint.methods, *endpoint.methods, rng.choice(METHODS)])
     headers: dict[str, str] = {}
@@ -294,6 +418,9 @@ def _random_case(rng: random.Random, endpoint: Endpoint, auth: str) -> Case:
     if rng.random() < 0.3:  # some raw random bytes, seeded
         body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
     query = rng.choice([endpoint.query, endpoint.query, *QUERIES])
+    if query and rng.random() < 0.3:  # one parameter of it replaced by a mutation
+        name = rng.choice([pair.split(b"=", 1)[0] for pair in query.split(b"&") if pair])
+        query = _replace(query, name, rng.choice(MUTATIONS))
     if method not in ("POST", "PUT", "PATCH"):
         body, content_type = b"", None
     return Case(endpoint, "random", method, query, body, content_type, headers)
@@ -305,6 +432,10 @@ def corpus(
     """Every targeted case for every endpoint, then ``random_cases`` seeded combinations."""
     every = endpoints(client_id=client_id, redirect_uri=redirect_uri)
     cases = [case for endpoint in every for case in _targeted(endpoint, auth)]
+    cases += [case for endpoint in every for case in _mutated(endpoint, auth)]
+    cases += [
+        case for endpoint in every if endpoint.credentials == "client" for case in _assertions(endpoint)
+    ]
     rng = random.Random(seed)
     cases += [_random_case(rng, rng.choice(every), auth) for _ in range(random_cases)]
     # Per-endpoint header junk on a well-formed request.

@@ -41,6 +41,16 @@ def _media_type(value: object) -> str | None:
     return value.removeprefix("application/")
 
 
+def _storable(text: str) -> bool:
+    """Text a key lookup can send to the database: no NUL, and no lone surrogate (a JSON "\\ud800"
+    escape decodes to one, which no driver encodes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _parse(token: str) -> tuple[jws.JWS, dict[str, Any]] | None:
     """The compact JWS and its protected header; ``None`` for anything else (RFC 7519 §7.2)."""
     if not isinstance(token, str) or token.count(".") != 2:
@@ -48,16 +58,18 @@ def _parse(token: str) -> tuple[jws.JWS, dict[str, Any]] | None:
     parsed = jws.JWS()
     try:
         parsed.deserialize(token)
-    except (JWException, ValueError, TypeError):
+        # jwcrypto checks the header when it is read: a "crit" it does not understand (RFC 7515 §4.1.11)
+        # raises InvalidJWSObject here, and JSON nested past the recursion limit raises RecursionError.
+        header = parsed.jose_header
+    except (JWException, ValueError, TypeError, KeyError, RecursionError):
         return None
-    header = parsed.jose_header
     return (parsed, header) if isinstance(header, dict) else None
 
 
 def _key_for(header: dict[str, Any], *, typ: str) -> ProvenKey | None:
     """The published, proven key the header names, if its ``alg`` is that key's and ``typ`` is ``typ``."""
     kid = header.get("kid")
-    if not isinstance(kid, str) or _media_type(header.get("typ")) != _media_type(typ):
+    if not isinstance(kid, str) or not _storable(kid) or _media_type(header.get("typ")) != _media_type(typ):
         return None
     key = trusted_public_key(kid)
     if key is None or header.get("alg") != key.algorithm:
@@ -90,6 +102,6 @@ def verify_jwt(token: str, *, typ: str) -> dict[str, Any] | None:
     try:
         signed.verify(key.jwk, alg=key.algorithm)
         claims = json.loads(signed.payload)
-    except (JWException, ValueError, TypeError, KeyError):
+    except (JWException, ValueError, TypeError, KeyError, RecursionError):
         return None
     return claims if isinstance(claims, dict) else None

@@ -35,6 +35,7 @@ from accounts import throttling
 from uaa.clientip import client_address
 from uaa.oauth import audit, rfc7523
 from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
+from uaa.oauth.http import storable_text
 from uaa.oauth.models import Client
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ def _claimed(request: OAuthlibRequest, method: str) -> str | None:
         claimed = rfc7523.claimed_client_id(request) or request.client_id
     else:
         claimed = request.client_id
-    if not isinstance(claimed, str) or not claimed or "\x00" in claimed or len(claimed) > 255:
-        return None
+    if not isinstance(claimed, str) or not claimed or len(claimed) > 255 or not storable_text(claimed):
+        return None  # names no client: never looked up (NUL, a lone surrogate: the driver would refuse it)
     return claimed
 
 

@@ -36,6 +36,48 @@ REPEATABLE = frozenset({"resource"})  # RFC 8707 §2 allows several resource par
 View = Callable[..., HttpResponse]
 
 
+# The longest value each parameter of the authorization and logout endpoints may have (docs/endpoints.md).
+# What is stored has its column's length (django-oauth-toolkit: nonce varchar(255), code_challenge
+# varchar(128), client_id varchar(100)); what comes back in the redirect is bounded so that the answer's
+# Location header stays well inside a proxy's buffer (deploy/nginx/uaa.conf.template: proxy_buffer_size).
+# PostgreSQL refuses a longer value with DataError (a 500 after consent); SQLite does not check at all.
+# Anything not listed: MAX_PARAMETER_LENGTH.
+PARAMETER_LENGTHS = {
+    "client_id": 100,
+    "nonce": 255,
+    "state": 2048,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "response_type": 64,
+    "response_mode": 64,
+    "redirect_uri": 2048,
+    "post_logout_redirect_uri": 2048,
+    "scope": 2048,
+    "resource": 2048,
+    "prompt": 128,
+    "max_age": 32,
+    "acr_values": 1024,
+    "ui_locales": 256,
+    "login_hint": 256,
+    "id_token_hint": 8192,
+    "claims": 4096,
+}
+MAX_PARAMETER_LENGTH = 2048
+TOO_LONG = "A parameter is longer than this server accepts."
+
+
+def storable_text(value: str) -> bool:
+    """Whether ``value`` can be a database value: no NUL (PostgreSQL refuses it in text) and valid Unicode
+    (JSON's "\\ud800" escape decodes to a lone surrogate, which no driver can encode as UTF-8)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _pairs(raw: bytes | str) -> list[tuple[str, str]]:
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     return parse_qsl(text, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict")
@@ -51,9 +93,19 @@ def check_parameters(pairs: Iterable[tuple[str, str]]) -> None:
         seen.add(name)
 
 
+def check_lengths(pairs: Iterable[tuple[str, str]]) -> None:
+    """RFC 6749 §4.1.2.1 ``invalid_request``: a value longer than ``PARAMETER_LENGTHS`` allows for it."""
+    for name, value in pairs:
+        if len(value) > PARAMETER_LENGTHS.get(name, MAX_PARAMETER_LENGTH):
+            raise InvalidRequest(TOO_LONG)
+
+
 def check_form(data: QueryDict) -> None:
-    """``check_parameters`` over parameters Django has already parsed (the browser endpoints)."""
-    check_parameters((name, value) for name, values in data.lists() for value in values)
+    """``check_parameters`` and ``check_lengths`` over parameters Django has already parsed (the browser
+    endpoints: authorization, consent, logout)."""
+    pairs = [(name, value) for name, values in data.lists() for value in values]
+    check_parameters(pairs)
+    check_lengths(pairs)
 
 
 def _printable_ascii(value: str) -> bool:

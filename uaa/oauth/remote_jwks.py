@@ -269,11 +269,36 @@ def _get(uri: str) -> dict[str, Any]:
         sock.close()
     try:
         document = json.loads(bytes(body))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: 64 KiB of "[" is valid JSON, too deep
         raise FetchFailed("the document is not JSON") from exc
-    if not isinstance(document, dict):
+    if not is_jwk_set_shaped(document):
         raise FetchFailed("the document is not a JWK Set")
     return document
+
+
+def _jwk_member(value: Any) -> bool:
+    """A JWK member (RFC 7517 §4, RFC 7518 §6): a string, number or boolean, or a list of strings (x5c,
+    key_ops), or RSA's "oth" (a list of flat objects). Nothing nests deeper."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return True
+    if isinstance(value, list):
+        return all(
+            isinstance(item, str)
+            or (isinstance(item, dict) and all(isinstance(v, str) for v in item.values()))
+            for item in value
+        )
+    return False
+
+
+def is_jwk_set_shaped(document: Any) -> bool:
+    """RFC 7517 §5: an object whose "keys" is a list of JWK objects (members as ``_jwk_member``). A
+    document nested deeper than that is refused here, before it is cached, re-serialised or parsed again."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        return False
+    for key in document["keys"]:
+        if not isinstance(key, dict) or not all(_jwk_member(value) for value in key.values()):
+            return False
+    return all(_jwk_member(value) for name, value in document.items() if name != "keys")
 
 
 def _cache_key(uri: str) -> str:

@@ -32,6 +32,7 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from uaa.oauth import remote_jwks
+from uaa.oauth.http import storable_text
 from uaa.oauth.models import Client, SpentAssertion
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]  # asymmetric only: never "non
 LEEWAY = timedelta(seconds=30)
 MAX_LIFETIME = timedelta(minutes=10)  # bounds how long a jti must be remembered
 MAX_ASSERTION_BYTES = 8192
+# RFC 7519 §2 NumericDate: seconds since the epoch. What datetime can hold (years 1-9999) bounds it; a value
+# outside is no date at all (datetime.fromtimestamp raised OverflowError/OSError on it: a 500).
+NUMERIC_DATE_RANGE = (-62135596800, 253402300799)
 WRONG_AUDIENCE = "aud is not the issuer identifier"
 NOT_COMPACT = "not a JWT in compact serialization"
 # RFC 7519 §1 / RFC 7515 §7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature). A JWS JSON
@@ -79,17 +83,24 @@ def authenticate_request(request: Any) -> None:
 
 
 def claimed_client_id(request: Any) -> str | None:
-    """The client an assertion says it is (its unverified ``iss``), for throttling and the audit record."""
+    """The client an assertion says it is (its unverified ``iss``), for throttling and the audit record.
+
+    It runs before the throttle, for anyone: an assertion over ``MAX_ASSERTION_BYTES`` is never decoded
+    (``authenticate`` refuses it as it is), and what is decoded is parsed safely (``_unverified``)."""
+    assertion = str(getattr(request, "client_assertion", None) or "")
+    if len(assertion) > MAX_ASSERTION_BYTES:
+        return None
     try:
-        issuer = _unverified(str(getattr(request, "client_assertion", None) or ""))[1].get("iss")
+        issuer = _unverified(assertion)[1].get("iss")
     except AssertionRejected:
         return None
-    return issuer if isinstance(issuer, str) else None
+    return issuer if isinstance(issuer, str) and storable_text(issuer) else None
 
 
 def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any], jws.JWS]:
     """Header, claims and the parsed JWS of a compact JWS: every byte of it either signed or the signature,
-    so the assertion kept as evidence holds nothing the client did not sign."""
+    so the assertion kept as evidence holds nothing the client did not sign. JSON nested deeper than the
+    interpreter's recursion limit (3000 ``[``) is as malformed as any other (RecursionError)."""
     if not COMPACT_JWS.fullmatch(assertion):
         raise AssertionRejected(NOT_COMPACT)
     parsed = jws.JWS()
@@ -97,7 +108,7 @@ def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any], jws.JWS
         parsed.deserialize(assertion)
         header = parsed.jose_header
         payload = json.loads(parsed.objects["payload"])
-    except (JWException, ValueError, TypeError, KeyError) as exc:
+    except (JWException, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise AssertionRejected("not a signed JWT") from exc
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise AssertionRejected("not a signed JWT")
@@ -112,7 +123,7 @@ def registered_keys(client: Client) -> jwk.JWKSet:
         raise AssertionRejected("the client's jwks_uri could not be read") from exc
     try:
         return jwk.JWKSet.from_json(json.dumps(document))
-    except (JWException, ValueError, TypeError) as exc:
+    except (JWException, ValueError, TypeError, RecursionError) as exc:
         raise AssertionRejected("the client's registered JWK Set is unusable") from exc
 
 
@@ -147,7 +158,13 @@ def _instant(claims: dict[str, Any], name: str) -> datetime | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise AssertionRejected(f"{name} is not a NumericDate")
-    return datetime.fromtimestamp(value, UTC)
+    low, high = NUMERIC_DATE_RANGE
+    if not low <= value <= high:
+        raise AssertionRejected(f"{name} is out of range")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # a platform's time_t may hold less
+        raise AssertionRejected(f"{name} is out of range") from exc
 
 
 def _check_claims(claims: dict[str, Any], *, audiences: set[str], now: datetime) -> None:
@@ -170,6 +187,8 @@ def _check_claims(claims: dict[str, Any], *, audiences: set[str], now: datetime)
         raise AssertionRejected("iat is in the future")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise AssertionRejected("jti is missing")
+    if not storable_text(claims["jti"]):
+        raise AssertionRejected("jti is not text that can be stored")
 
 
 def _spend(*, client: Client, jti: str, expires: datetime) -> None:
@@ -210,11 +229,13 @@ def authenticate(
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or issuer != claims.get("sub"):
         raise AssertionRejected("iss and sub must both be the client_id")
+    if not storable_text(issuer):  # NUL or a lone surrogate ("\ud800"): no client_id, never queried
+        raise AssertionRejected("no client registered for private_key_jwt has this client_id")
     if client_id and client_id != issuer:
         raise AssertionRejected("client_id does not match the assertion")
     now = timezone.now()
     _check_claims(claims, audiences=audiences, now=now)  # before any key is read or fetched
-    client = Client.objects.filter(client_id=issuer).first() if "\x00" not in issuer else None
+    client = Client.objects.filter(client_id=issuer).first()
     if client is None or client.token_endpoint_auth_method != Client.PRIVATE_KEY_JWT:
         raise AssertionRejected("no client registered for private_key_jwt has this client_id")
     _verify_signature(parsed, header, registered_keys(client))

@@ -69,9 +69,20 @@ def refuse(request: OAuthlibRequest) -> oauthlib_errors.CustomOAuth2Error:
     )
 
 
+def is_resource_uri(resource: object) -> bool:
+    """django-oauth-toolkit's check, for text it can split at all: urllib raises ValueError for some
+    (``http://[::1``: "Invalid IPv6 URL", a port out of range), which is no absolute URI either."""
+    if not isinstance(resource, str):
+        return False
+    try:
+        return bool(is_valid_resource_uri(resource))
+    except ValueError:
+        return False
+
+
 def _check_named(request: OAuthlibRequest, named: list[Any]) -> None:
     """§2: each named resource "MUST be an absolute URI" and "MUST NOT include a fragment component"."""
-    if not all(isinstance(resource, str) and is_valid_resource_uri(resource) for resource in named):
+    if not all(is_resource_uri(resource) for resource in named):
         raise refuse(request)
 
 
@@ -83,7 +94,7 @@ def _check_within(request: OAuthlibRequest, resources: list[str], within: set[st
 def _storable(resources: list[str]) -> list[str]:
     """What the grant or token keeps. A default audience registered before URIs were checked (not a
     URI) cannot be stored (django-oauth-toolkit refuses it); such a grant keeps none, as before."""
-    return resources if all(is_valid_resource_uri(resource) for resource in resources) else []
+    return resources if all(is_resource_uri(resource) for resource in resources) else []
 
 
 def check_authorization_request(request: OAuthlibRequest) -> list[str]:
