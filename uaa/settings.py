@@ -2,7 +2,8 @@
 
 Local defaults (a fixed SECRET_KEY, an issuer on localhost, a key-encryption key kept in a file
 under ``var/``) apply only when ``DEBUG`` is asked for. Without ``DEBUG`` a missing ``SECRET_KEY``,
-``UAA_ISSUER`` or ``UAA_KEK``/``UAA_KEK_FILE`` stops the process with ``ImproperlyConfigured``.
+``UAA_ISSUER`` or ``UAA_KEK``/``UAA_KEK_FILE`` stops the process with ``ImproperlyConfigured``, and so does
+one that is set but empty or malformed (uaa/checks.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from uaa.checks import problems, refuse_to_start
 from uaa.clientip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,8 +33,22 @@ UAA_ISSUER = env("UAA_ISSUER", default="http://localhost:8000" if DEBUG else REQ
 # names a file holding the same. Neither is ever stored in the database.
 UAA_KEK = env("UAA_KEK", default="")
 UAA_KEK_FILE = env("UAA_KEK_FILE", default=str(VAR_DIR / "dev.kek") if DEBUG else "")
-if not UAA_KEK and not UAA_KEK_FILE:
-    raise ImproperlyConfigured("Set UAA_KEK (or UAA_KEK_FILE): the key-encryption key for signing keys.")
+UAA_KEK_FILE_NAMED = "UAA_KEK_FILE" in os.environ  # named: it must exist, even next to UAA_KEK
+# An http issuer without DEBUG: for a loopback address only (a laptop, tests); manage.py check refuses others.
+UAA_ALLOW_HTTP_ISSUER = env.bool("UAA_ALLOW_HTTP_ISSUER", default=False)
+# Set-but-empty or malformed values stop every process here (uaa/checks.py): an empty or relative issuer, a
+# short SECRET_KEY, a KEK that is not 32 bytes or a KEK file that is not there.
+refuse_to_start(
+    problems(
+        debug=DEBUG,
+        secret_key=SECRET_KEY,
+        issuer=UAA_ISSUER,
+        allow_http_issuer=UAA_ALLOW_HTTP_ISSUER,
+        kek=UAA_KEK,
+        kek_file=UAA_KEK_FILE,
+        kek_file_named=UAA_KEK_FILE_NAMED,
+    )
+)
 
 # RFC 9110 §7.2: the hosts UAA answers for. Always the issuer's (bracketed if an IPv6 literal, as Django
 # compares it), plus the names ALLOWED_HOSTS lists (a health check's); the local names only with DEBUG.

@@ -84,6 +84,7 @@ def test_kill_9_during_a_load_of_grants_loses_no_record_of_a_token_a_client_rece
         SECRET_KEY="crash-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         UAA_KEK="4zCwW7m1tZrJq0q2pQ7y3v8Lk6bV5nX2aS9dF1gH0jE",
         UAA_ISSUER=f"http://127.0.0.1:{port}",
+        UAA_ALLOW_HTTP_ISSUER="true",  # a loopback issuer without TLS (uaa/checks.py)
         UAA_VAR_DIR=str(tmp_path / "var"),
         DATABASE_URL=crash_database,
         CELERY_BROKER_URL="memory://",

@@ -66,6 +66,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         SECRET_KEY="process-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         UAA_KEK=KEK,
         UAA_ISSUER="http://127.0.0.1",
+        UAA_ALLOW_HTTP_ISSUER="true",  # a loopback issuer without TLS (uaa/checks.py)
         UAA_VAR_DIR=str(tmp_path / "var"),
         DATABASE_URL=f"sqlite:///{tmp_path / 'uaa.sqlite3'}",
         CELERY_BROKER_URL=broker,
