@@ -3,12 +3,14 @@ a database outage looks like from outside (a 503, and the last good copy of the 
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import uuid
 from collections.abc import Callable
 from http import HTTPStatus
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
@@ -22,6 +24,8 @@ from uaa.outage import (
     note_outage,
     retry_after,
 )
+
+logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{8,64}$")
 
@@ -107,6 +111,7 @@ class RequestHygieneMiddleware:
 
 # --- database outages (uaa/outage.py) ---------------------------------------------------------------------
 PUBLIC_DOCUMENTS = ("tokens:jwks", "tokens:audit-keys", "openid-configuration", "oauth-authorization-server")
+GENERATIONAL_DOCUMENT = "tokens:jwks"  # what it lists changes with the signing keys (``jwks_changed``)
 
 
 def unavailable_response(request: HttpRequest) -> HttpResponse:
@@ -135,7 +140,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 class LastGoodCopyMiddleware:
     """While the database is down, the public documents (JWKS, discovery, audit keys) are answered from their
-    last good copy (uaa/outage.py), since resource servers refresh keys exactly when things go wrong."""
+    last good copy (uaa/outage.py), since resource servers refresh keys exactly when things go wrong. The
+    JWKS is generational: a signing-key change makes its older copies unservable (``jwks_changed``)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -153,11 +159,47 @@ class LastGoodCopyMiddleware:
         return self._paths
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in ("GET", "HEAD") or request.path_info not in self.paths():
+        path = request.path_info
+        if request.method not in ("GET", "HEAD") or path not in self.paths():
             return self.get_response(request)
+        generational = path == jwks_path()
+        generation = last_good_copies.generation(path) if generational else None  # before the keys are read
         response = self.get_response(request)
         if response.status_code == HTTPStatus.OK and not response.streaming:
-            last_good_copies.remember(request.path_info, response)
+            # A generational copy is kept only if no key changed while it was made (that change's own
+            # replacement, made after its commit, is the copy to keep), and never untagged.
+            if not generational or (
+                generation is not None and last_good_copies.generation(path) == generation
+            ):
+                last_good_copies.remember(path, response, generation=generation)
         elif is_outage_response(response):
-            return last_good_copies.response(request.path_info, request) or response
+            return last_good_copies.response(path, request, generational=generational) or response
         return response
+
+
+def jwks_path() -> str:
+    return reverse(GENERATIONAL_DOCUMENT)
+
+
+def jwks_changed(sender: object = None, **kwargs: object) -> None:
+    """``tokens.signals.signing_key_changed`` (sent inside the change's transaction): once it commits, every
+    copy of the JWKS made before is unservable in every process, and the shared copy is the JWKS as it is
+    now. Without this, an outage right after ``revoke_signing_key`` served the revoked key from a copy for
+    up to ``UAA_LAST_GOOD_MAX_AGE`` (red team, issue 8 item 16)."""
+    transaction.on_commit(refresh_jwks_copy)
+
+
+def refresh_jwks_copy() -> None:
+    from tokens.views import jwks  # uaa imports tokens, never the other way
+
+    path = jwks_path()
+    request = HttpRequest()
+    request.method, request.path, request.path_info = "GET", path, path
+    try:
+        response: HttpResponse | None = jwks(request)
+    except Exception:  # the copies are invalidated all the same; the next good answer makes a new one
+        logger.warning("uaa.jwks_copy_not_refreshed", exc_info=True)
+        response = None
+    if response is not None and response.status_code != HTTPStatus.OK:
+        response = None
+    last_good_copies.invalidate(path, replacement=response)

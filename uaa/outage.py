@@ -1,14 +1,20 @@
 """Database outages: recognised, answered 503 with Retry-After, logged once per interval, and survived by the
 public documents.
 
-- ``is_database_unavailable``: the database cannot be reached (connection refused or lost, terminated by an
-  administrator, too many connections, the SQLite file cannot be opened), as opposed to a query that failed
-  (a deadlock, a constraint, a bug), which stays a ``server_error`` with its traceback.
+- ``is_database_unavailable``: the database cannot be reached (connection refused or lost, a connection
+  that timed out, terminated by an administrator, too many connections, the SQLite file cannot be opened)
+  or cannot answer in time (the web process's ``statement_timeout``, ``lock_timeout`` and
+  ``idle_in_transaction_session_timeout``, uaa/settings.py: a stalled or locked database), as opposed to a
+  query that failed (a deadlock, a constraint, a bug), which stays a ``server_error`` with its traceback.
 - ``note_outage``: one WARNING line per process per ``UAA_UNAVAILABLE_LOG_INTERVAL`` seconds, with how many
   failures it stands for and no traceback; an outage cannot flood the log.
 - ``LastGoodCopies``: the last successful answer of each public document (JWKS, discovery, the audit keys),
   kept per process and in Django's cache, served while the database is down (resource servers refresh keys
-  exactly then) for at most ``UAA_LAST_GOOD_MAX_AGE`` seconds.
+  exactly then) for at most ``UAA_LAST_GOOD_MAX_AGE`` seconds. A signing-key change (a revocation above
+  all) makes every older JWKS copy unservable: it replaces the shared copy and moves the JWKS generation
+  kept in the shared cache, which each copy is checked against before it is served; when the cache cannot
+  be asked either, a process serves its own copy only while it is younger than ``UAA_JWKS_MAX_AGE`` (what
+  any client may have cached anyway).
 
 RFC 9110 §15.6.4: 503 means a temporary overload or maintenance, with ``Retry-After`` (§10.2.3) saying when
 to retry. Imports nothing from the rest of UAA, so that the error renderers can use it.
@@ -19,20 +25,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
 
 logger = logging.getLogger(__name__)
 
 # SQLSTATE classes and codes of an unreachable server: 08 connection exception, 57P01-57P03 admin/crash
-# shutdown and "cannot connect now", 53300 too many connections (PostgreSQL Appendix A).
-UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# shutdown and "cannot connect now", 53300 too many connections (PostgreSQL Appendix A); and of one that does
+# not answer in time: 57014 query_canceled (statement_timeout), 55P03 lock_not_available (lock_timeout),
+# 25P03 idle_in_transaction_session_timeout.
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "57014", "55P03", "25P03")
 UNAVAILABLE_SQLITE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB")
 COPY_MAX_AGE = 60  # Cache-Control max-age of a last good copy: clients come back soon after recovery
 CACHE_REFRESH = 60  # a copy that has not changed is re-written to the shared cache this often
@@ -56,9 +65,18 @@ def _driver_says_unreachable(cause: BaseException | None) -> bool:
     errorname = getattr(cause, "sqlite_errorname", None)
     if errorname:
         return str(errorname).startswith(UNAVAILABLE_SQLITE)
-    # psycopg raises a failed or lost connection as its bare OperationalError, without an SQLSTATE.
-    kind = type(cause)
-    return kind.__module__.startswith("psycopg") and kind.__name__ == "OperationalError"
+    # psycopg raises a failed, lost or timed-out connection as an OperationalError without an SQLSTATE: the
+    # bare class, or a subclass (psycopg.errors.ConnectionTimeout after connect_timeout, when the server
+    # accepts connections but never answers). Query errors carry an SQLSTATE and were decided above.
+    return _is_psycopg_operational_error(cause)
+
+
+def _is_psycopg_operational_error(cause: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # a deployment without PostgreSQL
+        return False
+    return isinstance(cause, psycopg.OperationalError)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -66,7 +84,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
     for error in _chain(exc):
         if isinstance(error, InterfaceError):  # Django: the connection is closed or unusable
             return True
-        if isinstance(error, OperationalError) and _driver_says_unreachable(error.__cause__):
+        # OperationalError mostly; InternalError for 25P03 (the session ended by idle_in_transaction_...)
+        if isinstance(error, OperationalError | InternalError) and _driver_says_unreachable(error.__cause__):
             return True
     return False
 
@@ -142,6 +161,7 @@ class Copy:
     stored_at: float  # time.time()
     content: bytes
     headers: tuple[tuple[str, str], ...]
+    generation: str | None = None  # the document's generation when it was read (None: not generational)
 
     def etag(self) -> str | None:
         return next((value for name, value in self.headers if name.lower() == "etag"), None)
@@ -149,7 +169,15 @@ class Copy:
 
 class LastGoodCopies:
     """The last 200 answer of each public document, per process and in Django's cache (shared by the
-    processes when the cache is Redis, as in docker-compose.yml)."""
+    processes when the cache is Redis, as in docker-compose.yml).
+
+    A *generational* document (the JWKS) also has a generation in the shared cache, which ``invalidate``
+    moves when what it lists changes (a signing key revoked, rotated, published, expired). A copy is tagged
+    with the generation read *before* the document was read from the database, so a copy read before a
+    change can never carry the generation after it; a copy is served only while its generation is the
+    current one. When the shared cache cannot tell (unreachable, or the generation evicted), a copy is
+    served only while it is younger than ``UAA_JWKS_MAX_AGE``: clients may hold a copy that old anyway.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -160,13 +188,35 @@ class LastGoodCopies:
     def _key(path: str) -> str:
         return f"uaa:last-good:{path}"
 
-    def remember(self, path: str, response: HttpResponse) -> None:
+    @staticmethod
+    def _generation_key(path: str) -> str:
+        return f"uaa:last-good-generation:{path}"
+
+    def generation(self, path: str) -> str | None:
+        """The current generation of ``path`` (started when there is none yet); None when the shared cache
+        cannot be asked. Read it before reading the document, and pass it to ``remember``."""
+        key = self._generation_key(path)
+        try:
+            current = cache.get(key)
+            if current is None:
+                cache.add(key, uuid.uuid4().hex, timeout=None)
+                current = cache.get(key)
+        except Exception:  # the cache is a second copy, never a reason to fail
+            logger.debug("uaa.last_good_generation_unreadable", exc_info=True)
+            return None
+        return str(current) if current is not None else None
+
+    def remember(self, path: str, response: HttpResponse, *, generation: str | None = None) -> None:
         headers = tuple((n, v) for n, v in response.items() if n.lower() not in SKIPPED_HEADERS)
-        copy = Copy(stored_at=time.time(), content=bytes(response.content), headers=headers)
+        copy = Copy(
+            stored_at=time.time(), content=bytes(response.content), headers=headers, generation=generation
+        )
         with self._lock:
             previous = self._copies.get(path)
             self._copies[path] = copy
-            changed = previous is None or previous.content != copy.content
+            changed = (
+                previous is None or previous.content != copy.content or previous.generation != generation
+            )
             due = changed or copy.stored_at - self._cached_at.get(path, 0.0) > CACHE_REFRESH
             if due:
                 self._cached_at[path] = copy.stored_at
@@ -176,25 +226,59 @@ class LastGoodCopies:
             except Exception:  # the cache is a second copy, never a reason to fail
                 logger.debug("uaa.last_good_copy_not_cached", exc_info=True)
 
-    def recall(self, path: str) -> Copy | None:
-        """The newest copy, per process or shared, younger than ``UAA_LAST_GOOD_MAX_AGE``; else None."""
+    def invalidate(self, path: str, *, replacement: HttpResponse | None) -> None:
+        """What ``path`` lists changed (its transaction committed): every copy made before is unservable
+        from now on, in every process that shares the cache; ``replacement`` (the document as it is now,
+        read after the commit) becomes the shared copy, so an outage that starts now still has one."""
+        generation = uuid.uuid4().hex
+        with self._lock:
+            self._copies.pop(path, None)
+            self._cached_at.pop(path, None)
+        try:
+            cache.set(self._generation_key(path), generation, timeout=None)
+            if replacement is None:
+                cache.delete(self._key(path))
+        except Exception:
+            logger.warning("uaa.last_good_copy_not_invalidated", extra={"path": path}, exc_info=True)
+            return
+        if replacement is not None:
+            self.remember(path, replacement, generation=generation)
+
+    def _servable(self, copy: Copy, *, generational: bool, current: str | None, now: float) -> bool:
+        age = now - copy.stored_at
+        if age > settings.UAA_LAST_GOOD_MAX_AGE:
+            return False
+        if not generational:
+            return True
+        if current is None:  # the shared cache cannot say whether the keys changed since
+            return age <= settings.UAA_JWKS_MAX_AGE
+        return copy.generation == current
+
+    def recall(self, path: str, *, generational: bool = False) -> Copy | None:
+        """The newest servable copy, per process or shared (``_servable``); else None."""
         with self._lock:
             local = self._copies.get(path)
+        current: str | None = None
         try:
             shared = cache.get(self._key(path))
-        except Exception:  # an unreachable cache has no copy
+            if generational:
+                found = cache.get(self._generation_key(path))
+                current = str(found) if found is not None else None
+        except Exception:  # an unreachable cache has no copy, and cannot say which generation is current
             shared = None
-        candidates = [c for c in (local, shared) if isinstance(c, Copy)]
+        now = time.time()
+        candidates = [
+            c
+            for c in (local, shared)
+            if isinstance(c, Copy) and self._servable(c, generational=generational, current=current, now=now)
+        ]
         if not candidates:
             return None
-        newest = max(candidates, key=lambda c: c.stored_at)
-        if time.time() - newest.stored_at > settings.UAA_LAST_GOOD_MAX_AGE:
-            return None
-        return newest
+        return max(candidates, key=lambda c: c.stored_at)
 
-    def response(self, path: str, request: HttpRequest) -> HttpResponse | None:
+    def response(self, path: str, request: HttpRequest, *, generational: bool = False) -> HttpResponse | None:
         """The copy as a response (a 304 when ``If-None-Match`` names its ETag), marked with its ``Age``."""
-        copy = self.recall(path)
+        copy = self.recall(path, generational=generational)
         if copy is None:
             return None
         etag = copy.etag()
@@ -216,7 +300,7 @@ class LastGoodCopies:
             self._cached_at.clear()
         for path in paths:
             try:
-                cache.delete(self._key(path))
+                cache.delete_many([self._key(path), self._generation_key(path)])
             except Exception:
                 logger.debug("uaa.last_good_copy_not_deleted", exc_info=True)
 

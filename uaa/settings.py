@@ -121,11 +121,40 @@ if "DATABASE_URL" not in env.ENVIRON:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded default: a SQLite file under var/
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'uaa.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Which process this is: "web" when uaa/wsgi.py or uaa/asgi.py loaded the settings (gunicorn, any WSGI or ASGI
+# server); empty for manage.py commands (migrations, the audit export and verify), Celery and the shell.
+UAA_PROCESS = env("UAA_PROCESS", default="")
+# A database that is slow, stalled or locked must not hold the web process's workers (gunicorn's sync workers
+# are few): PostgreSQL ends a statement after UAA_DB_STATEMENT_TIMEOUT, a lock wait after UAA_DB_LOCK_TIMEOUT,
+# and a session idle inside a transaction after UAA_DB_IDLE_IN_TRANSACTION_TIMEOUT (seconds; 0: no limit), and
+# such a request is a 503 with Retry-After like an outage (uaa/outage.py). Web process only: a migration or
+# `manage.py audit export` may rightly run for minutes.
+UAA_DB_STATEMENT_TIMEOUT = env.float("UAA_DB_STATEMENT_TIMEOUT", default=5.0)
+UAA_DB_LOCK_TIMEOUT = env.float("UAA_DB_LOCK_TIMEOUT", default=3.0)
+UAA_DB_IDLE_IN_TRANSACTION_TIMEOUT = env.float("UAA_DB_IDLE_IN_TRANSACTION_TIMEOUT", default=30.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # libpq's connect_timeout: an unreachable database fails a request in seconds instead of pinning a worker.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("UAA_DB_CONNECT_TIMEOUT", default=5)
-    )
+    _pg = DATABASES["default"].setdefault("OPTIONS", {})
+    # libpq's connect_timeout: an unreachable database, or one that accepts and never answers, fails a request
+    # in seconds instead of pinning a worker.
+    _pg.setdefault("connect_timeout", env.int("UAA_DB_CONNECT_TIMEOUT", default=5))
+    # TCP keepalives and TCP_USER_TIMEOUT (libpq): a connection whose peer vanished (a failover, a partition
+    # that drops packets) is declared dead in about 30 s, instead of after the kernel's ~15 minutes of
+    # retransmissions. Every process: they never cut a healthy connection, however long its query runs.
+    _pg.setdefault("keepalives", 1)
+    _pg.setdefault("keepalives_idle", 10)
+    _pg.setdefault("keepalives_interval", 5)
+    _pg.setdefault("keepalives_count", 3)
+    _pg.setdefault("tcp_user_timeout", int(env.float("UAA_DB_TCP_USER_TIMEOUT", default=30.0) * 1000))
+    if UAA_PROCESS == "web":
+        _limits = " ".join(
+            f"-c {name}={int(seconds * 1000)}"
+            for name, seconds in (
+                ("statement_timeout", UAA_DB_STATEMENT_TIMEOUT),
+                ("lock_timeout", UAA_DB_LOCK_TIMEOUT),
+                ("idle_in_transaction_session_timeout", UAA_DB_IDLE_IN_TRANSACTION_TIMEOUT),
+            )
+        )
+        _pg["options"] = f"{_limits} {_pg.get('options', '')}".strip()  # DATABASE_URL's own options win
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -182,10 +211,13 @@ WHITENOISE_USE_FINDERS = not UAA_STATIC_MANIFEST
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Database outages (uaa/outage.py): a 503 with this Retry-After, one log line per process per interval, and
-# the public documents (JWKS, discovery) from their last good copy, if younger than UAA_LAST_GOOD_MAX_AGE.
+# the public documents (JWKS, discovery) from their last good copy, if younger than UAA_LAST_GOOD_MAX_AGE. An
+# hour: long enough for the verifiers that start or restart during an outage (the others keep the JWKS they
+# cached), short enough that an outage nobody fixed does not keep serving a key set for a day; a key change
+# makes older JWKS copies unservable anyway (docs/operations.md, Database outages).
 UAA_UNAVAILABLE_RETRY_AFTER = env.int("UAA_UNAVAILABLE_RETRY_AFTER", default=10)
 UAA_UNAVAILABLE_LOG_INTERVAL = env.float("UAA_UNAVAILABLE_LOG_INTERVAL", default=10.0)
-UAA_LAST_GOOD_MAX_AGE = env.int("UAA_LAST_GOOD_MAX_AGE", default=24 * 3600)
+UAA_LAST_GOOD_MAX_AGE = env.int("UAA_LAST_GOOD_MAX_AGE", default=3600)
 
 # Request hygiene: small bodies are all an authorization server ever needs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("UAA_MAX_BODY_BYTES", default=64 * 1024)

@@ -13,6 +13,7 @@ travels through Django. tests/uaa/test_database_outage_live.py does the same to 
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sqlite3
@@ -26,6 +27,7 @@ import pytest
 from django.db import connection
 from django.db.utils import DatabaseErrorWrapper, IntegrityError
 from django.test import Client as HttpClient
+from django.utils import timezone as django_timezone
 
 from tests.conftest import REDIRECT_URI
 from tests.oauth_client import FORM
@@ -325,3 +327,164 @@ def test_a_query_error_is_still_a_logged_server_error(http, service_client, monk
     assert response.json()["error"] == "server_error"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info  # once (not again by django.request), with the traceback
+
+
+# --- a database that accepts connections and never answers, or answers too late (red team, item 16) -----
+# Attacker (or bad luck) with network position: the database's port accepts TCP connections but nothing
+# answers (a hung server, a half-open failover, a black-holing firewall), or the database is there but
+# stalled: a table locked (``LOCK TABLE tokens_signingkey IN ACCESS EXCLUSIVE MODE``), a query that never
+# ends. What must not happen: a 500 with a traceback after connect_timeout, and workers that wait forever.
+
+
+def test_a_connection_that_timed_out_is_an_outage():
+    """psycopg raises connect_timeout as psycopg.errors.ConnectionTimeout, an OperationalError subclass
+    without an SQLSTATE (the class was compared by name: a 500 with a full traceback)."""
+    assert is_database_unavailable(
+        as_django_error(psycopg.errors.ConnectionTimeout("connection timeout expired"), psycopg)
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+        psycopg.errors.IdleInTransactionSessionTimeout("terminating connection due to idle-in-transaction"),
+    ],
+    ids=["statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"],
+)
+def test_a_database_that_does_not_answer_in_time_is_an_outage(error):
+    """The web process's statement_timeout, lock_timeout and idle_in_transaction_session_timeout
+    (uaa/settings.py) end a wait on a stalled or locked database: that is a 503 with Retry-After, not a
+    server_error — the database cannot serve this request now, and will again."""
+    assert is_database_unavailable(as_django_error(error, psycopg))
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections (the kernel's backlog) and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def unanswered(outage, black_hole, settings):
+    """``unanswered()``: the database server accepts the connection and never answers (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a server that accepts and never answers is a PostgreSQL (libpq connect_timeout) case")
+
+    def start() -> None:
+        connection.close()
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(black_hole))
+        connection.settings_dict["OPTIONS"] = {
+            **connection.settings_dict.get("OPTIONS", {}),
+            "connect_timeout": 1,
+        }
+
+    return start
+
+
+def test_a_database_that_accepts_and_never_answers_is_503_not_a_traceback(
+    http, service_client, unanswered, caplog, settings
+):
+    """After libpq's connect_timeout the token endpoint answers 503 temporarily_unavailable with
+    Retry-After, the JWKS its last good copy, each logged once per interval without a traceback."""
+    assert http.get("/.well-known/jwks.json").status_code == HTTPStatus.OK
+    unanswered()
+    caplog.clear()
+    started = time.monotonic()
+    response = token_request(http, service_client.basic)
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE, response.content
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert response["Retry-After"] == str(settings.UAA_UNAVAILABLE_RETRY_AFTER)
+    assert time.monotonic() - started < 5
+    assert http.get("/.well-known/jwks.json").status_code == HTTPStatus.OK  # the last good copy
+    records = outage_records(caplog)
+    assert len(records) == 1 and "ConnectionTimeout" in records[0].error_class
+    assert_no_error_records(caplog)
+
+
+# --- a revoked key and the last good copy of the JWKS (red team, item 16) ----------------------------
+# Attacker: someone holding a signing key that was just revoked (stolen, so revoked), who waits for — or
+# causes — a database outage, so that resource servers refreshing their JWKS then get a copy that still
+# lists the key, and accept its tokens for as long as they cache it.
+
+
+def _kids(response) -> set[str]:
+    return {key["kid"] for key in json.loads(response.content)["keys"]}
+
+
+def _revoke_active_key() -> str:
+    from tokens.models import SigningKey
+    from tokens.rotation import revoke_signing_key
+
+    kid = SigningKey.objects.active().get(algorithm="RS256").kid
+    revoke_signing_key(kid=kid, now=django_timezone.now(), reason="compromised")
+    return kid
+
+
+def test_a_revoked_key_is_never_served_from_the_last_good_copy(http, outage, caplog):
+    """RFC 7517 §5 and docs/key-rotation.md: a revocation removes the key from the JWKS at once. During an
+    outage the copy served is the JWKS as the revocation left it (its commit replaced the shared copy),
+    never one from before (6 of 6 answers listed the revoked kid)."""
+    before = http.get("/.well-known/jwks.json")
+    assert before.status_code == HTTPStatus.OK
+    revoked = _revoke_active_key()
+    assert revoked in _kids(before)
+    outage()
+    caplog.clear()
+    for _ in range(6):
+        response = http.get("/.well-known/jwks.json")
+        assert response.status_code in (HTTPStatus.OK, HTTPStatus.SERVICE_UNAVAILABLE)
+        if response.status_code == HTTPStatus.OK:
+            assert revoked not in _kids(response)
+            assert _kids(response)  # the replacement, published by the revocation
+    assert_no_error_records(caplog)
+
+
+def test_another_process_copy_from_before_a_revocation_is_not_served(http, outage):
+    """The copies of the other web processes (this one's, put back as it was before) carry the JWKS
+    generation of their time; the revocation moved it in the shared cache, so they are refused."""
+    from uaa.middleware import jwks_path
+
+    path = jwks_path()
+    http.get(path)
+    stale = last_good_copies._copies[path]
+    revoked = _revoke_active_key()
+    last_good_copies._copies[path] = stale  # what a process that did not see the revocation still holds
+    from django.core.cache import cache
+
+    cache.delete(last_good_copies._key(path))  # and no shared copy: only the stale one is left
+    outage()
+    response = http.get(path)
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert revoked.encode() not in response.content
+
+
+def test_without_the_shared_cache_a_process_serves_its_copy_only_within_the_jwks_max_age(
+    http, outage, settings, monkeypatch
+):
+    """When the cache cannot say whether the keys changed (Redis down too), a copy no older than
+    UAA_JWKS_MAX_AGE is served — clients may have cached one that old anyway — and an older one is not."""
+    from django.core.cache import cache
+
+    from uaa.middleware import jwks_path
+
+    path = jwks_path()
+    assert http.get(path).status_code == HTTPStatus.OK
+    outage()
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get", unreachable)
+    monkeypatch.setattr(cache, "add", unreachable)
+    assert http.get(path).status_code == HTTPStatus.OK
+    settings.UAA_JWKS_MAX_AGE = 0
+    time.sleep(0.05)
+    assert http.get(path).status_code == HTTPStatus.SERVICE_UNAVAILABLE

@@ -11,6 +11,7 @@ database comes back and tokens are issued again, without a restart.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from tests.uaa.live import (
     create_service_client,
     free_port,
     healthy,
+    manage,
     process_env,
     processes,
     start,
@@ -212,3 +214,141 @@ def test_a_database_outage_is_503_with_retry_after_bounded_logs_and_the_last_goo
     )
     assert call(base + "/.well-known/jwks.json").status == HTTPStatus.OK
     assert urlsplit(base).port == port
+
+
+# --- a stalled or locked database, and a revoked key (red team, issue 8 item 16) ---------------------
+
+
+def _token_kid(base: str, token: dict[str, str]) -> str:
+    answer = call(f"{base}/oauth/token", data=token)
+    assert answer.status == HTTPStatus.OK, answer.body[:300]
+    header = answer.json()["access_token"].split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def _kids(answer) -> set[str]:
+    return {key["kid"] for key in answer.json()["keys"]}
+
+
+def _start_web(env: dict[str, str], processes, tmp_path: Path, port: int) -> Path:
+    log = tmp_path / "web.log"
+    processes.append(start(web_script(port, workers=WORKERS), env, log))
+    wait_for(healthy(f"http://127.0.0.1:{port}"), "gunicorn /healthz", log, timeout=120)
+    return log
+
+
+def test_a_locked_table_holds_no_worker_beyond_the_lock_timeout(process_env, processes, tmp_path):
+    """``LOCK TABLE tokens_signingkey IN ACCESS EXCLUSIVE MODE`` held for 12 s (a migration, an operator, an
+    attacker with database access): before, every token request waited for the lock, both workers were
+    pinned, and discovery, sign-in and /healthz stalled behind them (nginx: 504). The web process's
+    lock_timeout and statement_timeout (uaa/settings.py) end each wait: token requests are 503
+    temporarily_unavailable with Retry-After within seconds (RFC 6749 §5.2, RFC 9110 §15.6.4), the JWKS is
+    its last good copy, discovery and /healthz are answered, nothing is logged as an error."""
+    server = _postgres_server()
+    if server is None:
+        pytest.skip("statement_timeout and lock_timeout are PostgreSQL's (DATABASE_URL=postgres://...)")
+    with postgres_database(server) as (url, _down, _up):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **process_env,
+            "DATABASE_URL": url,
+            "UAA_ISSUER": base,
+            "UAA_DB_LOCK_TIMEOUT": "1",
+            "UAA_DB_STATEMENT_TIMEOUT": "2",
+            "UAA_LOG_FORMAT": "json",
+            "CACHE_URL": f"filecache://{tmp_path / 'cache'}",
+        }
+        log = _start_web(env, processes, tmp_path, port)
+        token = {"grant_type": "client_credentials", **create_service_client(env)}
+        assert call(f"{base}/oauth/token", data=token).status == HTTPStatus.OK
+        good = call(f"{base}/.well-known/jwks.json")
+        assert good.status == HTTPStatus.OK
+        logged_before = len(log.read_text(errors="replace"))
+        locker = psycopg.connect(url.replace("postgres://", "postgresql://", 1))
+        locker.execute("LOCK TABLE tokens_signingkey IN ACCESS EXCLUSIVE MODE")  # in a transaction: held
+        started = time.monotonic()
+        try:
+            timed: list[tuple[str, object, float]] = []
+
+            def one(kind: str) -> None:
+                began = time.monotonic()
+                if kind == "token":
+                    answer = call(f"{base}/oauth/token", data=token, timeout=10)
+                elif kind == "jwks":
+                    answer = call(f"{base}/.well-known/jwks.json", timeout=10)
+                elif kind == "discovery":
+                    answer = call(f"{base}/.well-known/openid-configuration", timeout=10)
+                else:
+                    answer = call(f"{base}/healthz", timeout=10)
+                timed.append((kind, answer, time.monotonic() - began))
+
+            kinds = ["token"] * 8 + ["jwks"] * 4 + ["discovery"] * 2 + ["healthz"] * 2
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                list(pool.map(one, kinds))
+            assert time.monotonic() - started < 11  # all answered while the lock is still held
+        finally:
+            locker.rollback()
+            locker.close()
+        slowest = max(seconds for _, _, seconds in timed)
+        print(f"table locked: {len(timed)} requests answered, the slowest in {slowest:.2f} s")
+        for kind, answer, seconds in timed:
+            if kind == "token":
+                assert answer.status == HTTPStatus.SERVICE_UNAVAILABLE, answer.body[:300]
+                assert answer.headers["Retry-After"] and answer.json()["error"] == "temporarily_unavailable"
+            else:
+                assert answer.status == HTTPStatus.OK, (kind, answer.body[:300])
+            if kind == "jwks":
+                assert answer.body == good.body  # the last good copy
+            assert seconds < 8, (kind, seconds)
+        during = log.read_text(errors="replace")[logged_before:]
+        assert "Traceback" not in during and not re.search(r"\[(ERROR|CRITICAL)\]", during), during[-3000:]
+        assert not [r for r in json_lines(during) if r["level"] in ("error", "critical")], during[-3000:]
+        assert call(f"{base}/oauth/token", data=token).status == HTTPStatus.OK  # the lock is gone
+
+
+def test_the_time_limits_are_the_web_processs_only(process_env, tmp_path):
+    """A migration or ``manage.py audit export`` may run for minutes: manage.py commands get no
+    statement_timeout; TCP keepalives and tcp_user_timeout apply everywhere."""
+    server = _postgres_server()
+    if server is None:
+        pytest.skip("PostgreSQL only")
+    with postgres_database(server) as (url, _down, _up):
+        env = {**process_env, "DATABASE_URL": url}
+        code = (
+            "from django.db import connection; c = connection.cursor(); "
+            "c.execute('SHOW statement_timeout'); print(c.fetchone()[0]); "
+            "print(connection.settings_dict['OPTIONS'].get('tcp_user_timeout'))"
+        )
+        shown = manage(env, "shell", "-v", "0", "-c", code).split()
+        assert shown == ["0", "30000"]
+        web = manage({**env, "UAA_PROCESS": "web"}, "shell", "-v", "0", "-c", code).split()
+        assert web == ["5s", "30000"]  # what uaa/wsgi.py sets for gunicorn's workers
+
+
+def test_after_a_revocation_an_outage_never_serves_the_revoked_key(
+    database, process_env, processes, tmp_path
+):
+    """docs/key-rotation.md: a revoked key leaves the JWKS at once. Two workers each hold a copy of the JWKS
+    that lists the key, ``manage.py revoke_signing_key`` (another process) revokes it, then the database
+    goes down: before, 6 of 6 answers were the old copy with the revoked kid (for up to
+    UAA_LAST_GOOD_MAX_AGE); now the revocation's commit replaced the shared copy and moved the JWKS
+    generation, so every answer is the JWKS without it."""
+    url, down, _up = database
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**process_env, "DATABASE_URL": url, "UAA_ISSUER": base}
+    env["CACHE_URL"] = f"filecache://{tmp_path / 'cache'}"  # shared by the workers and manage.py (Redis)
+    _start_web(env, processes, tmp_path, port)
+    token = {"grant_type": "client_credentials", **create_service_client(env)}
+    kid = _token_kid(base, token)
+    for _ in range(6):  # both workers answer, and remember a copy listing the key
+        assert kid in _kids(call(f"{base}/.well-known/jwks.json"))
+    manage(env, "revoke_signing_key", "--reason", "compromised", "--", kid)
+    down()
+    answers = [call(f"{base}/.well-known/jwks.json") for _ in range(6)]
+    served = [answer for answer in answers if answer.status == HTTPStatus.OK]
+    assert all(answer.status in (HTTPStatus.OK, HTTPStatus.SERVICE_UNAVAILABLE) for answer in answers)
+    assert not [answer for answer in served if kid in _kids(answer)], "the revoked key was served"
+    assert served, "the replacement copy (the JWKS after the revocation) is served"
+    print(f"after revoking {kid[:8]}: {len(served)} of 6 JWKS answers served, none with the revoked key")
