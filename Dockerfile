@@ -24,13 +24,16 @@ COPY static ./static
 # collectstatic needs importable settings only; DEBUG=1 supplies throwaway local values for this step.
 RUN DEBUG=1 python manage.py collectstatic --noinput && rm -rf /tmp/uaa
 USER uaa
-EXPOSE 8000
-# Sync workers: each runs one whole request at a time, which is safe only behind a proxy that buffers
-# requests (deploy/nginx/uaa.conf.template, the proxy service of docker-compose.yml). Facing clients
-# directly, one idle socket per worker stops the server until --timeout (30 s) kills the worker; a
-# threaded or async worker class only raises the number of sockets needed. Never publish port 8000.
+# !!! gunicorn listens on the container's own loopback (127.0.0.1:8000) unless UAA_BIND says otherwise, and no
+# port is EXPOSEd: a plain `docker run -p 8000:8000` reaches nothing. That is deliberate. Sync workers run one
+# whole request at a time, which is safe only behind a proxy that buffers requests
+# (deploy/nginx/uaa.conf.template, the proxy service of docker-compose.yml). Facing clients directly, one
+# idle socket per worker stops the server until --timeout (30 s) kills the worker (slowloris); a threaded or
+# async worker class only raises the number of sockets needed. Set UAA_BIND=0.0.0.0:8000 only where just the
+# proxy can reach the container (docker-compose.yml's web service binds the internal backend network).
 # Forwarded headers are believed from UAA_TRUSTED_PROXIES only: X-Forwarded-For by UAA, X-Forwarded-Proto by
 # gunicorn (--forwarded-allow-ips, the same value). The image's default is its own loopback (a proxy in the
-# same container or pod); docker-compose.yml sets the backend network. Never '*'.
+# same container or pod); docker-compose.yml sets the backend network. Never '*'. --forwarder-headers= : no
+# header, not even the proxy's, sets SCRIPT_NAME or PATH_INFO (a SCRIPT_NAME the path lacked was a 500).
 ENV UAA_TRUSTED_PROXIES=127.0.0.1
-CMD ["sh", "-c", "exec gunicorn uaa.wsgi:application --bind 0.0.0.0:8000 --workers 4 --worker-class sync --timeout 30 --graceful-timeout 30 --forwarded-allow-ips \"$UAA_TRUSTED_PROXIES\""]
+CMD ["sh", "-c", "exec gunicorn uaa.wsgi:application --bind \"${UAA_BIND:-127.0.0.1:8000}\" --workers 4 --worker-class sync --timeout 30 --graceful-timeout 30 --forwarded-allow-ips \"$UAA_TRUSTED_PROXIES\" --forwarder-headers="]

@@ -3,6 +3,8 @@ a database outage looks like from outside (a 503, and the last good copy of the 
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import re
 import sys
@@ -10,11 +12,13 @@ import uuid
 from collections.abc import Callable
 from http import HTTPStatus
 
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
 
+from uaa.clientip import Network, is_trusted_proxy, parse_trusted_proxies
 from uaa.oauth.errors import InvalidRequest, TemporarilyUnavailable, error_response
 from uaa.outage import (
     is_database_unavailable,
@@ -27,7 +31,25 @@ from uaa.outage import (
 
 logger = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{8,64}$")
+# What a proxy makes: nginx's $request_id (32 hex digits), or a UUID. Anything else is made here.
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@functools.lru_cache(maxsize=8)
+def _proxies(value: tuple[str, ...]) -> tuple[Network, ...]:
+    return parse_trusted_proxies(value)
+
+
+def from_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the peer is one of ``UAA_TRUSTED_PROXIES`` (uaa/clientip.py's rule for X-Forwarded-For)."""
+    try:
+        peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    return is_trusted_proxy(peer, _proxies(tuple(settings.UAA_TRUSTED_PROXIES)))
+
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -43,9 +65,12 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 class RequestIdMiddleware:
-    """Give every request an id (a well-formed inbound ``X-Request-ID`` or a new UUID) and echo it back.
+    """Give every request an id and echo it back: the proxy's ``X-Request-ID`` (nginx's ``$request_id``, the
+    same id in both logs) when the peer is a trusted proxy and the id has a proxy's form, else a new UUID.
 
-    Error responses quote it so an operator can find the server-side log line.
+    Error responses quote it so an operator can find the server-side log line; ledger records keep it. A
+    client's own id (straight at gunicorn, from an address that is not a proxy) is never taken: it would
+    choose what the audit ledger and the logs say about its request.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -53,7 +78,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         inbound = request.headers.get("X-Request-ID", "")
-        request.request_id = inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex  # type: ignore[attr-defined]
+        believed = _REQUEST_ID.fullmatch(inbound) is not None and from_trusted_proxy(request)
+        request.request_id = inbound if believed else uuid.uuid4().hex  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response

@@ -103,3 +103,79 @@ def test_settings_refuse_the_removed_uaa_behind_proxy_and_a_hop_count(tmp_path):
     assert hops.returncode != 0
     assert "UAA_TRUSTED_PROXIES lists the addresses" in hops.stderr
     assert _settings_load(tmp_path, UAA_TRUSTED_PROXIES="172.30.80.0/24").returncode == 0
+
+
+# --- X-Request-ID (red team, issue 8 item 15) ---------------------------------------------------------
+# Attacker: a client straight at gunicorn (or through a proxy that passes the header on) that sends its own
+# X-Request-ID, so that the ledger records and log lines of its requests carry an id of its choosing — one
+# that collides with another request's, or that reads like something else.
+NGINX_ID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("inbound", [NGINX_ID, "forged-request-id-0001", "A" * 32, "../../x" * 4])
+def test_a_request_id_from_a_peer_that_is_not_a_proxy_is_never_taken(db, inbound):
+    response = HttpClient(REMOTE_ADDR="198.51.100.7").get("/healthz", HTTP_X_REQUEST_ID=inbound)
+    assert response["X-Request-ID"] != inbound
+    assert len(response["X-Request-ID"]) == 32
+
+
+def test_a_proxys_request_id_is_kept_in_its_own_form_only(db):
+    """From a trusted proxy (UAA_TRUSTED_PROXIES; the test client's 127.0.0.1): nginx's $request_id or a
+    UUID is kept, so nginx's and UAA's logs share it; anything else is replaced."""
+    proxy = HttpClient(REMOTE_ADDR="127.0.0.1")
+    assert proxy.get("/healthz", HTTP_X_REQUEST_ID=NGINX_ID)["X-Request-ID"] == NGINX_ID
+    uuid = "01234567-89ab-cdef-0123-456789abcdef"
+    assert proxy.get("/healthz", HTTP_X_REQUEST_ID=uuid)["X-Request-ID"] == uuid
+    assert proxy.get("/healthz", HTTP_X_REQUEST_ID="forged-request-id-0001")["X-Request-ID"] != (
+        "forged-request-id-0001"
+    )
+
+
+def test_the_ledger_never_records_a_clients_own_request_id(user):
+    """docs/audit-ledger.md: ``request_id`` ties a record to the log lines of its request; a client cannot
+    choose it (a failed sign-in here, recorded with its request's metadata)."""
+    import json as json_module
+
+    from tokens.models import LedgerRecord
+
+    http = HttpClient(REMOTE_ADDR="198.51.100.7")
+    response = http.post(
+        "/accounts/login", {"email": user.email, "password": "wrong-password-123"}, HTTP_X_REQUEST_ID=NGINX_ID
+    )
+    assert response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR  # the failed sign-in, recorded
+    ids = {
+        json_module.loads(body).get("request_id")
+        for body in LedgerRecord.objects.values_list("body", flat=True)
+    }
+    assert response["X-Request-ID"] in ids
+    assert NGINX_ID not in ids
+
+
+# --- the image's default bind (red team, issue 8 item 15) ---------------------------------------------
+
+
+def test_the_image_listens_on_its_own_loopback_unless_told_otherwise():
+    """A plain ``docker run -p 8000:8000 uaa`` put gunicorn's sync workers in front of clients (two idle
+    sockets stop token issuance, tests/uaa/test_slow_clients.py). The image's CMD binds the container's
+    loopback unless UAA_BIND says otherwise, and EXPOSEs nothing."""
+    import json as json_module
+
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    assert not [line for line in lines if line.startswith("EXPOSE")]
+    shell, flag, script = json_module.loads(next(line for line in lines if line.startswith("CMD "))[4:])
+    echoed = script.replace("exec gunicorn", "exec echo gunicorn")
+
+    def bind(**env: str) -> str:
+        out = subprocess.run(
+            [shell, flag, echoed],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return out.split("--bind ", 1)[1].split()[0]
+
+    assert bind() == "127.0.0.1:8000"
+    assert bind(UAA_BIND="0.0.0.0:8000") == "0.0.0.0:8000"
+    assert "--forwarder-headers=" in script.split()  # and no SCRIPT_NAME from any header

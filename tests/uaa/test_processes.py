@@ -153,6 +153,7 @@ def test_docker_compose_config_is_valid(tmp_path):
         "SECRET_KEY": "x",
         "UAA_KEK": "x",
         "UAA_ISSUER": "https://id.example.com",
+        "UAA_SERVER_NAME": "id.example.com",
         "POSTGRES_PASSWORD": "x",
     }
     result = subprocess.run(
@@ -259,11 +260,12 @@ def test_the_images_command_believes_x_forwarded_proto_from_its_own_loopback_onl
     (shell, flag, script), image_env = _dockerfile_command()
     assert image_env["UAA_TRUSTED_PROXIES"] == PROXY
     port = free_port()
-    script = script.replace("0.0.0.0:8000", f"127.0.0.1:{port}").replace("--workers 4", "--workers 1")
+    script = script.replace("--workers 4", "--workers 1")
     env = {
         **process_env,
         "UAA_ISSUER": f"https://127.0.0.1:{port}",
         "UAA_TRUSTED_PROXIES": image_env["UAA_TRUSTED_PROXIES"],
+        "UAA_BIND": f"127.0.0.1:{port}",  # the image's own default: 127.0.0.1:8000
     }
     manage(env, "migrate", "--noinput")
     log = tmp_path / "image.log"

@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -25,6 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -47,10 +49,11 @@ from tests.uaa.live import (
 )
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "uaa.conf.template"
+MAIN_CONFIG = ROOT / "deploy" / "nginx" / "nginx.conf"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 WORKERS = 2
 SLOW_HEADERS, SLOW_BODIES = 40, 10  # 50 slow sockets
-HEADER_TIMEOUT = 10  # client_header_timeout in the template
+HEADER_TIMEOUT = int(re.findall(r"client_header_timeout (\d+)s;", TEMPLATE.read_text())[-1])
 # The proxy's address, the stack's UAA_TRUSTED_PROXIES; another loopback address is a client that is not it.
 PROXY, ATTACKER = "127.0.0.1", "127.0.0.2"
 
@@ -59,11 +62,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def nginx_version() -> tuple[int, ...]:
+    found = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True, timeout=10).stderr
+    return tuple(int(part) for part in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", found).groups())  # type: ignore[union-attr]
+
+
 def render(template: str, values: dict[str, str]) -> str:
-    """What envsubst (or the nginx image's templates/) makes of the template: only ${UAA_*} replaced."""
+    """What envsubst (or the nginx image's templates/) makes of the template: only ${UAA_*} replaced. On an
+    nginx older than 1.25.5 (Debian bookworm's 1.22) the ssl_handshake_timeout line goes, as the template
+    says: there client_header_timeout bounds the handshake."""
     for name, value in values.items():
         template = template.replace("${" + name + "}", value)
     assert "${UAA_" not in template, "a template variable was left unset"
+    if nginx_version() < (1, 25, 5):
+        template = re.sub(r"(?m)^\s*ssl_handshake_timeout [^;]+;\n", "", template)
     return template
 
 
@@ -96,25 +108,29 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 def nginx_main_config(directory: Path, include: Path) -> str:
-    """The few main-context lines a package's nginx.conf provides, pointed at ``directory``."""
-    temp = "\n".join(
-        f"    {kind}_temp_path {directory}/{kind};"
+    """deploy/nginx/nginx.conf as shipped, its paths pointed at ``directory`` and its include at ``include``
+    (every other line, worker_processes and worker_connections included, as it is)."""
+    config = MAIN_CONFIG.read_text()
+    temp = "".join(
+        f"    {kind}_temp_path {directory}/{kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    user = "user root;" if os.geteuid() == 0 else ""
-    return f"""
-daemon off;
-worker_processes 1;
-{user}
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {directory}/access.log;
-{temp}
-    include {include};
-}}
-"""
+    mime = "/etc/nginx/mime.types"
+    replacements = [
+        (r"(?m)^user\s+\S+;$", "user root;" if os.geteuid() == 0 else ""),
+        (r"(?m)^pid\s+\S+;$", f"daemon off;\npid {directory}/nginx.pid;"),
+        (r"(?m)^error_log\s+\S+(\s+\w+)?;$", f"error_log {directory}/error.log warn;"),
+        (r"(?m)^(\s*)access_log\s+\S+(\s+\w+)?;$", f"\\1access_log {directory}/access.log;\n{temp}"),
+        (
+            r"(?m)^\s*include\s+/etc/nginx/mime.types;$",
+            f"    include {mime};" if os.path.exists(mime) else "",
+        ),
+        (r"(?m)^(\s*)include\s+/etc/nginx/conf.d/\*\.conf;$", f"\\1include {include};"),
+    ]
+    for pattern, replacement in replacements:
+        config, found = re.subn(pattern, replacement, config)
+        assert found == 1, f"deploy/nginx/nginx.conf: no line matches {pattern}"
+    return config
 
 
 class Stack:
@@ -286,6 +302,138 @@ def test_fifty_slow_clients_do_not_delay_token_requests_behind_nginx(stack):
         slow.close()
 
 
+# --- a distributed flood (issue 8 item 15, red team) -----------------------------------------------------
+# Attacker: several machines (here 25 loopback addresses, 127.0.1.10-34, each socket bound to its own),
+# no credentials. Each opens slow bodies (complete headers, then a byte every 4 s: just inside
+# client_body_timeout), kept-alive connections left idle after one request, and TCP connections that never
+# send a ClientHello. Before: 100 connections per address were allowed, 1024 per nginx worker, body and
+# keep-alive timeouts of 10-15 s and the TLS handshake 60 s (nginx 1.25.5+): 1150 slow bodies from 13
+# addresses reset 69% of token requests.
+FLOOD_ADDRESSES = [f"127.0.1.{n}" for n in range(10, 35)]
+# Per address: 95 slow bodies (within the old limit of 100), 20 idle, 20 stalled: 3375 connections in all,
+# the slow bodies alone more than two workers of 1024 (which nginx cannot free: it drops idle ones first).
+FLOOD_SLOW_BODIES, FLOOD_IDLE, FLOOD_STALLED = 95, 20, 20
+PER_ADDRESS = int(re.search(r"limit_conn uaa_per_address (\d+);", TEMPLATE.read_text()).group(1))  # type: ignore[union-attr]
+
+
+class DistributedFlood:
+    """Slow bodies, idle keep-alives and stalled TLS handshakes from many source addresses."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.sockets: list[tuple[str, str, socket.socket]] = []
+        self.refused = 0
+        self.stop = threading.Event()
+        plan = [
+            (address, kind)
+            for address in FLOOD_ADDRESSES
+            for kind, count in (("body", FLOOD_SLOW_BODIES), ("idle", FLOOD_IDLE), ("stalled", FLOOD_STALLED))
+            for _ in range(count)
+        ]
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            for opened in pool.map(self._open, plan):
+                if opened is None:
+                    self.refused += 1
+                else:
+                    self.sockets.append(opened)
+        self.seconds_to_open = time.monotonic() - started
+        self.trickler = threading.Thread(target=self._trickle, daemon=True)
+        self.trickler.start()
+
+    def _open(self, planned: tuple[str, str]) -> tuple[str, str, socket.socket] | None:
+        address, kind = planned
+        try:
+            raw = socket.create_connection(
+                ("127.0.0.1", self.stack.https), timeout=2, source_address=(address, 0)
+            )
+        except OSError:
+            return None
+        if kind == "stalled":
+            return address, kind, raw  # a TCP connection that never says a word
+        try:
+            sock = self.stack.context.wrap_socket(raw, server_hostname="127.0.0.1")
+            if kind == "body":
+                sock.sendall(
+                    b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: 60000\r\n\r\ngrant_type="
+                )
+            else:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                sock.settimeout(2)
+                sock.recv(4096)  # the answer; the connection stays open, kept alive and idle
+        except OSError:
+            raw.close()
+            return None
+        return address, kind, sock
+
+    def _trickle(self) -> None:
+        while not self.stop.wait(4.0):
+            for _, kind, sock in self.sockets:
+                if kind == "body":
+                    try:
+                        sock.sendall(b"x")
+                    except OSError:
+                        continue
+
+    def still_open(self) -> dict[str, dict[str, int]]:
+        """Per kind, per source address: the connections the server has not closed or answered."""
+        found: dict[str, dict[str, int]] = {"body": {}, "idle": {}, "stalled": {}}
+        for address, kind, sock in self.sockets:
+            sock.settimeout(0.01)
+            try:
+                sock.recv(4096)  # EOF, or an answer (429, 408): either way the server let go
+                closed = True
+            except (TimeoutError, ssl.SSLWantReadError):
+                closed = False
+            except OSError:
+                closed = True
+            if not closed:
+                found[kind][address] = found[kind].get(address, 0) + 1
+        return found
+
+    def close(self) -> None:
+        self.stop.set()
+        self.trickler.join(timeout=5)
+        for _, _, sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def test_a_distributed_flood_of_slow_idle_and_stalled_connections_does_not_stop_token_requests(stack):
+    """3375 connections from 25 addresses — 95 slow bodies, 20 idle keep-alives and 20 stalled TLS
+    handshakes each — and token requests from another address are still answered, each within a second.
+    Within the timeouts (5 s) nginx has let go of every idle and stalled one; of the slow bodies it holds at
+    most limit_conn (20) per address and refused the rest with 429."""
+    assert token_request(stack, via_nginx=True, timeout=5)[0] == 200
+    flood = DistributedFlood(stack)
+    try:
+        timings = []
+        for _ in range(15):
+            timings.append(token_request(stack, via_nginx=True, timeout=5))
+            time.sleep(0.2)
+        assert all(status == 200 for status, _ in timings), timings
+        slowest = max(seconds for _, seconds in timings)
+        assert slowest < 1.0, timings
+        time.sleep(HEADER_TIMEOUT + 1.5)
+        held = flood.still_open()
+        print(
+            f"flood: {len(flood.sockets)} connections from {len(FLOOD_ADDRESSES)} addresses opened in "
+            f"{flood.seconds_to_open:.1f} s ({flood.refused} refused); 15 token requests, slowest "
+            f"{slowest * 1000:.0f} ms; after {HEADER_TIMEOUT} s still held: "
+            f"{sum(held['body'].values())} slow bodies, {sum(held['idle'].values())} idle, "
+            f"{sum(held['stalled'].values())} stalled"
+        )
+        assert sum(held["idle"].values()) == 0 and sum(held["stalled"].values()) == 0, held
+        assert max(held["body"].values(), default=0) <= PER_ADDRESS, held["body"]
+        assert token_request(stack, via_nginx=True, timeout=5)[0] == 200
+    finally:
+        flood.close()
+
+
 def test_bare_gunicorn_is_stalled_by_as_many_slow_clients_as_workers(stack):
     """The attack the proxy is for (issue 8 item 15): straight at gunicorn, WORKERS + 2 sockets that never
     finish their headers pin every sync worker, and a token request gets no answer within 2 seconds (until
@@ -337,6 +485,16 @@ def test_plain_http_redirects_to_https_except_the_health_check(stack):
         assert response.getheader("Location").startswith("https://127.0.0.1/oauth/token")
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:443", "127.0.0.1.evil.example"])
+def test_the_https_redirect_goes_to_the_configured_name_whatever_the_host_header(stack, host):
+    """RFC 9110 §7.2: Host is the client's to write. The plain-HTTP redirect went to https://$host, so a link
+    to http://uaa/ with another Host header (or a server that answers for any name) sent browsers wherever
+    the sender chose; it goes to the configured server name (UAA_SERVER_NAME)."""
+    response = fetch(stack.http, "GET", "/oauth/authorize?x=1", source=ATTACKER, headers={"Host": host})
+    assert response.status == 301
+    assert response.getheader("Location") == "https://127.0.0.1/oauth/authorize?x=1"
 
 
 # --- forwarded headers (issue 9 item 8) --------------------------------------------------------------
@@ -445,3 +603,77 @@ def test_no_answer_through_nginx_names_gunicorn(stack):
         assert answer.headers.get_all("Server") == ["nginx"]
     direct = fetch(stack.gunicorn, "GET", "/healthz", source=PROXY)
     assert direct.getheader("Server") == "gunicorn"  # what the proxy hides: gunicorn is never published
+
+
+def test_a_script_name_header_from_the_proxys_address_changes_nothing(stack):
+    """gunicorn maps a SCRIPT_NAME header from a --forwarded-allow-ips peer into the WSGI environ
+    (--forwarder-headers' default), and answered 500 when the path did not start with it; the web command
+    passes --forwarder-headers= (none), so the header is dropped from every peer. nginx never passes a
+    header name with an underscore (underscores_in_headers off)."""
+    claim = {"SCRIPT_NAME": "/elsewhere", "X-Forwarded-Proto": "https"}
+    direct = fetch(stack.gunicorn, "GET", "/.well-known/openid-configuration", source=PROXY, headers=claim)
+    assert direct.status == 200
+    prefixed = fetch(
+        stack.gunicorn,
+        "GET",
+        "/.well-known/openid-configuration",
+        source=PROXY,
+        headers={**claim, "SCRIPT_NAME": "/.well-known"},
+    )
+    assert prefixed.status == 200  # not routed as /openid-configuration under a prefix
+    through = fetch(
+        stack.https,
+        "GET",
+        "/.well-known/openid-configuration",
+        source=ATTACKER,
+        context=stack.context,
+        headers={"SCRIPT_NAME": "/elsewhere"},
+    )
+    assert through.status == 200
+
+
+def test_a_request_id_is_believed_from_the_proxy_only(stack):
+    """The X-Request-ID that UAA logs and writes into ledger records: from nginx (its $request_id, 32 hex
+    digits) it is kept; from anyone else, or in any other form, UAA makes its own, so a client straight at
+    gunicorn cannot write an id of its choosing into the audit ledger or the logs."""
+    forged = "forged-request-id-0123456789"
+    direct = fetch(stack.gunicorn, "GET", "/healthz", source=ATTACKER, headers={"X-Request-ID": forged})
+    assert direct.getheader("X-Request-ID") not in (None, forged)
+    nginx_like = "0123456789abcdef0123456789abcdef"
+    proxied = fetch(stack.gunicorn, "GET", "/healthz", source=PROXY, headers={"X-Request-ID": nginx_like})
+    assert proxied.getheader("X-Request-ID") == nginx_like
+    odd = fetch(stack.gunicorn, "GET", "/healthz", source=PROXY, headers={"X-Request-ID": forged})
+    assert odd.getheader("X-Request-ID") != forged
+    through = fetch(
+        stack.https,
+        "GET",
+        "/healthz",
+        source=ATTACKER,
+        context=stack.context,
+        headers={"X-Request-ID": nginx_like},
+    )
+    assert through.getheader("X-Request-ID") not in (None, nginx_like)  # nginx's own, never the client's
+
+
+def test_an_address_beyond_its_request_rate_gets_429_from_the_proxy(stack):
+    """limit_req on the endpoints that check credentials (here the sign-in page: 2 per second, a burst of
+    20): one address asking faster gets RFC 6585 429 with Retry-After and an RFC 6749 §5.2-shaped body
+    from nginx, before gunicorn is asked; another address is not affected."""
+
+    def get(source: str) -> tuple[int, str | None, bytes]:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", stack.https, timeout=10, context=stack.context, source_address=(source, 0)
+        )
+        try:
+            connection.request("GET", "/accounts/login", headers={"Host": "127.0.0.1"})
+            response = connection.getresponse()
+            return response.status, response.getheader("Retry-After"), response.read()
+        finally:
+            connection.close()
+
+    answers = [get("127.0.0.9") for _ in range(40)]
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(200) >= 15 and statuses.count(429) >= 10, statuses
+    _, retry_after, body = next(answer for answer in answers if answer[0] == 429)
+    assert retry_after == "1" and json.loads(body)["error"] == "temporarily_unavailable"
+    assert get("127.0.0.8")[0] == 200
