@@ -23,10 +23,17 @@ from tokens.verifier import canonical_json
 @require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
     """RFC 7517 §5: the public keys clients use to verify our signatures."""
+    return jwks_response(request, heal=True)
+
+
+def jwks_response(request: HttpRequest, *, heal: bool) -> HttpResponse:
+    """The JWKS answer. With ``heal``, a database without an active key for an algorithm in use makes one
+    first (a fresh or broken database heals itself rather than serving an empty JWKS); without, it only
+    reads (the last good copy refreshed after a key change, uaa/middleware.py)."""
     keys = list(SigningKey.objects.publishable().order_by("created_at"))
     signing = {key.algorithm for key in keys if key.state == SigningKey.State.ACTIVE}
     missing = [algorithm for algorithm in algorithms_in_use() if algorithm not in signing]
-    if missing:  # a database without a usable key heals itself rather than serving an empty JWKS
+    if missing and heal:
         for algorithm in missing:
             ensure_active_key(algorithm=algorithm)
         keys = list(SigningKey.objects.publishable().order_by("created_at"))

@@ -212,17 +212,17 @@ def jwks_changed(sender: object = None, **kwargs: object) -> None:
     copy of the JWKS made before is unservable in every process, and the shared copy is the JWKS as it is
     now. Without this, an outage right after ``revoke_signing_key`` served the revoked key from a copy for
     up to ``UAA_LAST_GOOD_MAX_AGE`` (red team, issue 8 item 16)."""
-    transaction.on_commit(refresh_jwks_copy)
+    transaction.on_commit(refresh_jwks_copy, robust=True)  # never the change's failure
 
 
 def refresh_jwks_copy() -> None:
-    from tokens.views import jwks  # uaa imports tokens, never the other way
+    from tokens.views import jwks_response  # uaa imports tokens, never the other way
 
     path = jwks_path()
     request = HttpRequest()
     request.method, request.path, request.path_info = "GET", path, path
     try:
-        response: HttpResponse | None = jwks(request)
+        response: HttpResponse | None = jwks_response(request, heal=False)  # reads only
     except Exception:  # the copies are invalidated all the same; the next good answer makes a new one
         logger.warning("uaa.jwks_copy_not_refreshed", exc_info=True)
         response = None
