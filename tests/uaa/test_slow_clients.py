@@ -677,3 +677,48 @@ def test_an_address_beyond_its_request_rate_gets_429_from_the_proxy(stack):
     _, retry_after, body = next(answer for answer in answers if answer[0] == 429)
     assert retry_after == "1" and json.loads(body)["error"] == "temporarily_unavailable"
     assert get("127.0.0.8")[0] == 200
+
+
+def test_the_limits_count_an_ipv6_client_per_64_and_an_ipv4_client_per_address(tmp_path):
+    """An IPv6 host has a /64 (2^64 addresses) to spread connections over, so limit_conn and limit_req keyed
+    on the whole address ($binary_remote_addr, a /128) limited nothing. The template's map keys them on the
+    /64, an IPv4 address (also one seen as ::ffff:a.b.c.d on a dual-stack socket) on itself. Its map block,
+    run by the real nginx, answers the key it computes."""
+    block = re.search(r"(?ms)^map \$binary_remote_addr \$uaa_client \{.*?^\}", TEMPLATE.read_text())
+    assert block is not None
+    with socket.socket(socket.AF_INET6) as probe:  # free on IPv6 and IPv4 alike (the dual-stack listener)
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind(("::", 0))
+        port = int(probe.getsockname()[1])
+    conf = tmp_path / "map.conf"
+    conf.write_text(
+        f"{block.group(0)}\nserver {{\n    listen [::]:{port} ipv6only=off;\n"
+        "    location / { return 200 $uaa_client; }\n}\n"
+    )
+    main = tmp_path / "nginx.conf"
+    main.write_text(nginx_main_config(tmp_path, conf))
+    command = [str(NGINX), "-p", str(tmp_path), "-c", str(main), "-e", str(tmp_path / "error.log")]
+    process = start(command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, tmp_path / "nginx.out")
+    try:
+
+        def key(host: str, source: str) -> bytes:
+            connection = http.client.HTTPConnection(host, port, timeout=5, source_address=(source, 0))
+            try:
+                connection.request("GET", "/", headers={"Host": "x"})
+                return connection.getresponse().read()
+            finally:
+                connection.close()
+
+        wait_for(lambda: _answers(key, "127.0.0.1"), "nginx with the map", tmp_path / "error.log")
+        assert key("::1", "::1") == bytes(8)  # ::1's /64: eight zero bytes, the host part dropped
+        assert key("127.0.0.1", "127.0.0.7") == bytes([127, 0, 0, 7])  # IPv4 (mapped) as itself
+    finally:
+        stop([process])
+
+
+def _answers(key, source: str) -> bool:
+    try:
+        key("127.0.0.1", source)
+        return True
+    except OSError:
+        return False
