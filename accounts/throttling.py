@@ -37,11 +37,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import ThrottleCounter, canonical_email
-from uaa.clientip import client_address
+from tokens.clientip import client_address
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's address (uaa.clientip: honours ``UAA_TRUSTED_PROXIES``)."""
+    """The client's address (tokens.clientip: honours ``UAA_TRUSTED_PROXIES``)."""
     return client_address(request.META)
 
 

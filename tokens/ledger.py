@@ -33,6 +33,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from tokens import witness
+from tokens.clientip import client_address
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import (
     CLOCK_TOLERANCE_MS,
@@ -52,7 +53,6 @@ from tokens.verifier import (
     verify_ledger,
     verify_tree_head,
 )
-from uaa.clientip import client_address
 
 logger = logging.getLogger(__name__)
 

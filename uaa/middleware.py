@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
 
-from uaa.clientip import Network, is_trusted_proxy, parse_trusted_proxies
+from tokens.clientip import Network, is_trusted_proxy, parse_trusted_proxies
 from uaa.oauth.errors import InvalidRequest, TemporarilyUnavailable, error_response
 from uaa.outage import (
     is_database_unavailable,
@@ -41,7 +41,7 @@ def _proxies(value: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 def from_trusted_proxy(request: HttpRequest) -> bool:
-    """Whether the peer is one of ``UAA_TRUSTED_PROXIES`` (uaa/clientip.py's rule for X-Forwarded-For)."""
+    """Whether the peer is one of ``UAA_TRUSTED_PROXIES`` (tokens/clientip.py's rule for X-Forwarded-For)."""
     try:
         peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:

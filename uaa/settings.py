@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from tokens.clientip import parse_trusted_proxies
 from uaa.checks import problems, refuse_to_start
-from uaa.clientip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("UAA_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -282,7 +282,7 @@ UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures ar
 UAA_THROTTLE_ACCOUNT_FAILURES = env.int("UAA_THROTTLE_ACCOUNT_FAILURES", default=10)  # per e-mail address
 UAA_THROTTLE_IP_FAILURES = env.int("UAA_THROTTLE_IP_FAILURES", default=50)  # per client IP address
 UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a lock lasts
-# The reverse proxies in front of UAA: addresses or CIDR networks they connect from (uaa/clientip.py). Their
+# The reverse proxies in front of UAA: addresses or CIDR networks they connect from (tokens/clientip.py). Their
 # X-Forwarded-For names the client (throttling, the ledger); anyone else's is ignored. Default: a proxy on
 # this host's loopback, like gunicorn's own --forwarded-allow-ips default; empty: no proxy. Behind a proxy
 # that is not listed every user shares its address and IP limit. It replaces UAA_BEHIND_PROXY (on by default,

@@ -13,8 +13,8 @@ import json
 import pytest
 from django.test import Client as HttpClient
 
+from tokens.clientip import client_address
 from tokens.models import LedgerRecord
-from uaa.clientip import client_address
 
 
 def failed_sign_in_address(**meta: str) -> str:

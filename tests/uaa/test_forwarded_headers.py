@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client as HttpClient
 
 from tests.uaa.live import BIN, ROOT, base_env
-from uaa.clientip import parse_trusted_proxies
+from tokens.clientip import parse_trusted_proxies
 
 DISCOVERY = "/.well-known/openid-configuration"
 

@@ -22,8 +22,8 @@ from oauthlib.common import Request as OAuthlibRequest
 
 from accounts.throttling import address_bucket
 from tokens import ledger
+from tokens.clientip import client_address
 from tokens.models import LedgerRecord
-from uaa.clientip import client_address
 from uaa.oauth.models import ClientAuthenticationTally
 
 

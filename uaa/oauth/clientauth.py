@@ -32,7 +32,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import throttling
-from uaa.clientip import client_address
+from tokens.clientip import client_address
 from uaa.oauth import audit, rfc7523
 from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
 from uaa.oauth.http import storable_text

@@ -1,5 +1,5 @@
 """The client's IP address behind the reverse proxies named by ``UAA_TRUSTED_PROXIES`` (used by throttling and
-the audit ledger alike, so both see the same address).
+the audit ledger alike, so both see the same address; here, in the lowest layer, so that both may import it).
 
 ``UAA_TRUSTED_PROXIES`` is the one list of peers whose forwarded headers are believed: UAA reads
 ``X-Forwarded-For`` from them here, and the WSGI server reads ``X-Forwarded-Proto`` from them (gunicorn's
