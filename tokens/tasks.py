@@ -1,4 +1,4 @@
-"""Celery entry points: call a service, retry."""
+"""Celery entry points of the tokens app: call a service, retry (the OAuth app's: uaa/oauth/tasks.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import logging
 
 from celery import shared_task
 from django.utils import timezone
-from oauth2_provider.models import clear_expired
 
 from tokens.ledger import SealRefused, seal_tree_head
 from tokens.rotation import rotate_signing_keys
-from uaa.oauth.models import RedeemedCode, SpentAssertion
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +22,6 @@ def rotate_signing_keys_task() -> dict[str, list[str]]:
             "tokens.rotation_ran", extra={"activated": report.activated, "published": report.published}
         )
     return {"published": report.published, "activated": report.activated, "expired": report.expired}
-
-
-@shared_task(
-    name="tokens.clear_expired_tokens", autoretry_for=(Exception,), retry_backoff=True, max_retries=3
-)
-def clear_expired_tokens_task() -> None:
-    """django-oauth-toolkit's expired-token cleanup, plus spent codes and client assertions past use."""
-    clear_expired()
-    deleted, _ = RedeemedCode.objects.filter(expires__lt=timezone.now()).delete()
-    assertions, _ = SpentAssertion.objects.filter(expires__lt=timezone.now()).delete()
-    logger.info("tokens.expired_tokens_cleared", extra={"redeemed_codes": deleted, "assertions": assertions})
 
 
 @shared_task(name="tokens.seal_audit_ledger", autoretry_for=(Exception,), retry_backoff=True, max_retries=5)

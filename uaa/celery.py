@@ -1,4 +1,4 @@
-"""Celery app (schedule only, no logic: tasks live in tokens/tasks.py).
+"""Celery app (schedule only, no logic: tasks live in tokens/tasks.py and uaa/oauth/tasks.py).
 
 Beat uses django-celery-beat's database scheduler, so operators see and change the schedule in
 Django admin (Periodic tasks). The default entries are seeded by the migration
@@ -16,4 +16,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "uaa.settings")
 
 app = Celery("uaa")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["tokens"])
+app.autodiscover_tasks(["tokens", "uaa.oauth"])
