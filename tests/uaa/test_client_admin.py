@@ -16,7 +16,7 @@ from accounts.models import User
 from tests.conftest import REDIRECT_URI, second_step
 from tests.factories import PASSWORD, UserFactory
 from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, exchange_code, form_post
-from tokens.models import SigningKey
+from tokens.models import LedgerRecord, SigningKey
 from uaa.oauth.models import Client
 
 CHANGELIST = "/admin/oauth/client/"
@@ -136,6 +136,22 @@ def test_a_public_client_gets_no_secret(admin_browser):
     assert secret is None
     assert b"public client" in response.content
     assert client.client_type == Client.CLIENT_PUBLIC
+
+
+def test_a_client_added_in_the_admin_has_its_registration_record(admin_browser):
+    """DESIGN (audit ledger): client changes are recorded; a client added in the admin gets the same
+    ``client.registered`` record as one registered from the shell, naming the admin, and never its secret."""
+    _, client, secret = add_client(admin_browser)
+    bodies = [
+        json.loads(body)
+        for body in LedgerRecord.objects.filter(event="client.registered").values_list("body", flat=True)
+    ]
+    (registered,) = [body for body in bodies if body["client_id"] == client.client_id]
+    admin = User.objects.get(is_superuser=True)
+    assert registered["sub"] == str(admin.pk)
+    assert registered["detail"]["grant_type"] == Client.GRANT_CLIENT_CREDENTIALS
+    assert registered["detail"]["allowed_resources"] == ["https://billing.example.com"]
+    assert secret not in "".join(LedgerRecord.objects.values_list("body", flat=True))
 
 
 def test_the_change_page_never_shows_the_secret(admin_browser):

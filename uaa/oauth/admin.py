@@ -7,10 +7,9 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from oauth2_provider.generators import generate_client_secret
 
 from uaa.oauth.models import Client, Consent
-from uaa.oauth.services import rotate_client_secret
+from uaa.oauth.services import rotate_client_secret, save_registration
 
 
 class ClientForm(forms.ModelForm):
@@ -88,13 +87,13 @@ class ClientAdmin(admin.ModelAdmin):
     )
 
     def save_model(self, request: HttpRequest, obj: Client, form: forms.ModelForm, change: bool) -> None:
-        if not change:
-            raw = generate_client_secret()  # public clients too: a secret nobody is told, never an empty one
-            obj.client_secret = raw
-            obj.hash_client_secret = True
-            confidential = obj.client_type == Client.CLIENT_CONFIDENTIAL
-            request._uaa_new_secret = raw if confidential else None  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)
+        """A new client is registered by the service (its secret and its ``client.registered`` record);
+        a change is saved as Django's admin saves it."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = save_registration(client=obj, actor=str(request.user.pk))
+        request._uaa_new_secret = issued.client_secret  # type: ignore[attr-defined]
 
     def response_add(
         self, request: HttpRequest, obj: Client, post_url_continue: str | None = None

@@ -6,19 +6,10 @@ from typing import Any
 
 from accounts.models import User
 
-# OIDC Core §5.4: which scope releases which standard claim.
-CLAIM_SCOPES: dict[str, str] = {
-    "name": "profile",
-    "given_name": "profile",
-    "family_name": "profile",
-    "updated_at": "profile",
-    "email": "email",
-    "email_verified": "email",
-}
-
 
 def claims_for_user(user: User) -> dict[str, Any]:
-    """Every standard claim UAA can release for ``user``; callers filter them by granted scope."""
+    """Every standard claim UAA can release for ``user``. django-oauth-toolkit releases each by its scope
+    (OIDC Core §5.4: ``OAuth2Validator.oidc_claim_scope``) in the ID token and at userinfo."""
     return {
         "name": user.get_full_name() or None,
         "given_name": user.given_name or None,
@@ -26,11 +17,4 @@ def claims_for_user(user: User) -> dict[str, Any]:
         "updated_at": int(user.updated_at.timestamp()) if user.updated_at else None,
         "email": user.email,
         "email_verified": user.email_verified,
-    }
-
-
-def claims_for_scopes(*, user: User, scopes: list[str]) -> dict[str, Any]:
-    released = claims_for_user(user)
-    return {
-        name: value for name, value in released.items() if CLAIM_SCOPES[name] in scopes and value is not None
     }

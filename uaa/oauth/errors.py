@@ -11,13 +11,19 @@ import logging
 from http import HTTPStatus
 from typing import ClassVar
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from uaa.outage import is_database_unavailable, mark_unavailable, note_outage
 
 logger = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# RFC 6749 §5.2 (a failed client authentication names the scheme the client may retry with) and RFC 6750
+# §3 (a refused bearer token): the only WWW-Authenticate values UAA sets, by challenge() alone.
+CHALLENGES = {
+    "invalid_client": 'Basic realm="uaa", charset="UTF-8"',
+    "invalid_token": 'Bearer realm="uaa", error="invalid_token"',
+}
 
 
 class OAuthError(Exception):
@@ -59,24 +65,9 @@ class ClientLockedOut(OAuthError):
         self.retry_after = retry_after
 
 
-class InvalidGrant(OAuthError):
-    code = "invalid_grant"
-    description = "The grant is invalid, expired, revoked or was issued to another client."
-
-
-class UnauthorizedClient(OAuthError):
-    code = "unauthorized_client"
-    description = "The client is not allowed to use this grant type."
-
-
 class UnsupportedGrantType(OAuthError):
     code = "unsupported_grant_type"
     description = "The grant type is not supported."
-
-
-class InvalidScope(OAuthError):
-    code = "invalid_scope"
-    description = "The requested scope is invalid, unknown or malformed."
 
 
 class InvalidToken(OAuthError):
@@ -105,6 +96,16 @@ class ServerError(OAuthError):
     description = "The server met an unexpected condition. Quote the request id when reporting it."
 
 
+def challenge(response: HttpResponse, code: object) -> None:
+    """``WWW-Authenticate`` on a 401 with the error ``code``: Basic for ``invalid_client`` (replacing the
+    Bearer challenge oauthlib puts on every 401), Bearer for ``invalid_token`` unless one is set already
+    (django-oauth-toolkit's userinfo sets its own)."""
+    if response.status_code != HTTPStatus.UNAUTHORIZED or not isinstance(code, str) or code not in CHALLENGES:
+        return
+    if code == "invalid_client" or "WWW-Authenticate" not in response:
+        response["WWW-Authenticate"] = CHALLENGES[code]
+
+
 def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonResponse:
     """Render any exception as an RFC 6749 §5.2 error body; unexpected ones become ``server_error``."""
     request_id = getattr(request, "request_id", None)
@@ -123,10 +124,7 @@ def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonRe
     if isinstance(exc, ServerError) and request_id:
         body["request_id"] = request_id
     response = JsonResponse(body, status=exc.status, headers=NO_STORE)
-    if isinstance(exc, InvalidClient):
-        response["WWW-Authenticate"] = 'Basic realm="uaa", charset="UTF-8"'
-    if isinstance(exc, InvalidToken):
-        response["WWW-Authenticate"] = f'Bearer realm="uaa", error="{exc.code}"'
+    challenge(response, exc.code)
     if isinstance(exc, ClientLockedOut):
         response["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, TemporarilyUnavailable):

@@ -26,6 +26,7 @@ from uaa.oauth.errors import (
     MethodNotAllowed,
     OAuthError,
     PayloadTooLarge,
+    challenge,
     error_response,
 )
 
@@ -181,8 +182,7 @@ def _finish(response: HttpResponse) -> HttpResponse:
             code = json.loads(response.content or b"{}").get("error")
         except ValueError:
             code = None
-        if code == "invalid_client":
-            response["WWW-Authenticate"] = 'Basic realm="uaa", charset="UTF-8"'
+        challenge(response, code)
     return response
 
 

@@ -18,7 +18,6 @@ class IssuedCredentials:
     client_secret: str | None  # raw, shown exactly once; None for public clients
 
 
-@transaction.atomic
 def register_client(
     *,
     name: str,
@@ -39,11 +38,7 @@ def register_client(
 ) -> IssuedCredentials:
     """Register a client. ``allowed_resources`` (RFC 8707: the resource servers it may get tokens for)
     defaults to its default audience; ``allowed_scopes`` (its extra scopes, RFC 6749 §3.3) to none."""
-    confidential = client_type == Client.CLIENT_CONFIDENTIAL
     requestable = list(default_audience or []) if allowed_resources is None else allowed_resources
-    # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
-    # empty password count as client authentication.
-    raw_secret = generate_client_secret()
     client = Client(
         name=name,
         client_type=client_type,
@@ -60,24 +55,37 @@ def register_client(
         introspection_resources=" ".join(introspection_resources or []),
         allowed_resources=" ".join(requestable),
         allowed_scopes=" ".join(allowed_scopes or []),
-        client_secret=raw_secret,
-        hash_client_secret=True,
     )
     client.full_clean(exclude=["client_secret", "client_id"])
+    return save_registration(client=client)
+
+
+@transaction.atomic
+def save_registration(*, client: Client, actor: str = "") -> IssuedCredentials:
+    """Store a new, validated ``client`` with a fresh secret, and its ``client.registered`` record naming
+    ``actor`` (the ``sub`` of the admin who added it; empty from the shell). ``register_client`` and the
+    admin's add form both end here, so every client gets its secret and its record the same way."""
+    # A public client gets a random secret nobody is told: an empty one would let "client_id:" with an
+    # empty password count as client authentication.
+    raw_secret = generate_client_secret()
+    client.client_secret = raw_secret
+    client.hash_client_secret = True
     client.save()
     ledger.append_record(
         event=LedgerRecord.Event.CLIENT_REGISTERED,
         client_id=client.client_id,
+        sub=actor,
         detail={
-            "client_type": client_type,
-            "grant_type": grant_type,
-            "redirect_uris": redirect_uris or [],
-            "token_endpoint_auth_method": token_endpoint_auth_method,
-            "introspection_resources": introspection_resources or [],
+            "client_type": client.client_type,
+            "grant_type": client.authorization_grant_type,
+            "redirect_uris": client.redirect_uris.split(),
+            "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "introspection_resources": client.served_resources,
             "allowed_resources": client.requestable_resources,
             "allowed_scopes": client.requestable_scopes,
         },
     )
+    confidential = client.client_type == Client.CLIENT_CONFIDENTIAL
     return IssuedCredentials(client=client, client_secret=raw_secret if confidential else None)
 
 

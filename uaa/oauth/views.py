@@ -42,6 +42,15 @@ from uaa.oauth.models import Client
 logger = logging.getLogger(__name__)
 
 
+def error_page(
+    request: HttpRequest, *, status: int, error: str, description: str, **context: Any
+) -> HttpResponse:
+    """The one HTML error page (templates/oauth/error.html): a heading, a fixed description, a status."""
+    return render(
+        request, "oauth/error.html", {"error": error, "description": description, **context}, status=status
+    )
+
+
 def _refuse(credentials: dict[str, Any], error: oauthlib_errors.OAuth2Error) -> OAuthToolkitError:
     """An error for the client, redirected to the redirect URI oauthlib has already validated."""
     error.state = credentials.get("state")
@@ -117,11 +126,8 @@ class CheckedParameters:
             check_form(request.GET)
             check_form(request.POST)
         except OAuthError as exc:
-            return render(
-                request,
-                "oauth/error.html",
-                {"error": "Bad request", "description": exc.description},
-                status=HTTPStatus.BAD_REQUEST,
+            return error_page(
+                request, status=HTTPStatus.BAD_REQUEST, error="Bad request", description=exc.description
             )
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
@@ -173,14 +179,11 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             return self.redirect(self._with_iss(context["url"]), application)
         oauth_error = context["error"]
         status = getattr(oauth_error, "status_code", HTTPStatus.BAD_REQUEST)
-        return render(
+        return error_page(
             self.request,
-            "oauth/error.html",
-            {
-                "error": getattr(oauth_error, "error", "invalid_request"),
-                "description": getattr(oauth_error, "description", ""),
-            },
             status=status if status < HTTPStatus.INTERNAL_SERVER_ERROR else HTTPStatus.BAD_REQUEST,
+            error=getattr(oauth_error, "error", "invalid_request"),
+            description=getattr(oauth_error, "description", ""),
         )
 
     @staticmethod
@@ -200,11 +203,11 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
 
     def _error_page(self, description: str) -> HttpResponse:
-        return render(
+        return error_page(
             self.request,
-            "oauth/error.html",
-            {"error": "This request cannot be completed", "description": description},
             status=HTTPStatus.BAD_REQUEST,
+            error="This request cannot be completed",
+            description=description,
         )
 
     # --- the decision ---------------------------------------------------------------------------
@@ -406,11 +409,11 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
     def form_invalid(self, form: Any) -> HttpResponse:
         """A consent POST without its fields (or not a form at all) names no client to answer: the error
         page, never the consent template without an application (a 500)."""
-        return render(
+        return error_page(
             self.request,
-            "oauth/error.html",
-            {"error": "Bad request", "description": "The consent form is incomplete or malformed."},
             status=HTTPStatus.BAD_REQUEST,
+            error="Bad request",
+            description="The consent form is incomplete or malformed.",
         )
 
 
@@ -447,54 +450,34 @@ def introspect_view(request: HttpRequest) -> JsonResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    return render(
-        request,
-        "oauth/error.html",
-        {
-            "error": "Form expired",
-            "description": "The form was open too long or cookies are blocked. Go back and try again.",
-        },
-        status=HTTPStatus.FORBIDDEN,
-    )
+    description = "The form was open too long or cookies are blocked. Go back and try again."
+    return error_page(request, status=HTTPStatus.FORBIDDEN, error="Form expired", description=description)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(
-        request,
-        "oauth/error.html",
-        {"error": "Bad request", "description": "The request was malformed."},
-        status=400,
+    return error_page(
+        request, status=HTTPStatus.BAD_REQUEST, error="Bad request", description="The request was malformed."
     )
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(
-        request,
-        "oauth/error.html",
-        {"error": "Forbidden", "description": "You may not open this page."},
-        status=403,
+    return error_page(
+        request, status=HTTPStatus.FORBIDDEN, error="Forbidden", description="You may not open this page."
     )
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(
-        request,
-        "oauth/error.html",
-        {"error": "Not found", "description": "There is no page at this address."},
-        status=404,
-    )
+    description = "There is no page at this address."
+    return error_page(request, status=HTTPStatus.NOT_FOUND, error="Not found", description=description)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(
+    return error_page(
         request,
-        "oauth/error.html",
-        {
-            "error": "Something went wrong",
-            "description": "The server met an unexpected condition.",
-            "request_id": getattr(request, "request_id", ""),
-        },
-        status=500,
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        error="Something went wrong",
+        description="The server met an unexpected condition.",
+        request_id=getattr(request, "request_id", ""),
     )
 
 
@@ -520,9 +503,9 @@ class LogoutView(CheckedParameters, RPInitiatedLogoutView):
         return bool(sid) and sid != self.request.session.get(SID)
 
     def error_response(self, error: Any) -> HttpResponse:
-        return render(
+        return error_page(
             self.request,
-            "oauth/error.html",
-            {"error": "Sign-out request refused", "description": getattr(error, "description", "")},
             status=getattr(error, "status_code", HTTPStatus.BAD_REQUEST),
+            error="Sign-out request refused",
+            description=getattr(error, "description", ""),
         )
