@@ -10,7 +10,6 @@ and any token of a deactivated account (or one the caller's ``refused`` rule nam
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
@@ -19,14 +18,11 @@ from django.conf import settings
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
+from tokens.checksum import sha256_hex
 from tokens.formats import ACCESS_TOKEN_TYP, verify_jwt
 
 INACTIVE: dict[str, Any] = {"active": False}
 EMAIL_SCOPE = "email"  # OIDC Core §5.4: the scope that releases the e-mail address
-
-
-def _checksum(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _audiences(claims: dict[str, Any]) -> set[str]:
@@ -57,7 +53,7 @@ def _access_token(
     record = (
         get_access_token_model()
         .objects.select_related("application", "user")
-        .filter(token_checksum=_checksum(token))
+        .filter(token_checksum=sha256_hex(token))
         .first()
     )
     if record is None or record.is_expired() or not _user_is_active(record) or refused(record):
@@ -87,7 +83,7 @@ def _refresh_token(token: str, caller: Any, refused: Callable[[Any], bool] = _ne
     record = (
         get_refresh_token_model()
         .objects.select_related("application", "user", "access_token")
-        .filter(token_checksum=_checksum(token), revoked__isnull=True, application=caller)
+        .filter(token_checksum=sha256_hex(token), revoked__isnull=True, application=caller)
         .first()
     )
     if record is None or record.access_token is None or not _user_is_active(record) or refused(record):

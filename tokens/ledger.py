@@ -16,7 +16,6 @@ Records never hold secrets or whole tokens: ``jti``, SHA-256 digests, identifier
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from tokens import witness
+from tokens.checksum import sha256_hex
 from tokens.clientip import client_address
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import (
@@ -58,11 +58,6 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT_MAX = 512
 SEAL_BATCH = 5000
-
-
-def sha256_hex(value: str | bytes) -> str:
-    """The digest a record holds in place of a token, code or assertion."""
-    return hashlib.sha256(value.encode("utf-8") if isinstance(value, str) else value).hexdigest()
 
 
 def _utc(at: datetime) -> str:

@@ -7,7 +7,6 @@ authorization code." Codes are kept only as SHA-256 checksums once spent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -19,14 +18,11 @@ from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauthlib.common import Request as OAuthlibRequest
 
+from tokens.checksum import sha256_hex
 from uaa.oauth import audit
 from uaa.oauth.models import AuthorizationCode, RedeemedCode
 
 logger = logging.getLogger(__name__)
-
-
-def _checksum(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 def record_auth_context(*, grant: AuthorizationCode, context: dict[str, Any] | None) -> None:
@@ -78,7 +74,7 @@ def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
     """Record the spent code with the tokens it produced (same transaction as the token issue)."""
     grant = getattr(request, "uaa_grant_context", None)
     RedeemedCode.objects.create(
-        code_checksum=_checksum(code),
+        code_checksum=sha256_hex(code),
         client_id=request.client.client_id,
         access_token_checksum=getattr(request, "uaa_access_token_checksum", ""),
         refresh_token_family=getattr(request, "uaa_refresh_token_family", None),
@@ -92,7 +88,7 @@ def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
 
 def revoke_tokens_of_replayed_code(*, code: str, request: OAuthlibRequest | None = None) -> bool:
     """Revoke everything a spent code produced. Returns whether ``code`` was a spent code."""
-    redemption = RedeemedCode.objects.filter(code_checksum=_checksum(code)).first()
+    redemption = RedeemedCode.objects.filter(code_checksum=sha256_hex(code)).first()
     if redemption is None:
         return False
     with transaction.atomic():  # the revocation and its audit record together

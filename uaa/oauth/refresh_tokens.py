@@ -7,10 +7,10 @@ reuse, and the server revokes the family (``REFRESH_TOKEN_REUSE_PROTECTION``, no
 
 from __future__ import annotations
 
-import hashlib
-
 from django.db import transaction
 from oauth2_provider.models import get_refresh_token_model
+
+from tokens.checksum import sha256_hex
 
 
 def lock_for_rotation(*, refresh_token: str) -> None:
@@ -23,6 +23,6 @@ def lock_for_rotation(*, refresh_token: str) -> None:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_for_rotation needs the token request's transaction")
-    checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+    checksum = sha256_hex(refresh_token)
     rows = get_refresh_token_model().objects.select_for_update().filter(token_checksum=checksum)
     list(rows.values_list("pk", flat=True))
