@@ -487,33 +487,6 @@ def test_request_object_with_prompt_none_is_refused_before_sign_in(client, reque
     assert query_of(response["Location"])["error"] == "request_not_supported"
 
 
-@pytest.fixture
-def client_with_query_in_redirect_uri(client_factory):
-    """A redirect URI whose own query has a parameter ending in "iss" (RFC 6749 §3.1.2 allows a query)."""
-    return client_factory(name="Query RP", redirect_uris=["https://rp.example.com/cb?kiss=1"])
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [{"code_challenge_method": "plain"}, {"scope": "openid bogus"}, {"prompt": "none"}, {"max_age": "x"}],
-)
-def test_every_error_redirect_carries_iss_even_when_the_redirect_uri_has_a_query(
-    browser, client_with_query_in_redirect_uri, overrides
-):
-    """RFC 9207 §2: the iss parameter is in every authorization response, error responses included."""
-    request = AuthorizationRequest(
-        client_id=client_with_query_in_redirect_uri.client_id, redirect_uri="https://rp.example.com/cb?kiss=1"
-    )
-    response = browser.get(request.url(**overrides))
-    assert response.status_code == HTTPStatus.FOUND
-    assert response["Location"].startswith("https://rp.example.com/cb?kiss=1&")
-    params = parse_qs(urlsplit(response["Location"]).query)
-    assert params["kiss"] == ["1"]
-    assert params["iss"] == [ISSUER]
-    assert params["state"] == [request.state]
-    assert "error" in params
-
-
 # --- response_mode ------------------------------------------------------------------------------
 #
 # Attacker: a client-side script or a party that reads URL fragments (a page on the redirect URI's origin

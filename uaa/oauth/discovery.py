@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
+from uaa.oauth import rfc7636, rfc9207
 from uaa.oauth.interaction import PROMPT_VALUES_SUPPORTED
 from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
 
@@ -44,8 +45,8 @@ def authorization_server_metadata() -> dict[str, Any]:
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT],
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": True,
+        "code_challenge_methods_supported": list(rfc7636.METHODS_SUPPORTED),
+        **rfc9207.METADATA,
         "access_token_signing_alg_values_supported": [settings.UAA_ACCESS_TOKEN_ALG],
     }
 

@@ -35,6 +35,7 @@ from accounts.mfa import policy
 # does with values it does not support). Discovery publishes this tuple (uaa/oauth/discovery.py).
 PROMPT_VALUES_SUPPORTED = ("none", "login", "consent")
 PROMPT_REFUSED = "prompt may hold login and consent, or none alone (lower case, space-separated)."
+MAX_AGE_REFUSED = "max_age must be a number of seconds."
 
 REAUTHENTICATION = "uaa_reauthentication"  # {request digest: time the sign-in was demanded}
 HELD_CONSENT = "uaa_consent_pages"  # {page id: the request a consent page was shown for}
@@ -101,7 +102,7 @@ def parse_max_age(value: object) -> int | None:
         return None
     text = str(value)
     if not (text.isascii() and text.isdigit()):
-        raise ValueError("max_age must be a non-negative integer")
+        raise ValueError(MAX_AGE_REFUSED)
     return int(text)
 
 

@@ -176,11 +176,7 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        if request.code_verifier is not None and not rfc7636.is_well_formed_verifier(request.code_verifier):
-            raise oauthlib_errors.InvalidRequestError(
-                description="code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636).",
-                request=request,
-            )
+        rfc7636.check_token_request(request)
         codes.lock_for_redemption(code=code)  # concurrent redemptions of one code queue up here
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)

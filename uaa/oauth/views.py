@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -21,14 +21,13 @@ from oauth2_provider.forms import AllowForm
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
-from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.mfa import policy
 from accounts.sessions import SID, auth_context, auth_time, current_acr
 from tokens.formats import ID_TOKEN_TYP, verify_jwt
 from tokens.introspection import introspect
-from uaa.oauth import consent, interaction, not_before, rfc7636
+from uaa.oauth import consent, interaction, not_before, rfc7636, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (
     RESPONSE_MODES_SUPPORTED,
@@ -59,60 +58,35 @@ def _refuse(credentials: dict[str, Any], error: oauthlib_errors.OAuth2Error) -> 
 
 def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str, Any]) -> None:
     """Authorization request parameters oauthlib would accept but UAA refuses, as ``invalid_request`` (or
-    the OIDC Core §6 codes), once the client and redirect URI are known to be valid.
+    the OIDC Core §6 codes), once the client and redirect URI are known to be valid, redirected to it.
 
     - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
     - ``response_mode``: only what discovery lists (``query``). oauthlib would put the code in the
       fragment for ``fragment`` and silently use the query for anything else (Multiple Response Type
       Encoding Practices §2.1; OIDC Core §3.1.2.1).
-    - ``code_challenge_method`` other than S256 (RFC 9700 §2.1.1), and a ``code_challenge`` that is not
-      43 base64url characters (RFC 7636 §4.2, §4.4.1).
-    - ``prompt`` values UAA does not answer (case-sensitive), or ``none`` with another value, and a
-      ``max_age`` that is not a non-negative integer (OIDC Core §3.1.2.1; uaa/oauth/interaction.py).
+    - PKCE: S256 and a well-formed challenge (uaa/oauth/rfc7636.py).
+    - ``prompt`` and ``max_age`` that UAA does not answer (uaa/oauth/interaction.py).
     """
-    for parameter in ("request", "request_uri"):
-        if parameter in request.GET:
-            raise _refuse(
-                credentials,
-                oauthlib_errors.CustomOAuth2Error(
+    try:
+        for parameter in ("request", "request_uri"):
+            if parameter in request.GET:
+                raise oauthlib_errors.CustomOAuth2Error(
                     error=f"{parameter}_not_supported",
                     description=f"The {parameter} parameter is not supported.",
-                ),
+                )
+        response_mode = request.GET.get("response_mode")
+        if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
+            raise oauthlib_errors.InvalidRequestError(
+                description="response_mode must be query (or left out)."
             )
-    response_mode = request.GET.get("response_mode")
-    if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
-        raise _refuse(
-            credentials,
-            oauthlib_errors.InvalidRequestError(description="response_mode must be query (or left out)."),
+        rfc7636.check_authorization_request(
+            method=credentials.get("code_challenge_method"), challenge=credentials.get("code_challenge")
         )
-    if credentials.get("code_challenge_method") != "S256":
-        raise _refuse(
-            credentials,
-            oauthlib_errors.InvalidRequestError(
-                description="PKCE is required: send code_challenge with code_challenge_method=S256."
-            ),
-        )
-    if not rfc7636.is_well_formed_s256_challenge(credentials.get("code_challenge") or ""):
-        raise _refuse(
-            credentials,
-            oauthlib_errors.InvalidRequestError(
-                description="code_challenge must be the unpadded base64url SHA-256 of the code_verifier "
-                "(43 characters, RFC 7636)."
-            ),
-        )
-    try:
-        interaction.parse_prompt(request.GET.get("prompt", ""))
-    except ValueError:
-        raise _refuse(
-            credentials, oauthlib_errors.InvalidRequestError(description=interaction.PROMPT_REFUSED)
-        ) from None
-    try:
-        interaction.parse_max_age(request.GET.get("max_age"))
-    except ValueError:
-        raise _refuse(
-            credentials,
-            oauthlib_errors.InvalidRequestError(description="max_age must be a number of seconds."),
-        ) from None
+        interaction.Ask.parse(request.GET)
+    except ValueError as refused:  # prompt or max_age
+        raise _refuse(credentials, oauthlib_errors.InvalidRequestError(description=str(refused))) from None
+    except oauthlib_errors.OAuth2Error as error:
+        raise _refuse(credentials, error) from None
 
 
 class CheckedParameters:
@@ -176,7 +150,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         redirect, context = OAuthLibMixin.error_response(self, error, **kwargs)
         if redirect:
-            return self.redirect(self._with_iss(context["url"]), application)
+            return self.redirect(context["url"], application)
         oauth_error = context["error"]
         status = getattr(oauth_error, "status_code", HTTPStatus.BAD_REQUEST)
         return error_page(
@@ -186,18 +160,14 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             description=getattr(oauth_error, "description", ""),
         )
 
-    @staticmethod
-    def _with_iss(url: str) -> str:
-        """RFC 9207 §2: error responses carry iss too, once, whatever the redirect URI's own query holds."""
-        if settings.UAA_ISSUER in parse_qs(urlsplit(url).query).get("iss", []):
-            return url
-        return add_params_to_uri(url, [("iss", settings.UAA_ISSUER)])
+    def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
+        """Every authorization response carries ``iss`` (uaa/oauth/rfc9207.py)."""
+        return super().redirect(rfc9207.with_iss(redirect_to), application)
 
     def _redirect_error(self, credentials: dict[str, Any], application: Client, error: str) -> HttpResponse:
         params = {"error": error}
         if credentials.get("state"):
             params["state"] = credentials["state"]
-        params["iss"] = settings.UAA_ISSUER
         uri = credentials["redirect_uri"]
         separator = "&" if "?" in uri else "?"
         return self.redirect(f"{uri}{separator}{urlencode(params)}", application)
