@@ -1,7 +1,7 @@
 """Audit keys: the Ed25519 keys that sign the ledger's tree heads (RFC 8032, published as RFC 8037 JWKs).
 
 Separate from the token signing keys, wrapped under ``UAA_KEK`` with the same envelope helpers
-(tokens/keys.py, purpose "audit" in the associated data), rotatable. A retired audit key stays
+(tokens/envelope.py, purpose "audit" in the associated data), rotatable. A retired audit key stays
 published forever: an auditor verifies old tree heads with it years later. Like signing keys, an audit
 key is published or used only once this process has proven it (tokens.keys.proven_key).
 """
@@ -16,15 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import transaction
 
 from tokens import ledger
-from tokens.keys import (
-    associated_data,
-    configured_keks,
-    load_proven_private_key,
-    proven_key,
-    require_proven,
-    rewrap_keys,
-    wrap_private_key,
-)
+from tokens.envelope import associated_data, configured_keks, rewrap_keys, wrap_private_key
+from tokens.keys import load_proven_private_key, proven_key, require_proven
 from tokens.models import AuditKey, LedgerRecord
 from tokens.verifier import b64url, jwk_thumbprint
 

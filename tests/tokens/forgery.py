@@ -17,7 +17,7 @@ from django.utils import timezone
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model
 
-from tokens.keys import configured_keks
+from tokens.envelope import configured_keks
 from tokens.models import SigningKey
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from django.db import DatabaseError, connection, transaction
 from freezegun import freeze_time
 
 from tokens import ledger
-from tokens.keys import new_kek
+from tokens.envelope import new_kek
 from tokens.models import AppendOnly, AuditKey, LedgerRecord, TreeHead
 from tokens.verifier import (
     canonical_json,

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from tests.conftest import sign_in
 from tests.factories import UserFactory
-from tokens.keys import unwrap_private_key
+from tokens.envelope import unwrap_private_key
 from tokens.models import SigningKey
 from tokens.rotation import ensure_active_key, rotate_signing_keys
 from tokens.signals import signing_key_changed

@@ -28,8 +28,9 @@ from tests.tokens.forgery import (
 )
 from tokens import ledger
 from tokens.audit_keys import audit_jwks, create_audit_key
+from tokens.envelope import KeyDecryptionError
 from tokens.formats import verify_jwt
-from tokens.keys import KeyDecryptionError, active_signing_key, clear_key_cache, create_signing_key
+from tokens.keys import active_signing_key, clear_key_cache, create_signing_key
 from tokens.models import AuditKey, SigningKey
 
 JWKS = "/.well-known/jwks.json"

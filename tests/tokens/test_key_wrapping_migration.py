@@ -24,14 +24,9 @@ from jwcrypto import jwk
 from tests.tokens.forgery import inject_signing_key
 from tokens import ledger
 from tokens.audit_keys import audit_jwks
+from tokens.envelope import configured_keks, unwrap_private_key
 from tokens.formats import verify_jwt
-from tokens.keys import (
-    _generate_private_key,
-    clear_key_cache,
-    configured_keks,
-    proven_key,
-    unwrap_private_key,
-)
+from tokens.keys import _generate_private_key, clear_key_cache, proven_key
 from tokens.models import AuditKey, SigningKey
 
 migration = importlib.import_module("tokens.migrations.0007_bind_key_wrapping")
@@ -212,7 +207,7 @@ def test_expired_and_revoked_keys_that_cannot_be_unwrapped_are_left_alone(old_ke
 
 
 def test_a_wrong_kek_stops_the_migration(old_keys, settings):
-    from tokens.keys import new_kek
+    from tokens.envelope import new_kek
 
     settings.UAA_KEK = new_kek()
     with pytest.raises(RuntimeError, match="no configured UAA_KEK unwraps it"):
@@ -236,8 +231,9 @@ def test_unbind_returns_to_the_old_form_for_a_rollback(old_keys):
 
 
 def test_the_frozen_associated_data_is_the_servers(db):
-    """The migration's copy of the associated data must equal tokens.keys's, or converted keys fail."""
-    from tokens.keys import associated_data, create_signing_key
+    """The migration's copy of the associated data must equal tokens.envelope's, or converted keys fail."""
+    from tokens.envelope import associated_data
+    from tokens.keys import create_signing_key
 
     key = create_signing_key(algorithm="ES256", now=timezone.now())
     assert migration.new_aad("signing", key.kid, "ES256", key.public_jwk) == associated_data(

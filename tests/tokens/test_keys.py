@@ -13,14 +13,11 @@ from django.db import connection
 from django.test import Client as HttpClient
 
 from tests.oauth_client import form_post
+from tokens.envelope import KeyDecryptionError, configured_keks, new_kek, unwrap_private_key
 from tokens.keys import (
-    KeyDecryptionError,
     active_signing_key,
     clear_key_cache,
-    configured_keks,
     create_signing_key,
-    new_kek,
-    unwrap_private_key,
 )
 from tokens.models import SigningKey
 

@@ -14,13 +14,10 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from freezegun import freeze_time
 
+from tokens.envelope import KeyDecryptionError, configured_keks, new_kek, unwrap_private_key
 from tokens.keys import (
-    KeyDecryptionError,
     active_signing_key,
-    configured_keks,
     create_signing_key,
-    new_kek,
-    unwrap_private_key,
 )
 from tokens.models import SigningKey
 from tokens.rotation import (
