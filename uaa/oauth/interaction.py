@@ -1,7 +1,10 @@
 """The authorization endpoint's decision (OIDC Core §3.1.2.1 to §3.1.2.4, §3.1.2.6): sign in, step up, ask for
-consent or issue the code, or the error ``prompt=none`` calls for instead, as one pure function of what
-the request asks and what the session holds. ``uaa.oauth.views.AuthorizeView`` asks it on the GET and
-again when the consent page is answered, so the two cannot disagree.
+consent or issue the code, or the error ``prompt=none`` calls for instead, as one pure function
+(``decide``) of what the request asks (``Ask``), what the session holds (``SessionState``) and what this
+user's use of the client requires (``ClientState``), in the spirit of node-oidc-provider's
+``interaction_policy/prompts``. ``decide_request`` reads those from the session and the database.
+``uaa.oauth.views.AuthorizeView`` asks it on the GET and again when the consent page is answered, so
+the two cannot disagree, and renders what it returns; tests/uaa/test_interaction.py is its table.
 
 Between those steps the endpoint keeps two things in the browser's (server-side) session:
 
@@ -27,8 +30,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, QueryDict
+from django.utils import timezone
 
+from accounts import sessions
 from accounts.mfa import policy
+from uaa.oauth import consent
+from uaa.oauth.models import Client
 
 # OIDC Core §3.1.2.1 defines none, login, consent and select_account. UAA has one account per browser
 # session and no account chooser, so select_account is refused rather than ignored (as node-oidc-provider
@@ -114,39 +121,53 @@ class SessionState:
     auth_time: datetime | None
     acr: str
     reauthenticated: bool  # signed in after this request demanded it (see the module docstring)
+    consented: bool = False  # the user allowed this request on its consent page, just now
+
+
+SIGNED_OUT = SessionState(signed_in=False, auth_time=None, acr="", reauthenticated=False)
+
+
+@dataclass(frozen=True)
+class ClientState:
+    """What this user's use of this client requires, as the database says."""
+
+    mfa_required: (
+        bool  # the policy, the client's requires_mfa or the user's own factors (accounts.mfa.policy)
+    )
+    consent_on_record: bool  # the client is trusted, or the user already granted every requested scope
+
+
+UNKNOWN_CLIENT_STATE = ClientState(mfa_required=False, consent_on_record=False)  # nobody is signed in
 
 
 @dataclass(frozen=True)
 class Decision:
     step: Step
     error: str | None = None  # prompt=none: redirect this error instead of showing a page
+    # SIGN_IN for prompt=login or max_age: the session keeps the demand, so that only a sign-in after
+    # now answers it (demand_reauthentication)
+    demand_reauthentication: bool = False
 
     @property
     def interactive(self) -> bool:
         return self.step in (Step.SIGN_IN, Step.STEP_UP)
 
 
-def decide(
-    *, ask: Ask, session: SessionState, mfa_required: bool, consent_on_record: bool, now: datetime
-) -> Decision:
+def decide(*, ask: Ask, session: SessionState, client: ClientState, now: datetime) -> Decision:
     """The next step of an authorization request, in OIDC Core's order: authenticate (§3.1.2.3: not
     signed in, ``prompt=login``, ``max_age``), then the requested strength (``acr_values``, the client's
-    or the policy's second factor), then consent (§3.1.2.4: ``prompt=consent``, or nothing on record).
+    or the policy's second factor), then consent (§3.1.2.4: ``prompt=consent``, or nothing on record,
+    unless the user has just answered this request's consent page).
 
-    ``mfa_required``: the policy for this user and client (``accounts.mfa.policy.mfa_required``);
-    ``consent_on_record``: the client is trusted, or the user already granted every requested scope.
+    ``prompt=none`` turns every step but ``ISSUE`` into its error (§3.1.2.6), and demands nothing.
     """
-    step = _step(
-        ask=ask, session=session, mfa_required=mfa_required, consent_on_record=consent_on_record, now=now
-    )
+    step = _step(ask=ask, session=session, client=client, now=now)
     if "none" in ask.prompts and step is not Step.ISSUE:
         return Decision(step=step, error=SILENT_ERRORS[step])
-    return Decision(step=step)
+    return Decision(step=step, demand_reauthentication=step is Step.SIGN_IN and ask.wants_fresh_sign_in)
 
 
-def _step(
-    *, ask: Ask, session: SessionState, mfa_required: bool, consent_on_record: bool, now: datetime
-) -> Step:
+def _step(*, ask: Ask, session: SessionState, client: ClientState, now: datetime) -> Step:
     if not session.signed_in or session.auth_time is None:
         return Step.SIGN_IN
     if "login" in ask.prompts and not session.reauthenticated:
@@ -156,11 +177,44 @@ def _step(
             return Step.SIGN_IN
     if not policy.satisfies(acr=session.acr, requested=ask.acr_values):
         return Step.STEP_UP
-    if mfa_required and session.acr != policy.ACR_MFA:
+    if client.mfa_required and session.acr != policy.ACR_MFA:
         return Step.STEP_UP
-    if "consent" in ask.prompts or not consent_on_record:
+    if session.consented:
+        return Step.ISSUE
+    if "consent" in ask.prompts or not client.consent_on_record:
         return Step.CONSENT
     return Step.ISSUE
+
+
+def decide_request(
+    request: HttpRequest,
+    *,
+    client: Client,
+    scopes: list[str],
+    ask: Ask,
+    digest: str,
+    consented: bool = False,
+) -> Decision:
+    """``decide`` with what this browser's session (accounts/sessions.py) and the database say about
+    the request ``digest``; ``consented``: the user has just allowed it on its consent page."""
+    if not request.user.is_authenticated:
+        return decide(ask=ask, session=SIGNED_OUT, client=UNKNOWN_CLIENT_STATE, now=timezone.now())
+    user = request.user
+    signed_in_at = sessions.auth_time(request)
+    session = SessionState(
+        signed_in=True,
+        auth_time=signed_in_at,
+        acr=sessions.current_acr(request),
+        reauthenticated=reauthenticated(request, digest=digest, auth_time=signed_in_at),
+        consented=consented,
+    )
+    standing = ClientState(
+        # a session with the second factor needs no look-up of the user's factors
+        mfa_required=session.acr != policy.ACR_MFA and policy.mfa_required(user=user, client=client),
+        consent_on_record=client.trusted
+        or consent.covers(user=user, client_id=client.client_id, scopes=scopes),
+    )
+    return decide(ask=ask, session=session, client=standing, now=timezone.now())
 
 
 # --- what the session keeps between the steps ------------------------------------------------------

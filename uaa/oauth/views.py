@@ -14,7 +14,6 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
@@ -23,8 +22,7 @@ from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from accounts.mfa import policy
-from accounts.sessions import SID, auth_context, auth_time, current_acr
+from accounts.sessions import SID, auth_context
 from tokens.formats import ID_TOKEN_TYP, verify_jwt
 from tokens.introspection import introspect
 from uaa.oauth import consent, interaction, not_before, rfc7636, rfc9207
@@ -180,59 +178,35 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             description=description,
         )
 
-    # --- the decision ---------------------------------------------------------------------------
-    def _decide(
-        self, application: Client, *, scopes: list[str], ask: interaction.Ask, digest: str
-    ) -> interaction.Decision:
-        """uaa.oauth.interaction.decide with what this browser's session and the database say."""
-        request = self.request
-        if not request.user.is_authenticated:
-            session = interaction.SessionState(signed_in=False, auth_time=None, acr="", reauthenticated=False)
-            return interaction.decide(
-                ask=ask, session=session, mfa_required=False, consent_on_record=False, now=timezone.now()
-            )
-        signed_in_at = auth_time(request)
-        acr = current_acr(request)
-        session = interaction.SessionState(
-            signed_in=True,
-            auth_time=signed_in_at,
-            acr=acr,
-            reauthenticated=interaction.reauthenticated(request, digest=digest, auth_time=signed_in_at),
-        )
-        return interaction.decide(
-            ask=ask,
-            session=session,
-            mfa_required=acr != policy.ACR_MFA and policy.mfa_required(user=request.user, client=application),
-            consent_on_record=application.trusted
-            or consent.covers(user=request.user, client_id=application.client_id, scopes=scopes),
-            now=timezone.now(),
-        )
-
-    def _elsewhere(
+    # --- rendering the decision -------------------------------------------------------------------
+    def _respond(
         self,
         decision: interaction.Decision,
         *,
+        scopes: list[str],
         credentials: dict[str, Any],
         application: Client,
-        ask: interaction.Ask,
         digest: str,
         query: str,
-    ) -> HttpResponse | None:
-        """The response when the decision leads away from this request (prompt=none's error, the sign-in
-        or the second factor), else ``None``. The way back is the request as it came (``query``)."""
+    ) -> HttpResponse:
+        """What ``uaa.oauth.interaction.decide`` said, rendered: prompt=none's error, the sign-in or the
+        second factor (the way back is the request as it came, ``query``), the consent page, or the code."""
         if decision.error:
             interaction.finish(self.request, digest=digest)
             return self._redirect_error(credentials, application, decision.error)
-        next_url = f"{reverse('oauth:authorize')}?{query}"
-        if decision.step is interaction.Step.SIGN_IN:
-            if ask.wants_fresh_sign_in:
-                # prompt=login and max_age stay in next_url: only a sign-in after now answers them.
-                interaction.demand_reauthentication(self.request, digest=digest)
-            return redirect_to_login(next_url, reverse(settings.LOGIN_URL), self.get_redirect_field_name())
-        if decision.step is interaction.Step.STEP_UP:
-            step_up = reverse("accounts:mfa_step_up")
-            return redirect_to_login(next_url, step_up, self.get_redirect_field_name())
-        return None
+        if decision.demand_reauthentication:
+            # prompt=login and max_age stay in the way back: only a sign-in after now answers them.
+            interaction.demand_reauthentication(self.request, digest=digest)
+        if decision.interactive:  # another page first, with the request as the way back
+            sign_in = decision.step is interaction.Step.SIGN_IN
+            page = reverse(settings.LOGIN_URL if sign_in else "accounts:mfa_step_up")
+            next_url = f"{reverse('oauth:authorize')}?{query}"
+            return redirect_to_login(next_url, page, self.get_redirect_field_name())
+        if decision.step is interaction.Step.CONSENT:
+            return self._consent_page(scopes, credentials, application, digest=digest)
+        return self._issue(
+            scopes=scopes, credentials=credentials, application=application, digest=digest, allow=True
+        )
 
     def _issue(
         self,
@@ -285,21 +259,16 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         application = Client.objects.get(client_id=credentials["client_id"])
         ask = interaction.Ask.parse(request.GET)  # well-formed: validate_authorization_request said so
         digest = interaction.request_digest(request.GET)
-        decision = self._decide(application, scopes=scopes, ask=ask, digest=digest)
-        away = self._elsewhere(
+        decision = interaction.decide_request(
+            request, client=application, scopes=scopes, ask=ask, digest=digest
+        )
+        return self._respond(
             decision,
+            scopes=scopes,
             credentials=credentials,
             application=application,
-            ask=ask,
             digest=digest,
             query=request.GET.urlencode(),
-        )
-        if away is not None:
-            return away
-        if decision.step is interaction.Step.CONSENT:
-            return self._consent_page(scopes, credentials, application, digest=digest)
-        return self._issue(
-            scopes=scopes, credentials=credentials, application=application, digest=digest, allow=True
         )
 
     def _consent_page(
@@ -350,22 +319,25 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             if refused.fatal:
                 return self._error_page(refused.description)
             return self._redirect_error(credentials, application, refused.error)
-        allow = bool(form.cleaned_data.get("allow"))
-        if allow:
-            ask = interaction.Ask.parse(QueryDict(shown["query"]))
-            decision = self._decide(application, scopes=scopes, ask=ask, digest=digest)
-            away = self._elsewhere(
-                decision,
-                credentials=credentials,
-                application=application,
-                ask=ask,
-                digest=digest,
-                query=shown["query"],
+        if not form.cleaned_data.get("allow"):
+            return self._issue(
+                scopes=scopes, credentials=credentials, application=application, digest=digest, allow=False
             )
-            if away is not None:
-                return away
-        return self._issue(
-            scopes=scopes, credentials=credentials, application=application, digest=digest, allow=allow
+        decision = interaction.decide_request(
+            request,
+            client=application,
+            scopes=scopes,
+            ask=interaction.Ask.parse(QueryDict(shown["query"])),
+            digest=digest,
+            consented=True,
+        )
+        return self._respond(
+            decision,
+            scopes=scopes,
+            credentials=credentials,
+            application=application,
+            digest=digest,
+            query=shown["query"],
         )
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
