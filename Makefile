@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Migrate, create a dev key-encryption key, a signing key and an admin user (password printed once),
+# Make the embedded defaults' directory (the SQLite file, the filesystem broker; settings create nothing),
+# migrate, create a dev key-encryption key, a signing key and an admin user (password printed once),
 # then run the web server with a Celery worker and beat on the embedded filesystem broker.
 run: $(STAMP)
+	mkdir -p "$${UAA_VAR_DIR:-var}/broker/processed"
 	$(DEV) $(BIN)/python manage.py migrate --noinput
 	$(DEV) $(BIN)/python manage.py bootstrap
 	@echo "UAA on http://localhost:$(PORT)/  (admin: http://localhost:$(PORT)/admin/)"

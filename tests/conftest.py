@@ -20,9 +20,19 @@ from uaa.oauth.models import Client
 from uaa.oauth.services import register_client
 
 REDIRECT_URI = "https://rp.example.com/callback"
+
 LOGIN = "/accounts/login"
 MFA = "/accounts/mfa"
 ENROLL = "/accounts/mfa/enroll"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test database's directory, ``UAA_VAR_DIR`` (var/test): uaa/settings.py creates none."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def sign_in(http: HttpClient, user: Any, password: str = PASSWORD, **data: Any) -> Any:

@@ -1,22 +1,29 @@
-"""Settings a production process must refuse to start with, even when each one is set (issue 8 item 13).
+"""UAA's configuration errors as Django system checks, registered by uaa/apps.py (as django-oauth-toolkit's
+and allauth's checks are registered by their app configs).
 
-A variable that is set but empty passes ``env(..., default=REQUIRED)``: ``UAA_ISSUER=`` (or ``/``) served
-discovery with issuer "" and issued tokens for it; ``SECRET_KEY=`` started and answered 500 on every page;
-a junk ``UAA_KEK``, or a ``UAA_KEK_FILE`` naming a missing file, started and answered 500 on every token
-request (the KEK is read on first use). ``problems`` finds all of these from the values alone, so that:
+uaa/settings.py only reads the environment. A missing secret stops it there (``env(..., default=REQUIRED)``);
+every other configuration error is found here, from the settings' values:
 
-- uaa/settings.py calls ``refuse_to_start`` at import: every process (gunicorn's workers, Celery, every
-  ``manage.py`` command) stops with ``ImproperlyConfigured`` before it serves anything;
-- the system check ``uaa.E001`` reports the same on ``manage.py check`` (and ``migrate``, which runs the
-  checks) for settings changed after import, and adds what only makes sense there: an http issuer allowed
-  by ``UAA_ALLOW_HTTP_ISSUER`` for a host that is not this machine (``uaa.E002``).
+- ``uaa.E001``: ``SECRET_KEY``, ``UAA_ISSUER``, ``UAA_KEK`` or ``UAA_KEK_FILE`` set but unusable (issue 8
+  item 13). ``UAA_ISSUER=`` (or ``/``) served discovery with issuer "" and issued tokens for it;
+  ``SECRET_KEY=`` started and answered 500 on every page; a junk ``UAA_KEK``, or a ``UAA_KEK_FILE`` naming
+  a missing file, started and answered 500 on every token request (the KEK is read on first use).
+- ``uaa.E002``: an http issuer allowed by ``UAA_ALLOW_HTTP_ISSUER`` for a host that is not this machine.
+- ``uaa.E003``: ``UAA_ACCESS_TOKEN_ALG`` that is not RS256, ES256 or EdDSA.
+- ``uaa.E004``: ``UAA_KEY_PREPUBLISH_SECONDS`` shorter than ``UAA_JWKS_MAX_AGE``.
+- ``uaa.E005``: ``UAA_TRUSTED_PROXIES`` that is not a list of addresses or networks (a hop count, ``*``).
+- ``uaa.E006``: ``UAA_BEHIND_PROXY`` set (removed: ``UAA_TRUSTED_PROXIES`` is the one proxy setting).
+
+Production refuses to start with any of them but ``uaa.E002``: ``UAAConfig.ready`` calls
+``refuse_to_start``, so ``django.setup()`` (gunicorn's workers, Celery, every ``manage.py`` command) raises
+``ImproperlyConfigured`` naming them all before anything is served. ``manage.py check`` (and ``migrate``,
+which runs the checks) reports the same with their ids, and ``uaa.E002`` too.
 
 The rules: the issuer is an absolute ``https`` URL with a host and no query, fragment or user information
 (OpenID Connect Discovery 1.0 §3, RFC 8414 §2); ``http`` only with ``DEBUG`` or ``UAA_ALLOW_HTTP_ISSUER``
 (a laptop, a test). ``SECRET_KEY`` is at least 50 characters without ``DEBUG`` (Django's own
 ``security.W009`` length). ``UAA_KEK`` is one or more base64url 32-byte keys, comma separated (what
 tokens/keys.py decodes); ``UAA_KEK_FILE``, when it is what is used or is named, exists and holds the same.
-Imports nothing from UAA, so that the settings module can.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from collections.abc import Sequence
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +39,16 @@ from urllib.parse import urlsplit
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from tokens.clientip import parse_trusted_proxies
+
 SECRET_KEY_MIN_LENGTH = 50
+ACCESS_TOKEN_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+REMOVED_VARIABLES = {
+    "UAA_BEHIND_PROXY": (
+        "UAA_BEHIND_PROXY was removed: UAA_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (empty: none). Unset UAA_BEHIND_PROXY."
+    ),
+}
 LOOPBACK_NAMES = frozenset({"localhost"})
 # Django's test client's host: no resolver answers for it, so an issuer there reaches nobody else either.
 TEST_HOSTS = frozenset({"testserver"})
@@ -130,16 +146,17 @@ def problems(
     return found
 
 
-def refuse_to_start(found: Sequence[str]) -> None:
-    """Stop the process (``ImproperlyConfigured``) naming every problem at once."""
-    if found:
-        raise ImproperlyConfigured("Refusing to start: " + " ".join(found))
+def _secret_key(settings: Any) -> str:
+    try:
+        return str(settings.SECRET_KEY or "")
+    except ImproperlyConfigured:  # django.conf refuses to hand out an empty one: say which rule it breaks
+        return ""
 
 
 def _from_settings(settings: Any) -> list[str]:
     return problems(
         debug=bool(settings.DEBUG),
-        secret_key=str(settings.SECRET_KEY or ""),
+        secret_key=_secret_key(settings),
         issuer=str(settings.UAA_ISSUER or ""),
         allow_http_issuer=bool(getattr(settings, "UAA_ALLOW_HTTP_ISSUER", False)),
         kek=str(settings.UAA_KEK or ""),
@@ -148,14 +165,28 @@ def _from_settings(settings: Any) -> list[str]:
     )
 
 
-@checks.register(checks.Tags.security)
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``uaa.E001``: what ``refuse_to_start`` refuses; ``uaa.E002``: an http issuer that is not loopback."""
-    from django.conf import settings
-
+def configuration_errors(settings: Any) -> list[checks.CheckMessage]:
+    """What no process may start with: ``uaa.E001`` and ``uaa.E003`` to ``uaa.E006``."""
     found: list[checks.CheckMessage] = [
         checks.Error(problem, id="uaa.E001") for problem in _from_settings(settings)
     ]
+    if settings.UAA_ACCESS_TOKEN_ALG not in ACCESS_TOKEN_ALGORITHMS:
+        found.append(checks.Error("UAA_ACCESS_TOKEN_ALG must be RS256, ES256 or EdDSA.", id="uaa.E003"))
+    if settings.UAA_KEY_PREPUBLISH_SECONDS < settings.UAA_JWKS_MAX_AGE:
+        found.append(
+            checks.Error("UAA_KEY_PREPUBLISH_SECONDS must be at least UAA_JWKS_MAX_AGE.", id="uaa.E004")
+        )
+    try:
+        parse_trusted_proxies(settings.UAA_TRUSTED_PROXIES)
+    except ImproperlyConfigured as exc:
+        found.append(checks.Error(str(exc), id="uaa.E005"))
+    removed = [message for name, message in REMOVED_VARIABLES.items() if name in os.environ]
+    found += [checks.Error(message, id="uaa.E006") for message in removed]
+    return found
+
+
+def _http_issuer_elsewhere(settings: Any) -> list[checks.CheckMessage]:
+    """``uaa.E002``: ``UAA_ALLOW_HTTP_ISSUER`` is for this machine's addresses (and Django's test host)."""
     issuer = urlsplit(str(settings.UAA_ISSUER or ""))
     if (
         issuer.scheme == "http"
@@ -164,11 +195,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         and not is_loopback_host(issuer.hostname)
         and issuer.hostname.lower() not in TEST_HOSTS
     ):
-        found.append(
+        return [
             checks.Error(
                 "UAA_ALLOW_HTTP_ISSUER allows an http issuer on a loopback address only (a laptop, a test); "
                 f"{issuer.hostname} is not one: use https.",
                 id="uaa.E002",
             )
-        )
-    return found
+        ]
+    return []
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The system check (registered by uaa/apps.py): every configuration error, ``uaa.E002`` included."""
+    from django.conf import settings
+
+    return [*configuration_errors(settings), *_http_issuer_elsewhere(settings)]
+
+
+def refuse_to_start() -> None:
+    """Stop the process (``ImproperlyConfigured``) naming every configuration error at once; called by
+    ``UAAConfig.ready``, so by ``django.setup()`` in every process."""
+    from django.conf import settings
+
+    found = configuration_errors(settings)
+    if found:
+        raise ImproperlyConfigured("Refusing to start: " + " ".join(f"[{e.id}] {e.msg}" for e in found))

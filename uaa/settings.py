@@ -2,8 +2,13 @@
 
 Local defaults (a fixed SECRET_KEY, an issuer on localhost, a key-encryption key kept in a file
 under ``var/``) apply only when ``DEBUG`` is asked for. Without ``DEBUG`` a missing ``SECRET_KEY``,
-``UAA_ISSUER`` or ``UAA_KEK``/``UAA_KEK_FILE`` stops the process with ``ImproperlyConfigured``, and so does
-one that is set but empty or malformed (uaa/checks.py).
+``UAA_ISSUER`` or ``UAA_KEK``/``UAA_KEK_FILE`` stops the import with ``ImproperlyConfigured``. Every other
+configuration error (a value set but empty or malformed, a removed variable) is a system check in
+uaa/checks.py, which every process runs when Django starts (uaa/apps.py) and refuses to start on.
+
+Importing this module reads the environment and nothing else: it imports nothing of UAA's and creates no
+file or directory. ``UAA_VAR_DIR`` (the embedded defaults' SQLite file and filesystem broker) is made by
+``make run``, and by the tests for theirs (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,15 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
-
-from tokens.clientip import parse_trusted_proxies
-from uaa.checks import problems, refuse_to_start
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("UAA_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env.str("UAA_VAR_DIR", default=str(BASE_DIR / "var")))
+
 DEBUG = env.bool("DEBUG", default=False)
 REQUIRED = environ.Env.NOTSET  # a missing value raises ImproperlyConfigured
 
@@ -33,22 +34,11 @@ UAA_ISSUER = env("UAA_ISSUER", default="http://localhost:8000" if DEBUG else REQ
 # names a file holding the same. Neither is ever stored in the database.
 UAA_KEK = env("UAA_KEK", default="")
 UAA_KEK_FILE = env("UAA_KEK_FILE", default=str(VAR_DIR / "dev.kek") if DEBUG else "")
-UAA_KEK_FILE_NAMED = "UAA_KEK_FILE" in os.environ  # named: it must exist, even next to UAA_KEK
+UAA_KEK_FILE_NAMED = "UAA_KEK_FILE" in env.ENVIRON  # named: it must exist, even next to UAA_KEK
 # An http issuer without DEBUG: for a loopback address only (a laptop, tests); manage.py check refuses others.
+# Set-but-empty or malformed values (an empty or relative issuer, a short SECRET_KEY, a KEK that is not 32
+# bytes or a KEK file that is not there) stop every process when Django starts: uaa.E001 (uaa/checks.py).
 UAA_ALLOW_HTTP_ISSUER = env.bool("UAA_ALLOW_HTTP_ISSUER", default=False)
-# Set-but-empty or malformed values stop every process here (uaa/checks.py): an empty or relative issuer, a
-# short SECRET_KEY, a KEK that is not 32 bytes or a KEK file that is not there.
-refuse_to_start(
-    problems(
-        debug=DEBUG,
-        secret_key=SECRET_KEY,
-        issuer=UAA_ISSUER,
-        allow_http_issuer=UAA_ALLOW_HTTP_ISSUER,
-        kek=UAA_KEK,
-        kek_file=UAA_KEK_FILE,
-        kek_file_named=UAA_KEK_FILE_NAMED,
-    )
-)
 
 # RFC 9110 §7.2: the hosts UAA answers for. Always the issuer's (bracketed if an IPv6 literal, as Django
 # compares it), plus the names ALLOWED_HOSTS lists (a health check's); the local names only with DEBUG.
@@ -64,6 +54,7 @@ ALLOWED_HOSTS = list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    "uaa.apps.UAAConfig",  # first: its ready() refuses to start on a configuration error (uaa/checks.py)
     "uaa.admin_site.UAAAdminConfig",  # django.contrib.admin, its actions' selections checked
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -117,8 +108,6 @@ TEMPLATES = [
     },
 ]
 
-if "DATABASE_URL" not in env.ENVIRON:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded default: a SQLite file under var/
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'uaa.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Which process this is: "web" when uaa/wsgi.py or uaa/asgi.py loaded the settings (gunicorn, any WSGI or ASGI
@@ -282,18 +271,16 @@ UAA_THROTTLE_WINDOW = env.int("UAA_THROTTLE_WINDOW", default=900)  # failures ar
 UAA_THROTTLE_ACCOUNT_FAILURES = env.int("UAA_THROTTLE_ACCOUNT_FAILURES", default=10)  # per e-mail address
 UAA_THROTTLE_IP_FAILURES = env.int("UAA_THROTTLE_IP_FAILURES", default=50)  # per client IP address
 UAA_LOCKOUT_SECONDS = env.int("UAA_LOCKOUT_SECONDS", default=900)  # how long a lock lasts
-# The reverse proxies in front of UAA: addresses or CIDR networks they connect from (tokens/clientip.py). Their
-# X-Forwarded-For names the client (throttling, the ledger); anyone else's is ignored. Default: a proxy on
-# this host's loopback, like gunicorn's own --forwarded-allow-ips default; empty: no proxy. Behind a proxy
-# that is not listed every user shares its address and IP limit. It replaces UAA_BEHIND_PROXY (on by default,
-# which believed X-Forwarded-Proto from anyone) and the hop count this setting was: both are refused.
-if "UAA_BEHIND_PROXY" in os.environ:
-    raise ImproperlyConfigured(
-        "UAA_BEHIND_PROXY was removed: UAA_TRUSTED_PROXIES lists the proxies whose X-Forwarded-For and "
-        "X-Forwarded-Proto are believed (empty: none). Unset UAA_BEHIND_PROXY."
-    )
+# The reverse proxies in front of UAA: addresses or CIDR networks they connect from (tokens/clientip.py).
+# Their X-Forwarded-For names the client (throttling, the ledger); anyone else's is ignored. Default: a
+# proxy on this host's loopback, like gunicorn's own --forwarded-allow-ips default; empty: no proxy. Behind
+# a proxy that is not listed every user shares its address and IP limit. It replaces UAA_BEHIND_PROXY (on
+# by default, which believed X-Forwarded-Proto from anyone) and the hop count this setting was: both are
+# refused (uaa.E006, uaa.E005), as is anything that is not an address or a network.
 UAA_TRUSTED_PROXIES = [
-    str(network) for network in parse_trusted_proxies(env.str("UAA_TRUSTED_PROXIES", default="127.0.0.1,::1"))
+    part.strip()
+    for part in env.str("UAA_TRUSTED_PROXIES", default="127.0.0.1/32,::1/128").split(",")
+    if part.strip()
 ]
 # Failed client authentication at the token, revocation and introspection endpoints (accounts/throttling.py,
 # same counters and window): per registered client, per client address (IPv6: its /64), and the lock.
@@ -321,16 +308,12 @@ UAA_JWKS_MAX_AGE = env.int("UAA_JWKS_MAX_AGE", default=600)
 # database, so a sealer never extends a history the database rewrote. Every process that seals (worker, web
 # for Seal now and manage.py audit) must see the same file: a volume of its own, never the database's.
 UAA_AUDIT_WITNESS = env("UAA_AUDIT_WITNESS", default=str(VAR_DIR / "audit-witness.json"))
-UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")
-if UAA_ACCESS_TOKEN_ALG not in ("RS256", "ES256", "EdDSA"):
-    raise ImproperlyConfigured("UAA_ACCESS_TOKEN_ALG must be RS256, ES256 or EdDSA.")
+UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")  # RS256, ES256 or EdDSA (uaa.E003)
 
 # Key lifecycle (tokens/rotation.py): next → active → retired → expired.
 UAA_KEY_ROTATION_PERIOD = env.int("UAA_KEY_ROTATION_PERIOD", default=30 * 24 * 3600)
-# A `next` key is published this long before it may sign: at least one JWKS cache lifetime.
+# A `next` key is published this long before it may sign: at least one JWKS cache lifetime (uaa.E004).
 UAA_KEY_PREPUBLISH_SECONDS = env.int("UAA_KEY_PREPUBLISH_SECONDS", default=2 * UAA_JWKS_MAX_AGE)
-if UAA_KEY_PREPUBLISH_SECONDS < UAA_JWKS_MAX_AGE:
-    raise ImproperlyConfigured("UAA_KEY_PREPUBLISH_SECONDS must be at least UAA_JWKS_MAX_AGE.")
 # A retired key stays published for the longest token lifetime + the JWKS cache lifetime + this margin.
 UAA_KEY_RETENTION_MARGIN = env.int("UAA_KEY_RETENTION_MARGIN", default=300)
 
@@ -400,8 +383,7 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    _broker_dir = VAR_DIR / "broker"  # made by `make run` (the worker lists it), never here
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),

@@ -1,0 +1,22 @@
+"""The project's own app config: UAA's configuration checks (uaa/checks.py), registered here as
+django-oauth-toolkit and allauth register theirs, and refused at start-up."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class UAAConfig(AppConfig):
+    name = "uaa"
+    label = "uaa"
+    verbose_name = "UAA"
+
+    def ready(self) -> None:
+        from django.core import checks
+
+        from uaa.checks import check_settings, refuse_to_start
+
+        checks.register(check_settings, checks.Tags.security)
+        # Every process runs django.setup() before it serves anything (gunicorn's workers, Celery, manage.py):
+        # none of them starts with a configuration error (uaa.E002 is for `manage.py check` only).
+        refuse_to_start()
