@@ -1,4 +1,4 @@
-"""Signing and verification cost per JWT algorithm, as UAA signs tokens (tokens.formats.sign_jwt).
+"""Signing and verification cost per JWT algorithm, as UAA signs tokens (tokens.signing.sign_jwt).
 
 Run:  DEBUG=1 .venv/bin/python bench/signing.py [--seconds 2]
 
@@ -29,9 +29,8 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from jwcrypto import jwt  # noqa: E402
 
-from tokens.formats import sign_jwt, verify_jwt  # noqa: E402
-from tokens.keys import active_signing_key  # noqa: E402
 from tokens.rotation import ensure_active_key  # noqa: E402
+from tokens.signing import active_signing_key, sign_jwt, verify_jwt  # noqa: E402
 
 CLAIMS = {
     "iss": "http://localhost:8000",

@@ -19,7 +19,8 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from tokens.checksum import sha256_hex
-from tokens.formats import ACCESS_TOKEN_TYP, verify_jwt
+from tokens.formats import rfc9068
+from tokens.signing import verify_jwt
 
 INACTIVE: dict[str, Any] = {"active": False}
 EMAIL_SCOPE = "email"  # OIDC Core §5.4: the scope that releases the e-mail address
@@ -47,7 +48,7 @@ def _never(record: Any) -> bool:
 def _access_token(
     token: str, caller: Any, serves: Collection[str], refused: Callable[[Any], bool] = _never
 ) -> dict[str, Any] | None:
-    claims = verify_jwt(token, typ=ACCESS_TOKEN_TYP)
+    claims = verify_jwt(token, typ=rfc9068.TYP)
     if claims is None:
         return None
     record = (

@@ -33,7 +33,6 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.db import connection
-from django.utils import timezone
 from jwcrypto import jwk
 
 from tokens.envelope import (
@@ -258,13 +257,6 @@ def retain_private_keys(active_kids: Iterable[str]) -> None:
             del _signing[algorithm]
 
 
-def ensure_active_key(*, algorithm: str) -> SigningKey:
-    """The active key for ``algorithm``; a database without one heals itself (tokens.rotation)."""
-    from tokens.rotation import ensure_active_key as heal
-
-    return heal(algorithm=algorithm, now=timezone.now())
-
-
 @cache
 def _active_kid_sql(vendor: str) -> str:
     table = connection.ops.quote_name(SigningKey._meta.db_table)
@@ -289,25 +281,16 @@ def locked_active_kid(algorithm: str) -> str | None:
     return row[0] if row else None
 
 
-def active_signing_key(algorithm: str) -> LoadedKey:
-    """The active private key for ``algorithm``, for a token signed in the caller's transaction.
-
-    Which key is active is read from the database on every call, under a shared lock (see
-    :func:`locked_active_kid`), so a rotation or a revocation takes effect on every process at once and
-    never in the middle of a token; only the unwrapped, proven private half of the active key is cached.
-    """
-    kid = locked_active_kid(algorithm)
-    if kid is None:  # no active key, or it was revoked while we waited: ask under the series lock
-        from tokens.rotation import lock_active_kid
-
-        kid = lock_active_kid(algorithm=algorithm, now=timezone.now())
+def private_signing_key(*, kid: str, algorithm: str) -> LoadedKey:
+    """The proven private half of signing key ``kid``, the active key for ``algorithm`` (tokens.signing
+    reads which one that is): cached per process, and only it (the previous active key's half goes)."""
     loaded = _signing.get(algorithm)
     if loaded is not None and loaded.kid == kid:
         return loaded
     private = load_proven_private_key(SigningKey.objects.get(kid=kid))
     loaded = LoadedKey(kid=kid, algorithm=algorithm, jwk=jwk.JWK.from_pyca(private))
     with _cache_lock:
-        _signing[algorithm] = loaded  # the previous active key's private half goes
+        _signing[algorithm] = loaded
     return loaded
 
 

@@ -257,7 +257,7 @@ def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
 def lock_active_kid(*, algorithm: str, now: datetime) -> str:
     """The active kid for ``algorithm`` under the series lock, for a token about to be signed.
 
-    tokens.keys.active_signing_key asks here when its shared-lock read found no active key: none exists
+    tokens.signing.active_signing_key asks here when its shared-lock read found no active key: none exists
     yet, a revocation replaced it while the read waited, or its row is tampered (put back here first).
     Holding the series lock until the caller's transaction ends, no revocation can be underway; the key
     is also share-locked like any signing read.
@@ -307,7 +307,7 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str 
     new standby at once; its key pair is generated before any lock is taken, so tokens being signed wait
     for the revocation only, not for key generation.
 
-    Tokens it signed stop verifying at once (tokens.formats.verify_jwt only trusts published keys).
+    Tokens it signed stop verifying at once (tokens.signing.verify_jwt only trusts published keys).
     The row lock (FOR UPDATE) waits for every token transaction signing with the key right now (they
     hold it FOR SHARE, tokens.keys.locked_active_kid): those tokens commit, and their ledger records,
     before the revocation; no token signed by the key is issued after it. ``actor`` is the ``sub`` of

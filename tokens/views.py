@@ -8,15 +8,15 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.utils import timezone
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 
 from tokens.audit_keys import audit_jwks
 from tokens.jwks import build_jwks
-from tokens.keys import ensure_active_key
 from tokens.ledger import SealRefused, published_tree_head
 from tokens.models import SigningKey
-from tokens.rotation import algorithms_in_use
+from tokens.rotation import algorithms_in_use, ensure_active_key
 from tokens.verifier import canonical_json
 
 
@@ -35,7 +35,7 @@ def jwks_response(request: HttpRequest, *, heal: bool) -> HttpResponse:
     missing = [algorithm for algorithm in algorithms_in_use() if algorithm not in signing]
     if missing and heal:
         for algorithm in missing:
-            ensure_active_key(algorithm=algorithm)
+            ensure_active_key(algorithm=algorithm, now=timezone.now())
         keys = list(SigningKey.objects.publishable().order_by("created_at"))
     document = build_jwks(keys)
     body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()

@@ -22,10 +22,10 @@ from jwcrypto import jwk, jws, jwt
 from tests.oauth_client import form_post
 from tests.tokens.forgery import forge_token
 from tokens import keys
-from tokens.formats import sign_jwt, verify_jwt
-from tokens.keys import active_signing_key, cached_private_key_ids, create_signing_key
+from tokens.keys import cached_private_key_ids, create_signing_key
 from tokens.models import SigningKey
 from tokens.rotation import request_rotation, revoke_signing_key, rotate_signing_keys
+from tokens.signing import active_signing_key, sign_jwt, verify_jwt
 
 CLAIMS = {"iss": "http://testserver", "sub": "1", "aud": "https://api.example.com", "jti": "j1"}
 

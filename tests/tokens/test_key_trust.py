@@ -29,9 +29,9 @@ from tests.tokens.forgery import (
 from tokens import ledger
 from tokens.audit_keys import audit_jwks, create_audit_key
 from tokens.envelope import KeyDecryptionError
-from tokens.formats import verify_jwt
-from tokens.keys import active_signing_key, clear_key_cache, create_signing_key
+from tokens.keys import clear_key_cache, create_signing_key
 from tokens.models import AuditKey, SigningKey
+from tokens.signing import active_signing_key, verify_jwt
 
 JWKS = "/.well-known/jwks.json"
 

@@ -25,9 +25,9 @@ from tests.tokens.forgery import inject_signing_key
 from tokens import ledger
 from tokens.audit_keys import audit_jwks
 from tokens.envelope import configured_keks, unwrap_private_key
-from tokens.formats import verify_jwt
 from tokens.keys import _generate_private_key, clear_key_cache, proven_key
 from tokens.models import AuditKey, SigningKey
+from tokens.signing import verify_jwt
 
 migration = importlib.import_module("tokens.migrations.0007_bind_key_wrapping")
 JWKS = "/.well-known/jwks.json"

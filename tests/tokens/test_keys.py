@@ -14,12 +14,9 @@ from django.test import Client as HttpClient
 
 from tests.oauth_client import form_post
 from tokens.envelope import KeyDecryptionError, configured_keks, new_kek, unwrap_private_key
-from tokens.keys import (
-    active_signing_key,
-    clear_key_cache,
-    create_signing_key,
-)
+from tokens.keys import clear_key_cache, create_signing_key
 from tokens.models import SigningKey
+from tokens.signing import active_signing_key
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 ALGORITHMS = ["RS256", "ES256", "EdDSA"]

@@ -25,9 +25,9 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from tests.oauth_client import form_post, verify_with_jwks
-from tokens.keys import active_signing_key
 from tokens.models import LedgerRecord, SigningKey
 from tokens.rotation import ensure_active_key, request_rotation, revoke_signing_key
+from tokens.signing import active_signing_key
 
 pytestmark = [
     pytest.mark.postgres,

@@ -35,10 +35,10 @@ from oauth2_provider.models import get_access_token_model
 
 from tests.oauth_client import form_post
 from tokens import ledger
-from tokens.formats import verify_jwt
 from tokens.keys import clear_key_cache, generate_signing_key, proven_key
 from tokens.models import LedgerRecord, SigningKey
 from tokens.rotation import ensure_active_key, revoke_signing_key, rotate_signing_keys
+from tokens.signing import verify_jwt
 
 JWKS = "/.well-known/jwks.json"
 BLOBS = ("wrapped_private_key", "wrapped_data_key", "kek_id")

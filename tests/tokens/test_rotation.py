@@ -15,10 +15,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from tokens.envelope import KeyDecryptionError, configured_keks, new_kek, unwrap_private_key
-from tokens.keys import (
-    active_signing_key,
-    create_signing_key,
-)
+from tokens.keys import create_signing_key
 from tokens.models import SigningKey
 from tokens.rotation import (
     KeyPolicy,
@@ -27,6 +24,7 @@ from tokens.rotation import (
     revoke_signing_key,
     rotate_signing_keys,
 )
+from tokens.signing import active_signing_key
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from oauthlib.common import Request as OAuthlibRequest
 
-from tokens.formats import ACCESS_TOKEN_TYP, sign_jwt
+from tokens.signing import sign_jwt
 
-TYP = ACCESS_TOKEN_TYP  # RFC 9068 §2.1
+TYP = "at+jwt"  # RFC 9068 §2.1
 
 
 def audiences_for(request: OAuthlibRequest) -> list[str]:

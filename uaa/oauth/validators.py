@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +13,10 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from tokens.formats import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, sign_jwt, verification_key, verify_jwt
+from tokens.formats.id_token import TYP as ID_TOKEN_TYP
+from tokens.formats.id_token import id_token_claims, sign_id_token
+from tokens.formats.rfc9068 import TYP as ACCESS_TOKEN_TYP
+from tokens.signing import verification_key, verify_jwt
 from uaa.oauth import (
     audit,
     clientauth,
@@ -312,22 +314,14 @@ class UAAOAuth2Validator(OAuth2Validator):
         self, token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
     ) -> tuple[dict[str, Any], datetime]:
         claims = self.get_oidc_claims(token, token_handler, request)
-        now = timezone.now()
-        expires = now + timedelta(seconds=settings.UAA_ID_TOKEN_LIFETIME)
-        auth_time = getattr(request, "uaa_auth_time", None) or now
-        claims.update(
-            iss=settings.UAA_ISSUER,
-            exp=int(expires.timestamp()),
-            auth_time=int(auth_time.timestamp()),
-            jti=str(uuid.uuid4()),
+        return id_token_claims(
+            claims,
+            now=timezone.now(),
+            auth_time=getattr(request, "uaa_auth_time", None),
+            amr=getattr(request, "uaa_amr", None),
+            acr=getattr(request, "uaa_acr", None),
+            sid=getattr(request, "uaa_sid", None),
         )
-        if getattr(request, "uaa_amr", None):
-            claims["amr"] = list(request.uaa_amr)
-        if getattr(request, "uaa_acr", None):
-            claims["acr"] = request.uaa_acr
-        if getattr(request, "uaa_sid", None):
-            claims["sid"] = request.uaa_sid
-        return claims, expires
 
     def finalize_id_token(
         self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
@@ -337,7 +331,7 @@ class UAAOAuth2Validator(OAuth2Validator):
         id_token.update(claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
-        serialized = sign_jwt(claims=id_token, algorithm=request.client.algorithm, typ="JWT")
+        serialized = sign_id_token(claims=id_token, algorithm=request.client.algorithm)
         request.id_token = self._save_id_token(id_token["jti"], request, expires)
         request.access_token = request.id_token
         return serialized

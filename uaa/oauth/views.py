@@ -23,8 +23,9 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.sessions import SID, auth_context
-from tokens.formats import ID_TOKEN_TYP, verify_jwt
+from tokens.formats.id_token import TYP as ID_TOKEN_TYP
 from tokens.introspection import introspect
+from tokens.signing import verify_jwt
 from uaa.oauth import consent, interaction, not_before, rfc7636, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (

@@ -1,0 +1,123 @@
+"""Signing and verification of JWTs with the stored keys: what tokens/formats/ (RFC 9068 access tokens, OIDC
+Core §2 ID tokens) and the token checks sign and verify with.
+
+A token is signed by the active key of its algorithm, read under a shared lock held until the caller's
+transaction ends (:func:`active_signing_key`). Verification follows RFC 8725 §3.1 and §3.11: the algorithm
+is the one the key was made for (the stored key's, never the token header's choice), the key is one
+published and proven right now (tokens.keys.trusted_public_key), and the token's ``typ`` must be the one
+the caller expects, so that one kind of JWT is never accepted in place of another.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.utils import timezone
+from jwcrypto import jws, jwt
+from jwcrypto.common import JWException
+
+from tokens.keys import LoadedKey, ProvenKey, locked_active_kid, private_signing_key, trusted_public_key
+from tokens.rotation import lock_active_kid
+
+
+def active_signing_key(algorithm: str) -> LoadedKey:
+    """The active private key for ``algorithm``, for a token signed in the caller's transaction.
+
+    Which key is active is read from the database on every call, under a shared lock (see
+    tokens.keys.locked_active_kid), so a rotation or a revocation takes effect on every process at once and
+    never in the middle of a token; only the unwrapped, proven private half of the active key is cached.
+    """
+    kid = locked_active_kid(algorithm)
+    if kid is None:  # no active key, or it was revoked while we waited: ask under the series lock
+        kid = lock_active_kid(algorithm=algorithm, now=timezone.now())
+    return private_signing_key(kid=kid, algorithm=algorithm)
+
+
+def sign_jwt(*, claims: dict[str, Any], algorithm: str, typ: str) -> str:
+    """Sign ``claims`` with the active key for ``algorithm``; the header carries ``kid`` and ``typ``.
+
+    Call it inside the transaction that stores the token: the key is read under a shared lock held
+    until that transaction ends (:func:`active_signing_key`).
+    """
+    key = active_signing_key(algorithm)
+    token = jwt.JWT(
+        header={"alg": algorithm, "kid": key.kid, "typ": typ}, claims=json.dumps(claims, default=str)
+    )
+    token.make_signed_token(key.jwk)
+    return token.serialize()
+
+
+def _media_type(value: object) -> str | None:
+    """RFC 7515 §4.1.9: "application/" may be omitted, and media types compare case-insensitively."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().lower()
+    return value.removeprefix("application/")
+
+
+def _storable(text: str) -> bool:
+    """Text a key lookup can send to the database: no NUL, and no lone surrogate (a JSON "\\ud800"
+    escape decodes to one, which no driver encodes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _parse(token: str) -> tuple[jws.JWS, dict[str, Any]] | None:
+    """The compact JWS and its protected header; ``None`` for anything else (RFC 7519 §7.2)."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    parsed = jws.JWS()
+    try:
+        parsed.deserialize(token)
+        # jwcrypto checks the header when it is read: a "crit" it does not understand (RFC 7515 §4.1.11)
+        # raises InvalidJWSObject here, and JSON nested past the recursion limit raises RecursionError.
+        header = parsed.jose_header
+    except (JWException, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return (parsed, header) if isinstance(header, dict) else None
+
+
+def _key_for(header: dict[str, Any], *, typ: str) -> ProvenKey | None:
+    """The published, proven key the header names, if its ``alg`` is that key's and ``typ`` is ``typ``."""
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not _storable(kid) or _media_type(header.get("typ")) != _media_type(typ):
+        return None
+    key = trusted_public_key(kid)
+    if key is None or header.get("alg") != key.algorithm:
+        return None
+    return key
+
+
+def verification_key(token: str, *, typ: str) -> Any:
+    """The JWK that verifies ``token``, if its header names a published key by that key's own
+    algorithm and carries ``typ``; ``None`` otherwise (django-oauth-toolkit's ID token hint lookup)."""
+    parsed = _parse(token)
+    key = _key_for(parsed[1], typ=typ) if parsed else None
+    return key.jwk if key is not None else None
+
+
+def verify_jwt(token: str, *, typ: str) -> dict[str, Any] | None:
+    """Claims of ``token`` if it is a JWT of type ``typ`` with a valid signature by a published key,
+    made with that key's algorithm; ``None`` otherwise.
+
+    ``typ`` is tokens.formats.rfc9068.TYP for access tokens (RFC 9068 §4), tokens.formats.id_token.TYP for
+    ID tokens.
+    Expiry is not checked here: callers hold the token record and check it there.
+    """
+    parsed = _parse(token)
+    if parsed is None:
+        return None
+    signed, header = parsed
+    key = _key_for(header, typ=typ)
+    if key is None:
+        return None
+    try:
+        signed.verify(key.jwk, alg=key.algorithm)
+        claims = json.loads(signed.payload)
+    except (JWException, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
