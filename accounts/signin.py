@@ -413,11 +413,6 @@ def recently_signed_in(request: HttpRequest) -> bool:
     return signed_in is not None and timezone.now() - signed_in <= limit
 
 
-def _may_add_a_factor(request: HttpRequest, user: User) -> None:
-    """NIST SP 800-63B §6.1.2.1 for a signed-in user: ``may_change_factors``."""
-    may_change_factors(request)
-
-
 def enrollment(request: HttpRequest) -> Enrollment | None:
     """Who may bind a factor in this request, or ``None`` when nothing is pending (sign in again).
 
@@ -427,7 +422,7 @@ def enrollment(request: HttpRequest) -> Enrollment | None:
     current = pending.current(request)
     if request.user.is_authenticated and (current is None or current.stage is not Stage.ENROLL):
         user: User = request.user  # type: ignore[assignment]
-        _may_add_a_factor(request, user)
+        may_change_factors(request)  # NIST SP 800-63B §6.1.2.1
         onward = sessions.replenish_next(request)
         return Enrollment(user=user, state=None, next_url=onward or reverse("accounts:security"))
     state = pending.require(request, stage=Stage.ENROLL)
@@ -465,7 +460,7 @@ def _may_still_bind(request: HttpRequest, enrolling: Enrollment, user: User) -> 
         return
     if not request.user.is_authenticated or request.user.pk != user.pk:
         raise PermissionDenied("not signed in as this user")
-    _may_add_a_factor(request, user)
+    may_change_factors(request)  # NIST SP 800-63B §6.1.2.1
 
 
 def confirm_enrollment(

@@ -113,7 +113,3 @@ def satisfies(*, acr: str, requested: Iterable[str]) -> bool:
         return True
     strength = _STRENGTH.get(acr, 0)
     return any(strength >= _STRENGTH[value] for value in known)
-
-
-def backup_codes_left(user: User) -> int:
-    return RecoveryCode.objects.filter(user=user, used_at__isnull=True).count()
