@@ -164,6 +164,18 @@ class WebAuthnCredential(models.Model):
         return self.name
 
 
+class SignInQuerySet(models.QuerySet["SignIn"]):
+    def open(self) -> SignInQuerySet:
+        """Sign-ins whose SSO session has not ended (``ended_at`` unset)."""
+        return self.filter(ended_at=None)
+
+    def for_session(self, session_key: str) -> SignInQuerySet:
+        return self.filter(session_key=session_key)
+
+    def for_user(self, user: User) -> SignInQuerySet:
+        return self.filter(user=user)
+
+
 class SignIn(models.Model):
     """A completed sign-in and the SSO session it started: "recent sign-ins" and "sign out everywhere"."""
 
@@ -175,6 +187,8 @@ class SignIn(models.Model):
     amr = models.JSONField(default=list)
     acr = models.CharField(max_length=64, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SignInQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at", "-id"]

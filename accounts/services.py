@@ -196,7 +196,7 @@ def sign_in(
     with transaction.atomic():
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         # A sign-in again in the same browser (step-up, prompt=login) supersedes the earlier record.
-        SignIn.objects.filter(session_key=previous, ended_at=None).update(ended_at=timezone.now())
+        sessions.end_sign_in(session_key=previous)
         sessions.start(request, amr=amr, acr=acr)
         if request.session.session_key is None:
             request.session.save()
@@ -219,15 +219,9 @@ def sign_in(
     logger.info("accounts.signed_in", extra={"user_id": str(user.pk)})
 
 
-def _end_recorded_session(session_key: str | None) -> None:
-    if session_key:
-        SignIn.objects.filter(session_key=session_key, ended_at=None).update(ended_at=timezone.now())
-
-
 def sign_out(*, request: HttpRequest) -> None:
     user_id = str(request.user.pk) if request.user.is_authenticated else None
-    _end_recorded_session(request.session.session_key)
-    logout(request)
+    logout(request)  # its user_logged_out signal ends the sign-in record (sessions.end_recorded_session)
     if user_id:
         ledger.append_record(
             event=LedgerRecord.Event.SIGNED_OUT, sub=user_id, **ledger.request_metadata(request)
@@ -316,7 +310,7 @@ def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) ->
         user=user, request=request, reason=revocation.Reason.SIGN_OUT_EVERYWHERE, applications=revoke_tokens
     )
     with transaction.atomic():
-        open_sessions = SignIn.objects.filter(user=user, ended_at=None)
+        open_sessions = SignIn.objects.open().for_user(user)
         keys = list(open_sessions.values_list("session_key", flat=True))
         Session.objects.filter(session_key__in=keys).delete()
         open_sessions.update(ended_at=timezone.now())

@@ -24,6 +24,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from accounts import revocation
+from accounts.models import SignIn
+
 logger = logging.getLogger(__name__)
 
 AUTH_TIME = "uaa_auth_time"
@@ -54,14 +57,6 @@ def start(request: HttpRequest, *, amr: list[str], acr: str = "") -> None:
 def auth_time(request: HttpRequest) -> datetime | None:
     value = request.session.get(AUTH_TIME)
     return parse_datetime(value) if isinstance(value, str) else None
-
-
-def session_is_fresh(request: HttpRequest, *, max_age: int | None) -> bool:
-    """OIDC Core §3.1.2.1 ``max_age``: the last active authentication is at most ``max_age`` seconds old."""
-    if max_age is None:
-        return True
-    signed_in = auth_time(request)
-    return signed_in is not None and (timezone.now() - signed_in).total_seconds() <= max_age
 
 
 def current_acr(request: HttpRequest) -> str:
@@ -99,9 +94,7 @@ def begin_pending(
 def follow_session_key(*, previous: str | None, current: str | None) -> None:
     """A signed-in session got a new id: its sign-in record follows it, so "sign out everywhere" finds it."""
     if previous and current and previous != current:
-        from accounts.models import SignIn
-
-        SignIn.objects.filter(session_key=previous, ended_at=None).update(session_key=current)
+        SignIn.objects.open().for_session(previous).update(session_key=current)
 
 
 def pending(request: HttpRequest) -> dict[str, Any] | None:
@@ -169,13 +162,18 @@ def forget_totp_device(request: HttpRequest) -> None:
     request.session.pop(TOTP_DEVICE, None)
 
 
-def end_recorded_session(sender: object, request: HttpRequest | None = None, **kwargs: Any) -> None:
-    """``user_logged_out`` receiver: the session's ``SignIn`` record is marked ended."""
-    from accounts.models import SignIn
+# --- the sign-in record ---------------------------------------------------------------------------
+def end_sign_in(*, session_key: str | None) -> None:
+    """The ``SignIn`` record of the SSO session ``session_key`` ends now, unless it already has: the one
+    place a record ends (a sign-in superseding another in the same browser, and every way out)."""
+    if session_key:
+        SignIn.objects.open().for_session(session_key).update(ended_at=timezone.now())
 
-    key = getattr(getattr(request, "session", None), "session_key", None)
-    if key:
-        SignIn.objects.filter(session_key=key, ended_at=None).update(ended_at=timezone.now())
+
+def end_recorded_session(sender: object, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """``user_logged_out`` receiver: every way out (our sign-out, RP-initiated logout, the timeouts)
+    ends the session's ``SignIn`` record."""
+    end_sign_in(session_key=getattr(getattr(request, "session", None), "session_key", None))
 
 
 # --- timeouts ---------------------------------------------------------------------------------------
@@ -185,8 +183,6 @@ def expired(request: HttpRequest, *, now: float) -> str | None:
     ``"revoked"``: the session began before the user's not-before time (accounts/revocation.py: sign out
     everywhere, a password change, an admin's reset, deactivation), wherever that was set.
     """
-    from accounts import revocation
-
     signed_in = auth_time(request)
     if revocation.session_ended(user=request.user, auth_time=signed_in):
         return "revoked"

@@ -340,7 +340,7 @@ def _security_page(
             "totp_devices": totp.confirmed_devices(user),
             "credentials": list(WebAuthnCredential.objects.filter(user=user)),
             "backup_codes_left": recovery.remaining(user),
-            "sign_ins": list(SignIn.objects.filter(user=user)[:10]),
+            "sign_ins": list(SignIn.objects.for_user(user)[:10]),
             "current_session": request.session.session_key,
             "change_needs": signin.what_a_change_needs(request),
             "mfa_required": settings.UAA_MFA_REQUIRED,
