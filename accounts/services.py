@@ -20,8 +20,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from accounts import revocation, sessions, throttling
-from accounts.mfa import policy, recovery, totp
-from accounts.mfa import webauthn as passkeys
+from accounts.mfa import policy, recovery, totp, webauthn
 from accounts.models import SignIn, User, canonical_email
 from tokens import ledger
 from tokens.models import LedgerRecord
@@ -161,12 +160,12 @@ def verify_webauthn(
     if locked:
         return locked
     try:
-        credential = passkeys.authenticate(user=user, credential_json=credential_json, challenge=challenge)
-    except passkeys.WebAuthnFailed as exc:
+        credential = webauthn.authenticate(user=user, credential_json=credential_json, challenge=challenge)
+    except webauthn.WebAuthnFailed as exc:
         logger.info("accounts.webauthn_failed", extra={"user_id": str(user.pk), "reason": str(exc)})
         return _factor_failed(request, user, method="hwk", error=BAD_KEY)
-    proof = passkeys.evidence(credential=credential, credential_json=credential_json)
-    return StepResult(user=user, method=passkeys.amr_of(credential), evidence=proof)
+    proof = webauthn.evidence(credential=credential, credential_json=credential_json)
+    return StepResult(user=user, method=webauthn.amr_of(credential), evidence=proof)
 
 
 def stepped_up(

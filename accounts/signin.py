@@ -52,8 +52,7 @@ from django.utils import timezone
 
 from accounts import services, sessions, throttling
 from accounts.mfa import enrollment as binding
-from accounts.mfa import policy, recovery, totp
-from accounts.mfa import webauthn as passkeys
+from accounts.mfa import policy, recovery, totp, webauthn
 from accounts.models import User, WebAuthnCredential
 
 logger = logging.getLogger(__name__)
@@ -226,7 +225,7 @@ def second_factor(request: HttpRequest) -> Pending | None:
 def offer_challenge(*, request: HttpRequest, state: Pending) -> Challenge:
     options = None
     if WebAuthnCredential.objects.filter(user=state.user).exists():
-        options, challenge = passkeys.authentication_options(user=state.user)
+        options, challenge = webauthn.authentication_options(user=state.user)
         sessions.keep_webauthn_challenge(request, challenge)
     return Challenge(
         has_totp=bool(totp.confirmed_devices(state.user)),
@@ -442,7 +441,7 @@ def offer_enrollment(*, request: HttpRequest, enrolling: Enrollment, fresh: bool
     if device is None:
         device = totp.pending_device(user=user)
         sessions.keep_totp_device(request, device.pk)
-    options, challenge = passkeys.registration_options(user=user)
+    options, challenge = webauthn.registration_options(user=user)
     sessions.keep_webauthn_challenge(request, challenge)
     return EnrollmentOffer(
         qr_svg=totp.qr_code_svg(device), manual_key=totp.manual_key(device), webauthn_options=options
@@ -491,13 +490,13 @@ def confirm_enrollment(
                     challenge=challenge,
                     name=name,
                 )
-            except passkeys.WebAuthnFailed as exc:
+            except webauthn.WebAuthnFailed as exc:
                 logger.info(
                     "accounts.webauthn_registration_failed",
                     extra={"user_id": str(user.pk), "reason": str(exc)},
                 )
                 return Enrolled(ok=False, error=services.BAD_KEY)
-            amr = passkeys.amr_of(credential)
+            amr = webauthn.amr_of(credential)
         else:
             device_id = sessions.totp_device(request)
             if not binding.confirm_totp(request=request, user=user, device_id=device_id, code=code):

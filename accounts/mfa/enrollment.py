@@ -12,8 +12,7 @@ from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import revocation, throttling
-from accounts.mfa import policy, recovery, totp
-from accounts.mfa import webauthn as passkeys
+from accounts.mfa import policy, recovery, totp, webauthn
 from accounts.models import RecoveryCode, User, WebAuthnCredential
 from tokens import ledger
 
@@ -49,7 +48,7 @@ def register_webauthn(
     *, request: HttpRequest, user: User, credential_json: str, challenge: bytes, name: str
 ) -> WebAuthnCredential:
     with transaction.atomic():
-        credential = passkeys.register(
+        credential = webauthn.register(
             user=user, credential_json=credential_json, challenge=challenge, name=name
         )
         _record(policy.MFA_ENROLLED, user=user, request=request, factor="webauthn", id=credential.pk)
