@@ -28,9 +28,9 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 
-from tokens.audit_keys import rotate_audit_key
 from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of
 from tokens.ledger import SealRefused, seal_tree_head, sealing_problem, verify_stored_ledger
+from tokens.ledger.audit_keys import rotate_audit_key
 from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
 from tokens.receivers import record_admin_action
 from tokens.rotation import active_key_cache_gap, request_rotation, revoke_signing_key

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 
-from tokens.audit_keys import audit_jwks
 from tokens.jwks import build_jwks
 from tokens.ledger import SealRefused, published_tree_head
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use, ensure_active_key
 from tokens.verifier import canonical_json

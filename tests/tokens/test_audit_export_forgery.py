@@ -25,7 +25,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from tokens import ledger
-from tokens.audit_keys import audit_jwks
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import (
     MerkleTree,

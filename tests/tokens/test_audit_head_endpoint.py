@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tokens import ledger
-from tokens.audit_keys import audit_jwks
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import load_keys, verify_tree_head
 

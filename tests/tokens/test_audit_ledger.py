@@ -16,6 +16,7 @@ from freezegun import freeze_time
 
 from tokens import ledger
 from tokens.envelope import new_kek
+from tokens.ledger import sealing
 from tokens.models import AppendOnly, AuditKey, LedgerRecord, TreeHead
 from tokens.verifier import (
     canonical_json,
@@ -154,7 +155,7 @@ def test_each_head_carries_a_consistency_proof_from_the_previous_one(db):
 
 
 def test_large_backlogs_are_sealed_in_batches_each_with_a_signed_head(db, monkeypatch):
-    monkeypatch.setattr(ledger, "SEAL_BATCH", 4)
+    monkeypatch.setattr(sealing, "SEAL_BATCH", 4)  # the batch size lives where sealing does
     append(9)
     head = ledger.seal_tree_head(now=T0)
     assert head is not None and head.tree_size == 10
@@ -229,7 +230,7 @@ def test_audit_keys_are_wrapped_under_the_kek_and_follow_a_kek_rotation(db, sett
     settings.UAA_KEK = f"{new_kek()},{old}"
     call_command("rewrap_signing_keys", stdout=io.StringIO())
     settings.UAA_KEK = settings.UAA_KEK.split(",")[0]
-    from tokens import audit_keys
+    from tokens.ledger import audit_keys
 
     audit_keys._private.clear()
     append(1)

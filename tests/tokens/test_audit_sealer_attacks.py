@@ -26,7 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tokens import ledger
-from tokens.audit_keys import audit_jwks
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import LedgerRecord, TreeHead
 from tokens.tasks import seal_audit_ledger_task
 from tokens.verifier import MerkleTree, canonical_json, leaf_hash, main

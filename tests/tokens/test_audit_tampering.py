@@ -225,7 +225,7 @@ def test_a_tree_head_signed_by_an_unknown_key_is_named(sealed_ledger, tmp_path):
 
 def test_inconsistent_tree_heads_are_named(sealed_ledger, tmp_path):
     """A head that validly signs a different history does not extend the previous head (RFC 9162 §2.1.4)."""
-    from tokens.audit_keys import sign
+    from tokens.ledger.audit_keys import sign
 
     head = sealed_ledger[2]
     root = bytes.fromhex("11" * 32)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tokens import ledger
-from tokens.audit_keys import audit_jwks, sign
+from tokens.ledger.audit_keys import audit_jwks, sign
 from tokens.models import AuditKey, LedgerRecord, TreeHead
 from tokens.verifier import CLOCK_TOLERANCE_MS, b64url, canonical_json, main, tree_head_message
 

@@ -21,9 +21,9 @@ from jwcrypto import jwk
 
 from tests.tokens.forgery import forge_token
 from tokens import ledger
-from tokens.audit_keys import audit_jwks
 from tokens.envelope import KeyDecryptionError, configured_keks, new_kek, unwrap_private_key
 from tokens.keys import clear_key_cache, create_signing_key
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import AuditKey, SigningKey
 from tokens.signing import verify_jwt
 

@@ -27,9 +27,9 @@ from tests.tokens.forgery import (
     store_access_token,
 )
 from tokens import ledger
-from tokens.audit_keys import audit_jwks, create_audit_key
 from tokens.envelope import KeyDecryptionError
 from tokens.keys import clear_key_cache, create_signing_key
+from tokens.ledger.audit_keys import audit_jwks, create_audit_key
 from tokens.models import AuditKey, SigningKey
 from tokens.signing import active_signing_key, verify_jwt
 

@@ -23,9 +23,9 @@ from jwcrypto import jwk
 
 from tests.tokens.forgery import inject_signing_key
 from tokens import ledger
-from tokens.audit_keys import audit_jwks
 from tokens.envelope import configured_keks, unwrap_private_key
 from tokens.keys import _generate_private_key, clear_key_cache, proven_key
+from tokens.ledger.audit_keys import audit_jwks
 from tokens.models import AuditKey, SigningKey
 from tokens.signing import verify_jwt
 

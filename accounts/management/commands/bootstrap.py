@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import create_user
-from tokens.audit_keys import verify_audit_keys
 from tokens.envelope import KeyDecryptionError, ensure_kek_file
 from tokens.keys import verify_stored_keys
+from tokens.ledger.audit_keys import verify_audit_keys
 from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use, rotate_signing_keys
 

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from tokens import ledger
-from tokens.audit_keys import rotate_audit_key
+from tokens.ledger.audit_keys import rotate_audit_key
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import Report, load_trusted_head, parse_json, verify_export
 

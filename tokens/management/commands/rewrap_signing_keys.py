@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens.audit_keys import rewrap_audit_keys
 from tokens.envelope import KeyDecryptionError, configured_keks
 from tokens.keys import rewrap_signing_keys
+from tokens.ledger.audit_keys import rewrap_audit_keys
 
 
 class Command(BaseCommand):

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.db import transaction
 
-from tokens import ledger
 from tokens.envelope import associated_data, configured_keks, rewrap_keys, wrap_private_key
 from tokens.keys import load_proven_private_key, proven_key, require_proven
+from tokens.ledger.records import append_record
 from tokens.models import AuditKey, LedgerRecord
 from tokens.verifier import b64url, jwk_thumbprint
 
@@ -51,7 +51,7 @@ def create_audit_key(*, now: datetime, actor: str = "") -> AuditKey:
         kek_id=kek.kek_id,
         created_at=now,
     )
-    ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_CREATED, at=now, sub=actor, subject=kid)
+    append_record(event=LedgerRecord.Event.AUDIT_KEY_CREATED, at=now, sub=actor, subject=kid)
     return key
 
 
@@ -72,7 +72,7 @@ def rotate_audit_key(*, now: datetime, actor: str = "") -> AuditKey:
         old.save(update_fields=["state", "retired_at"])
         with _cache_lock:
             _private.pop(old.kid, None)  # it signs nothing any more
-        ledger.append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, sub=actor, subject=old.kid)
+        append_record(event=LedgerRecord.Event.AUDIT_KEY_RETIRED, at=now, sub=actor, subject=old.kid)
     return create_audit_key(now=now, actor=actor)
 
 
