@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import revocation, throttling
-from accounts.mfa import enrollment, policy, recovery, totp
+from accounts.mfa import backup_codes, enrollment, policy, totp
 from accounts.models import User, WebAuthnCredential
 
 PERMISSION_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
@@ -97,7 +97,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="unused backup codes")
     def backup_codes_left(self, obj: User) -> int:
-        return recovery.remaining(obj)
+        return backup_codes.remaining(obj)
 
     @admin.display(description="sign-in locked until")
     def sign_in_locked_until(self, obj: User) -> str:

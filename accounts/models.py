@@ -128,13 +128,23 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.given_name or self.email
 
 
-class RecoveryCode(models.Model):
-    """A backup code: single use, stored as a digest only (accounts/mfa/recovery.py)."""
+class BackupCodeQuerySet(models.QuerySet["BackupCode"]):
+    def unused(self) -> BackupCodeQuerySet:
+        return self.filter(used_at__isnull=True)
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    def for_user(self, user: User) -> BackupCodeQuerySet:
+        return self.filter(user=user)
+
+
+class BackupCode(models.Model):
+    """A backup code: single use, stored as a digest only (accounts/mfa/backup_codes.py)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="backup_codes")
     digest = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BackupCodeQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]

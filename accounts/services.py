@@ -20,7 +20,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from accounts import revocation, sessions, throttling
-from accounts.mfa import policy, recovery, totp, webauthn
+from accounts.mfa import backup_codes, policy, totp, webauthn
 from accounts.models import SignIn, User, canonical_email
 from tokens import ledger
 from tokens.models import LedgerRecord
@@ -147,7 +147,7 @@ def verify_backup_code(*, request: HttpRequest, user: User, code: str) -> StepRe
     locked = _locked(user.email, request)
     if locked:
         return locked
-    if not recovery.use_code(user=user, code=code):
+    if not backup_codes.use_code(user=user, code=code):
         return _factor_failed(request, user, method="otp", error=BAD_BACKUP_CODE)
     logger.info("accounts.backup_code_used", extra={"user_id": str(user.pk)})
     return StepResult(user=user, method="otp")

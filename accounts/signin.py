@@ -51,8 +51,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services, sessions, throttling
+from accounts.mfa import backup_codes, policy, totp, webauthn
 from accounts.mfa import enrollment as binding
-from accounts.mfa import policy, recovery, totp, webauthn
 from accounts.models import User, WebAuthnCredential
 
 logger = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def offer_challenge(*, request: HttpRequest, state: Pending) -> Challenge:
         sessions.keep_webauthn_challenge(request, challenge)
     return Challenge(
         has_totp=bool(totp.confirmed_devices(state.user)),
-        backup_codes_left=recovery.remaining(state.user),
+        backup_codes_left=backup_codes.remaining(state.user),
         webauthn_options=options,
     )
 

@@ -33,7 +33,7 @@ from accounts.forms import (
     SignOutEverywhereForm,
     WebAuthnForm,
 )
-from accounts.mfa import enrollment, recovery, totp
+from accounts.mfa import backup_codes, enrollment, totp
 from accounts.models import SignIn, User, WebAuthnCredential
 from accounts.signin import Method, Stage
 
@@ -339,7 +339,7 @@ def _security_page(
             "error": error,
             "totp_devices": totp.confirmed_devices(user),
             "credentials": list(WebAuthnCredential.objects.filter(user=user)),
-            "backup_codes_left": recovery.remaining(user),
+            "backup_codes_left": backup_codes.remaining(user),
             "sign_ins": list(SignIn.objects.for_user(user)[:10]),
             "current_session": request.session.session_key,
             "change_needs": signin.what_a_change_needs(request),

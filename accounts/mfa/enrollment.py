@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import revocation, throttling
-from accounts.mfa import policy, recovery, totp, webauthn
-from accounts.models import RecoveryCode, User, WebAuthnCredential
+from accounts.mfa import backup_codes, policy, totp, webauthn
+from accounts.models import BackupCode, User, WebAuthnCredential
 from tokens import ledger
 
 
@@ -99,14 +99,14 @@ def remove_factor(*, request: HttpRequest, user: User, kind: str, factor_id: int
 def new_backup_codes(*, request: HttpRequest, user: User) -> list[str]:
     """A fresh set (the old one stops working); shown to the user once by the caller."""
     with transaction.atomic():
-        codes = recovery.generate_codes(user=user)
+        codes = backup_codes.generate_codes(user=user)
         _record(policy.MFA_BACKUP_CODES_GENERATED, user=user, request=request, count=len(codes))
     return codes
 
 
 def first_backup_codes(*, request: HttpRequest, user: User) -> list[str] | None:
     """Backup codes with a new factor when the user has none left unused; ``None`` when they still do."""
-    if RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists():
+    if BackupCode.objects.for_user(user).unused().exists():
         return None
     return new_backup_codes(request=request, user=user)
 
@@ -120,7 +120,7 @@ def reset_factors(*, request: HttpRequest | None, user: User) -> None:
     with transaction.atomic():
         totp_count, _ = TOTPDevice.objects.filter(user=user).delete()
         webauthn_count, _ = WebAuthnCredential.objects.filter(user=user).delete()
-        RecoveryCode.objects.filter(user=user).delete()
+        BackupCode.objects.for_user(user).delete()
         User.objects.filter(pk=user.pk).update(mfa_enrolled_at=None)
         _record(
             policy.MFA_RESET,

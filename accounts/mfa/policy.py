@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import RecoveryCode, User, WebAuthnCredential
+from accounts.models import BackupCode, User, WebAuthnCredential
 
 ACR_PWD = "urn:uaa:acr:pwd"
 ACR_MFA = "urn:uaa:acr:mfa"
@@ -45,7 +45,7 @@ def has_factors(user: User) -> bool:
     return (
         TOTPDevice.objects.filter(user=user, confirmed=True).exists()
         or WebAuthnCredential.objects.filter(user=user).exists()
-        or RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists()
+        or BackupCode.objects.for_user(user).unused().exists()
     )
 
 

@@ -6,20 +6,20 @@ from http import HTTPStatus
 import pytest
 from django.test import Client as HttpClient
 
-from accounts.mfa import recovery
-from accounts.models import RecoveryCode
+from accounts.mfa import backup_codes
+from accounts.models import BackupCode
 from tests.conftest import LOGIN, MFA
 from tests.factories import PASSWORD
 
 
 @pytest.fixture
 def codes(user):
-    return recovery.generate_codes(user=user)
+    return backup_codes.generate_codes(user=user)
 
 
 def test_codes_are_stored_as_digests_never_in_plain_text(user, codes):
     """Secrets are stored as digests and shown raw exactly once (docs/security.md)."""
-    stored = list(RecoveryCode.objects.filter(user=user).values_list("digest", flat=True))
+    stored = list(BackupCode.objects.filter(user=user).values_list("digest", flat=True))
     assert len(stored) == len(codes) == 10
     for code in codes:
         assert all(code not in digest and code.replace("-", "") not in digest for digest in stored)
@@ -28,27 +28,27 @@ def test_codes_are_stored_as_digests_never_in_plain_text(user, codes):
 
 
 def test_a_code_works_once(user, codes):
-    assert recovery.use_code(user=user, code=codes[0])
-    assert not recovery.use_code(user=user, code=codes[0])
-    assert recovery.remaining(user) == 9
+    assert backup_codes.use_code(user=user, code=codes[0])
+    assert not backup_codes.use_code(user=user, code=codes[0])
+    assert backup_codes.remaining(user) == 9
 
 
 def test_a_code_may_be_typed_in_upper_case_and_without_the_hyphen(user, codes):
-    assert recovery.use_code(user=user, code=codes[1].upper().replace("-", " "))
+    assert backup_codes.use_code(user=user, code=codes[1].upper().replace("-", " "))
 
 
 def test_one_users_code_does_not_work_for_another(user, codes, django_user_model):
     from tests.factories import UserFactory
 
     other = UserFactory()
-    assert not recovery.use_code(user=other, code=codes[0])
-    assert recovery.remaining(user) == 10
+    assert not backup_codes.use_code(user=other, code=codes[0])
+    assert backup_codes.remaining(user) == 10
 
 
 def test_regenerating_replaces_the_old_set(user, codes):
-    fresh = recovery.generate_codes(user=user)
-    assert not recovery.use_code(user=user, code=codes[0])
-    assert recovery.use_code(user=user, code=fresh[0])
+    fresh = backup_codes.generate_codes(user=user)
+    assert not backup_codes.use_code(user=user, code=codes[0])
+    assert backup_codes.use_code(user=user, code=fresh[0])
 
 
 def test_signing_in_with_a_backup_code_then_reusing_it_fails(user, codes):

@@ -13,7 +13,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import throttling
-from accounts.mfa import recovery, totp
+from accounts.mfa import backup_codes, totp
 from accounts.models import ThrottleCounter
 from tests.factories import UserFactory
 
@@ -57,9 +57,9 @@ def test_one_totp_code_sent_by_several_workers_at_once_is_accepted_once():
 @pytest.mark.django_db(transaction=True)
 def test_one_backup_code_spent_by_several_workers_at_once_works_once():
     user = UserFactory()
-    (code, *_rest) = recovery.generate_codes(user=user)
-    assert race(lambda: recovery.use_code(user=user, code=code)).count(True) == 1
-    assert recovery.remaining(user) == 9
+    (code, *_rest) = backup_codes.generate_codes(user=user)
+    assert race(lambda: backup_codes.use_code(user=user, code=code)).count(True) == 1
+    assert backup_codes.remaining(user) == 9
 
 
 @pytest.mark.django_db(transaction=True)

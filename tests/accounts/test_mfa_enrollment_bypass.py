@@ -26,8 +26,8 @@ from django.test import Client as HttpClient
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.mfa import recovery
-from accounts.models import RecoveryCode, WebAuthnCredential
+from accounts.mfa import backup_codes
+from accounts.models import BackupCode, WebAuthnCredential
 from tests.accounts.authenticator import SoftAuthenticator
 from tests.accounts.conftest import VERIFY, step_up
 from tests.conftest import ENROLL, LOGIN, MFA, enroll_totp, sign_in
@@ -56,7 +56,7 @@ def _with_passkey():
 
 def _with_backup_codes_only():
     user = UserFactory(mfa=False)
-    recovery.generate_codes(user=user)
+    backup_codes.generate_codes(user=user)
     return user
 
 
@@ -74,7 +74,7 @@ def _factors(user):
     return {
         "totp": sorted(TOTPDevice.objects.filter(user=user).values_list("pk", "confirmed")),
         "webauthn": sorted(WebAuthnCredential.objects.filter(user=user).values_list("pk", flat=True)),
-        "backup": RecoveryCode.objects.filter(user=user).count(),
+        "backup": BackupCode.objects.filter(user=user).count(),
     }
 
 
@@ -165,7 +165,7 @@ def test_the_refused_attempt_leaves_the_real_second_factor_working(client, user)
 def test_a_user_with_only_backup_codes_is_challenged_for_one(client, db):
     """Unused backup codes are a factor (a look-up secret, NIST SP 800-63B §5.1.2): they are asked for."""
     victim = _with_backup_codes_only()
-    codes = recovery.generate_codes(user=victim)
+    codes = backup_codes.generate_codes(user=victim)
     assert client.post(LOGIN, {"email": victim.email, "password": PASSWORD})["Location"] == MFA
     page = client.get(MFA)
     assert b'id="backup-form"' in page.content

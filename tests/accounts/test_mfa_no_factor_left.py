@@ -23,7 +23,7 @@ import pytest
 from django.test import Client as HttpClient
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.mfa import recovery
+from accounts.mfa import backup_codes
 from accounts.models import User
 from tests.conftest import ENROLL, LOGIN, MFA, REDIRECT_URI, sign_in
 from tests.factories import PASSWORD, UserFactory, totp_code
@@ -42,9 +42,9 @@ def _records(event):
 def _backup_codes_only(left=1):
     """A user whose only factor is backup codes, ``left`` of them unused."""
     user = UserFactory(mfa=False)
-    codes = recovery.generate_codes(user=user)
+    codes = backup_codes.generate_codes(user=user)
     for code in codes[: len(codes) - left]:
-        assert recovery.use_code(user=user, code=code)
+        assert backup_codes.use_code(user=user, code=code)
     return user, codes[len(codes) - left :]
 
 
@@ -150,7 +150,7 @@ def test_the_last_factor_cannot_be_removed_while_mfa_is_required(user):
 
 def test_the_app_can_go_while_unused_backup_codes_remain(user):
     """Another factor remains (NIST SP 800-63B §5.1.2: look-up secrets are a factor)."""
-    recovery.generate_codes(user=user)
+    backup_codes.generate_codes(user=user)
     http = HttpClient()
     sign_in(http, user)
     assert _verify(http, user).status_code == HTTPStatus.FOUND

@@ -10,7 +10,7 @@ from django.test import Client as HttpClient
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from freezegun import freeze_time
 
-from accounts.mfa import recovery
+from accounts.mfa import backup_codes
 from accounts.models import SignIn, WebAuthnCredential
 from tests.accounts.conftest import step_up
 from tests.conftest import LOGIN, sign_in
@@ -27,7 +27,7 @@ def events(name):
 def test_the_page_lists_factors_backup_codes_and_recent_sign_ins(user):
     http = HttpClient(REMOTE_ADDR="192.0.2.10", HTTP_USER_AGENT="Firefox/140 (test)")
     sign_in(http, user)
-    recovery.generate_codes(user=user)
+    backup_codes.generate_codes(user=user)
     WebAuthnCredential.objects.create(user=user, name="YubiKey 5", credential_id="abc", public_key=b"k")
     page = http.get(SECURITY).content.decode()
     assert "Authenticator app" in page
@@ -44,7 +44,7 @@ def test_the_page_needs_a_signed_in_user(client, db):
 
 def test_removing_a_factor_needs_the_factor_re_entered(user):
     """Even right after the sign-in; and once re-entered, for UAA_MFA_REAUTH_SECONDS only."""
-    recovery.generate_codes(user=user)  # so that the app is not the user's last factor
+    backup_codes.generate_codes(user=user)  # so that the app is not the user's last factor
     device = TOTPDevice.objects.get(user=user)
     with freeze_time("2030-01-01 09:00") as clock:
         http = HttpClient()
@@ -82,7 +82,7 @@ def test_a_user_cannot_remove_someone_elses_factor(browser, db):
 
 
 def test_regenerating_backup_codes_shows_the_new_set_once_and_the_old_stops_working(browser, user):
-    old = recovery.generate_codes(user=user)
+    old = backup_codes.generate_codes(user=user)
     step_up(browser, user)
     response = browser.post(f"{SECURITY}/backup-codes")
     page = response.content.decode()
@@ -90,8 +90,8 @@ def test_regenerating_backup_codes_shows_the_new_set_once_and_the_old_stops_work
     assert not any(code in session_data for code in re.findall(r"<code>([a-z0-9-]+)</code>", page))
     fresh = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", page)
     assert len(fresh) == 10 and not set(fresh) & set(old)
-    assert not recovery.use_code(user=user, code=old[0])
-    assert recovery.use_code(user=user, code=fresh[0])
+    assert not backup_codes.use_code(user=user, code=old[0])
+    assert backup_codes.use_code(user=user, code=fresh[0])
     assert events("mfa.backup_codes_generated")
 
 
@@ -130,13 +130,13 @@ def test_every_security_form_is_csrf_protected(user, path):
 
 
 def test_admin_reset_removes_every_factor_is_recorded_and_forces_enrollment(user, admin_client):
-    recovery.generate_codes(user=user)
+    backup_codes.generate_codes(user=user)
     response = admin_client.post(
         "/admin/accounts/user/", {"action": "reset_mfa", "_selected_action": [str(user.pk)]}
     )
     assert response.status_code == HTTPStatus.FOUND
     assert not TOTPDevice.objects.filter(user=user).exists()
-    assert recovery.remaining(user) == 0
+    assert backup_codes.remaining(user) == 0
     (reset,) = events("mfa.reset")
     assert reset["sub"] == str(user.pk)
     assert reset["detail"]["totp"] == 1 and reset["detail"]["by"]
@@ -148,7 +148,7 @@ def test_the_admin_user_page_shows_factors_backup_codes_and_the_lock(user, admin
     from accounts import throttling
 
     settings.UAA_THROTTLE_ACCOUNT_FAILURES = 1
-    recovery.generate_codes(user=user)
+    backup_codes.generate_codes(user=user)
     throttling.record_failure(email=user.email, ip="192.0.2.1")
     page = admin_client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
     assert "authenticator app (Authenticator app)" in page

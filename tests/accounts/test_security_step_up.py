@@ -24,7 +24,7 @@ from django.test import Client as HttpClient
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from freezegun import freeze_time
 
-from accounts.mfa import recovery
+from accounts.mfa import backup_codes
 from tests.conftest import ENROLL, sign_in
 from tests.factories import UserFactory, totp_code
 from tokens.models import LedgerRecord
@@ -55,11 +55,11 @@ def _asked_to_step_up(response):
 
 
 def test_a_stolen_fresh_cookie_cannot_regenerate_the_backup_codes(user, stolen):
-    old = recovery.generate_codes(user=user)
+    old = backup_codes.generate_codes(user=user)
     response = stolen.post(f"{SECURITY}/backup-codes")
     assert _asked_to_step_up(response)
     assert b"<code>" not in response.content
-    assert recovery.use_code(user=user, code=old[0])  # the old set still works
+    assert backup_codes.use_code(user=user, code=old[0])  # the old set still works
     assert len(_records("mfa.backup_codes_generated")) == 0
 
 
@@ -73,7 +73,7 @@ def test_a_stolen_fresh_cookie_cannot_add_a_factor(user, stolen):
 
 
 def test_a_stolen_fresh_cookie_cannot_remove_a_factor(user, stolen):
-    recovery.generate_codes(user=user)  # so that the app is not the last factor
+    backup_codes.generate_codes(user=user)  # so that the app is not the last factor
     device = TOTPDevice.objects.get(user=user)
     response = stolen.post(f"{SECURITY}/factors/remove", {"kind": "totp", "factor_id": device.pk})
     assert _asked_to_step_up(response)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.mfa import policy
-from accounts.models import RecoveryCode, User
+from accounts.models import BackupCode, User
 
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 LENGTH = 10
@@ -45,10 +45,8 @@ def generate_codes(*, user: User) -> list[str]:
     """Replace the user's codes with a new set; the raw codes are returned once and never stored."""
     codes = [_new_code() for _ in range(settings.UAA_BACKUP_CODE_COUNT)]
     with transaction.atomic():
-        RecoveryCode.objects.filter(user=user).delete()
-        RecoveryCode.objects.bulk_create(
-            RecoveryCode(user=user, digest=_digest(user, code)) for code in codes
-        )
+        BackupCode.objects.for_user(user).delete()
+        BackupCode.objects.bulk_create(BackupCode(user=user, digest=_digest(user, code)) for code in codes)
         policy.mark_enrolled(user.pk)  # look-up secrets are a factor (NIST SP 800-63B §5.1.2)
     return codes
 
@@ -59,7 +57,7 @@ def use_code(*, user: User, code: str) -> bool:
         return False
     wanted = _digest(user, code)
     with transaction.atomic():
-        unused = list(RecoveryCode.objects.select_for_update().filter(user=user, used_at__isnull=True))
+        unused = list(BackupCode.objects.select_for_update().for_user(user).unused())
         match = None
         for candidate in unused:  # every candidate is compared: no early exit
             if hmac.compare_digest(candidate.digest, wanted):
@@ -72,4 +70,4 @@ def use_code(*, user: User, code: str) -> bool:
 
 
 def remaining(user: User) -> int:
-    return RecoveryCode.objects.filter(user=user, used_at__isnull=True).count()
+    return BackupCode.objects.for_user(user).unused().count()
