@@ -10,7 +10,7 @@ its own ``retired_at`` / ``expired_at`` / ``revoked_at``, and the audit ledger's
 database write that sets a revoked key's ``state`` back is a contradiction, never a resurrection.
 
 The audit ledger lives here too: ``AuditKey`` (Ed25519, wrapped the same way), ``LedgerRecord`` (the
-append-only leaves) and ``TreeHead`` (signed Merkle tree heads); the services are in tokens/ledger.py.
+append-only leaves) and ``TreeHead`` (signed Merkle tree heads); the services are in tokens/ledger/.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ class LedgerRecordQuerySet(models.QuerySet["LedgerRecord"]):
 
 
 class LedgerRecord(models.Model):
-    """One audit event: a leaf of the RFC 9162 Merkle tree (tokens/ledger.py, docs/audit-ledger.md).
+    """One audit event: a leaf of the RFC 9162 Merkle tree (tokens/ledger/, docs/audit-ledger.md).
 
     ``body`` is the record itself, RFC 8785 canonical JSON; the leaf is its UTF-8 bytes. The other
     columns copy a few of its members for the admin's filters. ``leaf_index`` and ``leaf_hash`` are set
@@ -266,6 +266,9 @@ class LedgerRecord(models.Model):
     """
 
     class Event(models.TextChoices):
+        """Every event name UAA records, defined here once; the label is the admin's. The column has no
+        ``choices``: a new name is a line here, never a migration (docs/audit-ledger.md lists them)."""
+
         AUTHORIZATION_GRANTED = "authorization.granted", "authorization granted"
         AUTHORIZATION_DENIED = "authorization.denied", "authorization denied"
         TOKEN_ISSUED = "token.issued", "token issued"
@@ -280,7 +283,9 @@ class LedgerRecord(models.Model):
         MFA_REMOVED = "mfa.removed", "MFA factor removed"
         MFA_RESET = "mfa.reset", "MFA reset by an admin"
         MFA_BACKUP_CODES_GENERATED = "mfa.backup_codes_generated", "backup codes generated"
+        MFA_VERIFIED = "mfa.verified", "MFA factor re-entered (step-up)"
         ACCOUNT_UNLOCKED = "account.unlocked", "account unlocked"
+        ACCOUNT_NOT_BEFORE = "account.not_before", "account's grants and sessions cut off (not before)"
         CLIENT_REGISTERED = "client.registered", "client registered"
         CLIENT_SECRET_ROTATED = "client.secret_rotated", "client secret rotated"
         ADMIN_CHANGE = "admin.change", "admin change"
@@ -293,7 +298,7 @@ class LedgerRecord(models.Model):
         AUDIT_KEY_RETIRED = "audit_key.retired", "audit key retired"
         LEDGER_PRUNED = "ledger.pruned", "ledger records pruned after export"
 
-    event = models.CharField(max_length=64, choices=Event.choices, editable=False)
+    event = models.CharField(max_length=64, editable=False)  # an ``Event`` value; no choices, see above
     at = models.DateTimeField(db_index=True, editable=False)
     client_id = models.CharField(max_length=255, blank=True, db_index=True, editable=False)
     actor = models.CharField("actor (sub)", max_length=255, blank=True, db_index=True, editable=False)
@@ -334,6 +339,14 @@ class LedgerRecord(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise AppendOnly("audit records are pruned only after export (manage.py audit prune)")
+
+    @property
+    def event_label(self) -> str:
+        """The admin's label of the event, or its name if UAA defines none (a record written outside UAA)."""
+        try:
+            return str(LedgerRecord.Event(self.event).label)
+        except ValueError:
+            return self.event
 
 
 class TreeHead(models.Model):
