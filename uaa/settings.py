@@ -332,7 +332,7 @@ OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "oauthlib.openid.Server",
     "OIDC_SERVER_CLASS": "oauthlib.openid.Server",
     "SCOPES_BACKEND_CLASS": "uaa.oauth.scopes.UAAScopes",
-    "ACCESS_TOKEN_GENERATOR": "tokens.formats.rfc9068.generate_access_token",
+    "ACCESS_TOKEN_GENERATOR": "uaa.oauth.access_tokens.generate_access_token",
     "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "CLIENT_SECRET_HASHER": "uaa_sha256",
     "APPLICATION_ADMIN_CLASS": "uaa.oauth.admin.ClientAdmin",

@@ -1,14 +1,15 @@
 """RFC 9068 JSON Web Token profile for OAuth 2.0 access tokens.
 
-django-oauth-toolkit calls :func:`generate_access_token` (its ``ACCESS_TOKEN_GENERATOR`` hook) for
-every grant. The JWT is returned to the client; the server keeps only its SHA-256 checksum, so
-introspection and revocation still work on it.
+:func:`access_token_claims` and :func:`sign_access_token` make the JWT that django-oauth-toolkit's
+``ACCESS_TOKEN_GENERATOR`` (uaa/oauth/access_tokens.py) returns for every grant. The JWT is returned to the
+client; the server keeps only its SHA-256 checksum, so introspection and revocation still work on it.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -30,8 +31,11 @@ def audiences_for(request: OAuthlibRequest) -> list[str]:
     return client.audiences or [settings.UAA_ISSUER]
 
 
-def access_token_claims(request: OAuthlibRequest, *, now: int) -> dict[str, Any]:
-    """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, scope, and auth_time where a user signed in."""
+def access_token_claims(
+    request: OAuthlibRequest, *, now: int, auth_time: datetime | None, amr: Sequence[str], acr: str
+) -> dict[str, Any]:
+    """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, scope; where a user signed in, the sign-in's
+    auth_time, and its amr and acr where it has them (§2.2.1)."""
     client = request.client
     user = getattr(request, "user", None)
     audiences = audiences_for(request)
@@ -45,21 +49,15 @@ def access_token_claims(request: OAuthlibRequest, *, now: int) -> dict[str, Any]
         "jti": uuid.uuid4().hex,
         "scope": " ".join(request.scopes or []),
     }
-    auth_time = getattr(request, "uaa_auth_time", None)
     if user is not None and auth_time is not None:
         claims["auth_time"] = int(auth_time.timestamp())
-        if getattr(request, "uaa_amr", None):
-            claims["amr"] = list(request.uaa_amr)
-        if getattr(request, "uaa_acr", None):
-            claims["acr"] = request.uaa_acr
+        if amr:
+            claims["amr"] = list(amr)
+        if acr:
+            claims["acr"] = acr
     return claims
 
 
-def generate_access_token(request: OAuthlibRequest, refresh_token: bool = False) -> str:
-    """oauthlib token generator: a signed RFC 9068 access token for ``request``.
-
-    ``request.uaa_access_token_exp`` tells the validator when the stored record must expire: at ``exp``.
-    """
-    claims = access_token_claims(request, now=int(time.time()))
-    request.uaa_access_token_exp = claims["exp"]
+def sign_access_token(*, claims: dict[str, Any]) -> str:
+    """The signed access token, with the active key for ``UAA_ACCESS_TOKEN_ALG`` (tokens.signing.sign_jwt)."""
     return sign_jwt(claims=claims, algorithm=settings.UAA_ACCESS_TOKEN_ALG, typ=TYP)

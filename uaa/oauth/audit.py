@@ -24,6 +24,7 @@ from accounts.throttling import address_bucket
 from tokens import ledger
 from tokens.clientip import client_address
 from tokens.models import LedgerRecord
+from uaa.oauth.grant_context import grant_context
 from uaa.oauth.models import ClientAuthenticationTally
 
 
@@ -48,7 +49,7 @@ def _claims(jwt: str) -> dict[str, Any]:
 
 def _evidence(request: OAuthlibRequest) -> dict[str, Any]:
     """The actor's own signature over the request, where there is one (a private_key_jwt assertion)."""
-    assertion = getattr(request, "uaa_client_assertion", None)
+    assertion = grant_context(request).client_assertion
     return {"client_assertion": assertion} if assertion else {}
 
 
@@ -67,7 +68,8 @@ def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
     id_token_jti = getattr(getattr(request, "id_token", None), "jti", None)
     if token.get("id_token") and id_token_jti:
         detail["id_token_jti"] = str(id_token_jti)
-    family = getattr(request, "uaa_refresh_token_family", None)
+    context = grant_context(request)
+    family = context.refresh_token_family
     if family:
         detail["refresh_token_family"] = str(family)
     aud = claims.get("aud", [])
@@ -80,8 +82,8 @@ def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
         aud=[aud] if isinstance(aud, str) else list(aud),
         jti=str(claims.get("jti", "")),
         hashes=hashes,
-        amr=list(getattr(request, "uaa_amr", None) or []),
-        acr=getattr(request, "uaa_acr", None) or "",
+        amr=list(context.amr),
+        acr=context.acr,
         evidence=_evidence(request),
         detail=detail,
         **_metadata(request),
@@ -91,7 +93,8 @@ def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
 def authorization_granted(*, code: str, request: OAuthlibRequest) -> None:
     """RFC 6749 §4.1.2: the user's authorization (consent given, or skipped for a trusted or remembered
     client) as the code that carries it is stored."""
-    context = getattr(request, "uaa_auth", None) or {}
+    granted = grant_context(request)
+    context = granted.session_auth or {}
     ledger.append_record(
         event=LedgerRecord.Event.AUTHORIZATION_GRANTED,
         client_id=request.client.client_id,
@@ -100,7 +103,7 @@ def authorization_granted(*, code: str, request: OAuthlibRequest) -> None:
         hashes={"code": ledger.sha256_hex(code)},
         amr=list(context.get("amr") or []),
         acr=context.get("acr") or "",
-        detail={"consent": getattr(request, "uaa_consent", ""), "redirect_uri": request.redirect_uri or ""},
+        detail={"consent": granted.consent, "redirect_uri": request.redirect_uri or ""},
         **_metadata(request),
     )
 

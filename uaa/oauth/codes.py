@@ -20,6 +20,7 @@ from oauthlib.common import Request as OAuthlibRequest
 
 from tokens.checksum import sha256_hex
 from uaa.oauth import audit
+from uaa.oauth.grant_context import grant_context
 from uaa.oauth.models import AuthorizationCode, RedeemedCode
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ def record_auth_context(*, grant: AuthorizationCode, context: dict[str, Any] | N
 
 
 def _apply_context(request: OAuthlibRequest, source: AuthorizationCode | RedeemedCode) -> None:
-    request.uaa_auth_time = source.auth_time
-    request.uaa_amr = list(source.amr or [])
-    request.uaa_acr = source.acr
-    request.uaa_sid = source.session_id
+    context = grant_context(request)
+    context.auth_time = source.auth_time
+    context.amr = list(source.amr or [])
+    context.acr = source.acr
+    context.sid = source.session_id
 
 
 def lock_for_redemption(*, code: str) -> None:
@@ -57,7 +59,7 @@ def load_auth_context(*, code: str, client: Any, request: OAuthlibRequest) -> No
     grant = AuthorizationCode.objects.filter(code=code, application=client).first()
     if grant is not None:
         _apply_context(request, grant)
-        request.uaa_grant_context = grant
+        grant_context(request).code = grant
         if not getattr(request, "resource", None) and grant.resource:
             request.resource = list(grant.resource)
 
@@ -72,12 +74,13 @@ def load_family_context(*, family: Any, request: OAuthlibRequest) -> None:
 
 def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
     """Record the spent code with the tokens it produced (same transaction as the token issue)."""
-    grant = getattr(request, "uaa_grant_context", None)
+    context = grant_context(request)
+    grant = context.code
     RedeemedCode.objects.create(
         code_checksum=sha256_hex(code),
         client_id=request.client.client_id,
-        access_token_checksum=getattr(request, "uaa_access_token_checksum", ""),
-        refresh_token_family=getattr(request, "uaa_refresh_token_family", None),
+        access_token_checksum=context.access_token_checksum,
+        refresh_token_family=context.refresh_token_family,
         auth_time=getattr(grant, "auth_time", None),
         session_id=getattr(grant, "session_id", ""),
         amr=list(getattr(grant, "amr", []) or []),

@@ -32,6 +32,7 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 from uaa.oauth import remote_jwks
+from uaa.oauth.grant_context import grant_context
 from uaa.oauth.http import storable_text
 from uaa.oauth.models import Client, SpentAssertion
 
@@ -79,7 +80,7 @@ def authenticate_request(request: Any) -> None:
         audiences=accepted_audiences(request.uri),
     )
     request.client = result.client
-    request.uaa_client_assertion = result.assertion
+    grant_context(request).client_assertion = result.assertion
 
 
 def claimed_client_id(request: Any) -> str | None:

@@ -28,6 +28,8 @@ from oauth2_provider.oauth2_validators import is_valid_resource_uri
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
+from uaa.oauth.grant_context import grant_context
+
 INVALID_TARGET = (
     "The resource must be an absolute URI without a fragment, registered for this client, "
     "and within what was granted."
@@ -116,7 +118,7 @@ def _granted(request: OAuthlibRequest) -> list[str] | None:
     """What the code or refresh token was granted for (its default if it stored none); None for a
     grant with nothing before it (client credentials)."""
     if request.grant_type == AUTHORIZATION_CODE:
-        grant = getattr(request, "uaa_grant_context", None)
+        grant = grant_context(request).code
         stored = list(getattr(grant, "resource", None) or [])
     elif request.grant_type == REFRESH_TOKEN:
         stored = list(getattr(request.refresh_token_instance, "resource", None) or [])

@@ -29,6 +29,7 @@ from uaa.oauth import (
     rfc8707,
 )
 from uaa.oauth.claims import claims_for_user
+from uaa.oauth.grant_context import grant_context
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 from uaa.oauth.scopes import scopes_for_client
 
@@ -164,12 +165,13 @@ class UAAOAuth2Validator(OAuth2Validator):
         # RFC 8707 §2: the resources named (checked again: the consent form may have been edited), or
         # the client's default, so that the code exchange and refreshes can only narrow them.
         request.resource = rfc8707.resources_for_new_code(request)
+        session_auth = grant_context(request).session_auth  # from AuthorizeView
         with transaction.atomic():  # the code and its audit record together
             # A session that began before the user's not-before time (accounts/revocation.py) issues no code.
-            if not_before.session_code_refused(user=request.user, context=getattr(request, "uaa_auth", None)):
+            if not_before.session_code_refused(user=request.user, context=session_auth):
                 raise oauthlib_errors.LoginRequired(request=request)
             grant = super()._create_authorization_code(request, code, expires)
-            codes.record_auth_context(grant=grant, context=getattr(request, "uaa_auth", None))
+            codes.record_auth_context(grant=grant, context=session_auth)
             audit.authorization_granted(code=code["code"], request=request)
             # What the user granted, no more than the consent page showed (uaa/oauth/consent.py).
             consent.remember(user=request.user, client_id=request.client_id, scopes=list(request.scopes))
@@ -182,7 +184,7 @@ class UAAOAuth2Validator(OAuth2Validator):
         codes.lock_for_redemption(code=code)  # concurrent redemptions of one code queue up here
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             codes.load_auth_context(code=code, client=client, request=request)
-            grant = getattr(request, "uaa_grant_context", None)
+            grant = grant_context(request).code
             if grant is not None and not_before.redeemed_code_refused(grant=grant):
                 return False  # issued by a session that began before a revocation: invalid_grant
             self._resolve_resources(request)
@@ -221,9 +223,12 @@ class UAAOAuth2Validator(OAuth2Validator):
         source_refresh_token: Any = None,
     ) -> Any:
         # RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it.
-        expires = datetime.fromtimestamp(request.uaa_access_token_exp, UTC)
+        context = grant_context(request)
+        if context.access_token_exp is None:  # noted by ACCESS_TOKEN_GENERATOR, which made the token
+            raise RuntimeError("the access token was not made by uaa.oauth.access_tokens")
+        expires = datetime.fromtimestamp(context.access_token_exp, UTC)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
-        request.uaa_access_token_checksum = access_token.token_checksum
+        context.access_token_checksum = access_token.token_checksum
         return access_token
 
     def _create_refresh_token(
@@ -236,7 +241,7 @@ class UAAOAuth2Validator(OAuth2Validator):
         refresh_token = super()._create_refresh_token(
             request, refresh_token_code, access_token, previous_refresh_token
         )
-        request.uaa_refresh_token_family = refresh_token.token_family
+        grant_context(request).refresh_token_family = refresh_token.token_family
         return refresh_token
 
     def invalidate_authorization_code(
@@ -314,13 +319,14 @@ class UAAOAuth2Validator(OAuth2Validator):
         self, token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
     ) -> tuple[dict[str, Any], datetime]:
         claims = self.get_oidc_claims(token, token_handler, request)
+        sign_in = grant_context(request)  # the code's (uaa/oauth/codes.py)
         return id_token_claims(
             claims,
             now=timezone.now(),
-            auth_time=getattr(request, "uaa_auth_time", None),
-            amr=getattr(request, "uaa_amr", None),
-            acr=getattr(request, "uaa_acr", None),
-            sid=getattr(request, "uaa_sid", None),
+            auth_time=sign_in.auth_time,
+            amr=sign_in.amr,
+            acr=sign_in.acr,
+            sid=sign_in.sid,
         )
 
     def finalize_id_token(

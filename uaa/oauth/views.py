@@ -26,7 +26,7 @@ from accounts.sessions import SID, auth_context
 from tokens.formats.id_token import TYP as ID_TOKEN_TYP
 from tokens.introspection import introspect
 from tokens.signing import verify_jwt
-from uaa.oauth import consent, interaction, not_before, rfc7636, rfc9207
+from uaa.oauth import consent, grant_context, interaction, not_before, rfc7636, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import (
     RESPONSE_MODES_SUPPORTED,
@@ -234,10 +234,13 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
     ) -> tuple[str, dict[str, str], str, int]:
         # oauthlib reads the request URL's query again: the same refusals as on the GET.
         _refuse_what_uaa_does_not_offer(request, credentials)
-        credentials["uaa_auth"] = auth_context(request)
         # The audit record says whether the user saw the consent page (POST) or it was skipped (GET). The
         # consent is remembered with the code it gives (UAAOAuth2Validator._create_authorization_code).
-        credentials["uaa_consent"] = "given" if request.method == "POST" else "skipped"
+        grant_context.for_authorization(
+            credentials,
+            session_auth=auth_context(request),
+            consent="given" if request.method == "POST" else "skipped",
+        )
         if not allow:
             consent.refuse(
                 user=request.user, client_id=credentials["client_id"], scopes=scopes.split(), request=request
