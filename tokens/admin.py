@@ -28,7 +28,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_celery_beat.models import PeriodicTask
 
-from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of
+from tokens.beat_admin import AuditedPeriodicTaskAdmin, actor_of, register_schedule_admins
 from tokens.ledger import SealRefused, seal_tree_head, sealing_problem, verify_stored_ledger
 from tokens.ledger.audit_keys import rotate_audit_key
 from tokens.models import AuditKey, LedgerRecord, SigningKey, TreeHead
@@ -324,6 +324,8 @@ audited_delete_selected.allowed_permissions = ("delete",)  # type: ignore[attr-d
 admin.site.add_action(audited_delete_selected, "delete_selected")
 
 # django-celery-beat registers its own admin for periodic tasks (imported by tokens.beat_admin): this one
-# puts its actions behind change_periodictask and records them.
+# puts its actions behind change_periodictask and records them, and its schedules (part of every task that
+# runs on them) need change_periodictask too.
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, AuditedPeriodicTaskAdmin)
+register_schedule_admins(admin.site)

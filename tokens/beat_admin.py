@@ -78,3 +78,32 @@ class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
             if all(self.celery_app.tasks.get(task.task) is not None for task in tasks):
                 self._record(request, tasks, action="run", fields=[])
             super().run_tasks(request, queryset)
+
+
+class TaskScheduleAdminMixin:
+    """A schedule's admin where changing or deleting a schedule also needs ``change_periodictask``.
+
+    A schedule is part of every task that runs on it: stretching the interval the rotation task uses stops
+    rotation as surely as disabling the task, and deleting a schedule deletes its tasks (Django already asks
+    for ``delete_periodictask`` for that cascade). So whoever may change the schedules must also be allowed
+    to change the tasks. The save itself is recorded through Django's ``LogEntry`` as every admin change is
+    (tokens.receivers.record_admin_change), naming the admin.
+    """
+
+    def _may_change_tasks(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("django_celery_beat.change_periodictask")
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return super().has_change_permission(request, obj) and self._may_change_tasks(request)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and self._may_change_tasks(request)  # type: ignore[misc]
+
+
+def register_schedule_admins(site: admin.AdminSite) -> None:
+    """Re-register beat's four schedule admins with :class:`TaskScheduleAdminMixin` in front."""
+    for model, model_admin in list(site._registry.items()):
+        if model._meta.app_label == "django_celery_beat" and model is not PeriodicTask:
+            site.unregister(model)
+            audited = type(type(model_admin).__name__, (TaskScheduleAdminMixin, type(model_admin)), {})
+            site.register(model, audited)
