@@ -14,7 +14,7 @@ export must contain and extend (RFC 9162 §2.1.4, §8): without it, an export cu
 last heads looks complete. Head times must not decrease, nor be after ``exported_at`` or before a record
 they cover, within ``CLOCK_TOLERANCE_MS``.
 
-The server builds its tree heads and proofs with the same functions (tokens/ledger.py), so what is
+The server builds its tree heads and proofs with the same functions (tokens/ledger/), so what is
 specified here is what is deployed. The export format (docs/audit-ledger.md):
 
 ``manifest.json``

@@ -3,7 +3,7 @@
 RFC 9162 §8.1: a monitor keeps the tree heads it has seen and checks that every new one extends them.
 The sealer is its own first monitor. A database writer who does not know ``UAA_KEK`` can delete heads and
 records and INSERT records of their own; a sealer that trusted the database would sign that history
-(tokens/ledger.py extends only the tree this file describes).
+(tokens/ledger/sealing.py extends only the tree this file describes).
 
 The file (``UAA_AUDIT_WITNESS``, default ``$UAA_VAR_DIR/audit-witness.json``) is canonical JSON::
 
