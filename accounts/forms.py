@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from accounts.mfa.policy import Factor
+
 
 class SignInForm(forms.Form):
     email = forms.EmailField(
@@ -43,7 +45,9 @@ class WebAuthnForm(forms.Form):
 
 
 class FactorForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("totp", "Authenticator app"), ("webauthn", "Security key or passkey")])
+    kind = forms.ChoiceField(
+        choices=[(Factor.TOTP, "Authenticator app"), (Factor.WEBAUTHN, "Security key or passkey")]
+    )
     factor_id = forms.IntegerField(min_value=1)
 
 

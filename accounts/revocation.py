@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from django.db import connection, transaction
@@ -42,7 +43,9 @@ logger = logging.getLogger(__name__)
 NOT_BEFORE_SET = "account.not_before"  # audit ledger event (docs/audit-ledger.md)
 
 
-class Reason:
+class Reason(StrEnum):
+    """Why the not-before times were set (``detail.reason`` of the ``account.not_before`` record)."""
+
     SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
     PASSWORD_CHANGED = "password_changed"
     MFA_RESET = "mfa_reset"
@@ -116,7 +119,7 @@ def grant_refused(*, user_id: Any, granted_at: datetime | None, lock: bool) -> b
     return read(user_id, lock=lock).refuses_grant(granted_at)
 
 
-def revoke(*, user: User, request: HttpRequest | None, reason: str, applications: bool = True) -> datetime:
+def revoke(*, user: User, request: HttpRequest | None, reason: Reason, applications: bool = True) -> datetime:
     """Set the user's cut-offs to now, in a transaction of its own (call it outside any other, before
     anything else is revoked), with its ledger record. ``applications=False`` ends sessions only."""
     actor = getattr(request, "user", None)

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -177,20 +178,28 @@ def end_recorded_session(sender: object, request: HttpRequest | None = None, **k
 
 
 # --- timeouts ---------------------------------------------------------------------------------------
-def expired(request: HttpRequest, *, now: float) -> str | None:
-    """``"revoked"``, ``"absolute"`` or ``"idle"`` when the signed-in session has run out, else ``None``.
+class Expiry(StrEnum):
+    """Why a signed-in session ran out (the ``reason`` of ``accounts.session_expired``)."""
 
-    ``"revoked"``: the session began before the user's not-before time (accounts/revocation.py: sign out
+    REVOKED = "revoked"  # begun before the user's not-before time (accounts/revocation.py)
+    ABSOLUTE = "absolute"  # signed in more than SESSION_COOKIE_AGE seconds ago
+    IDLE = "idle"  # unused for more than UAA_SESSION_IDLE_TIMEOUT seconds
+
+
+def expired(request: HttpRequest, *, now: float) -> Expiry | None:
+    """Why the signed-in session has run out, or ``None`` while it has not.
+
+    ``REVOKED``: the session began before the user's not-before time (accounts/revocation.py: sign out
     everywhere, a password change, an admin's reset, deactivation), wherever that was set.
     """
     signed_in = auth_time(request)
     if revocation.session_ended(user=request.user, auth_time=signed_in):
-        return "revoked"
+        return Expiry.REVOKED
     if signed_in is not None and now - signed_in.timestamp() > settings.SESSION_COOKIE_AGE:
-        return "absolute"
+        return Expiry.ABSOLUTE
     last_seen = request.session.get(LAST_SEEN)
     if isinstance(last_seen, int | float) and now - last_seen > settings.UAA_SESSION_IDLE_TIMEOUT:
-        return "idle"
+        return Expiry.IDLE
     return None
 
 

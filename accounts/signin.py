@@ -78,6 +78,14 @@ class Method(StrEnum):
         return cls(value) if isinstance(value, str) and value in cls._value2member_map_ else cls.TOTP
 
 
+class ChangeNeeds(StrEnum):
+    """What a security change on the Security page needs first (``what_a_change_needs``)."""
+
+    STEP_UP = "step_up"  # the second factor re-entered in this session
+    SIGN_IN = "sign_in"  # a recent sign-in (a user who never had a factor)
+    NOTHING = ""  # a change may be made now
+
+
 class ReauthenticationRequired(PermissionDenied):
     """A signed-in session that may not bind a factor as it is: the user signs in again, factor included."""
 
@@ -336,15 +344,15 @@ def may_change_factors(request: HttpRequest) -> None:
         raise ReauthenticationRequired("sign in again to add a factor")
 
 
-def what_a_change_needs(request: HttpRequest) -> str:
-    """For the Security page: ``"step_up"``, ``"sign_in"`` or ``""`` (a change may be made now)."""
+def what_a_change_needs(request: HttpRequest) -> ChangeNeeds:
+    """For the Security page: what this session must do before it may change factors."""
     try:
         may_change_factors(request)
     except StepUpRequired:
-        return "step_up"
+        return ChangeNeeds.STEP_UP
     except ReauthenticationRequired:
-        return "sign_in"
-    return ""
+        return ChangeNeeds.SIGN_IN
+    return ChangeNeeds.NOTHING
 
 
 def offer_step_up(*, request: HttpRequest) -> Challenge:

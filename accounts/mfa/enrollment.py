@@ -40,7 +40,7 @@ def confirm_totp(*, request: HttpRequest, user: User, device_id: int | None, cod
     with transaction.atomic():
         device.confirmed = True
         device.save(update_fields=["confirmed"])
-        _record(policy.MFA_ENROLLED, user=user, request=request, factor="totp", id=device.pk)
+        _record(policy.MFA_ENROLLED, user=user, request=request, factor=policy.Factor.TOTP, id=device.pk)
     return True
 
 
@@ -51,7 +51,9 @@ def register_webauthn(
         credential = webauthn.register(
             user=user, credential_json=credential_json, challenge=challenge, name=name
         )
-        _record(policy.MFA_ENROLLED, user=user, request=request, factor="webauthn", id=credential.pk)
+        _record(
+            policy.MFA_ENROLLED, user=user, request=request, factor=policy.Factor.WEBAUTHN, id=credential.pk
+        )
     return credential
 
 
@@ -62,6 +64,12 @@ def rename_webauthn(*, user: User, credential_id: int, name: str) -> bool:
     )
 
 
+FACTOR_MODELS: dict[str, type[TOTPDevice] | type[WebAuthnCredential]] = {
+    policy.Factor.TOTP: TOTPDevice,
+    policy.Factor.WEBAUTHN: WebAuthnCredential,
+}
+
+
 class LastFactor(Exception):
     """Removing this factor would leave none while policy requires one (UAA_MFA_REQUIRED)."""
 
@@ -70,7 +78,7 @@ def remove_factor(*, request: HttpRequest, user: User, kind: str, factor_id: int
     """Remove one of the user's factors, unless it is the last one (no other app, passkey or unused backup
     code) and policy requires a factor: then ``LastFactor``, and nothing changes. With MFA optional the
     last one may go: the owner opts out, so first enrollment is open to the account again (recorded)."""
-    model = {"totp": TOTPDevice, "webauthn": WebAuthnCredential}.get(kind)
+    model = FACTOR_MODELS.get(kind)
     if model is None:
         return False
     with transaction.atomic():

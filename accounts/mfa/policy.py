@@ -13,6 +13,7 @@ A session whose ``acr`` is ``mfa`` also satisfies a request for ``pwd`` (it is s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,13 @@ MFA_RESET = "mfa.reset"
 MFA_BACKUP_CODES_GENERATED = "mfa.backup_codes_generated"
 MFA_VERIFIED = "mfa.verified"  # a step-up on the Security page: the factor re-entered before a change
 ACCOUNT_UNLOCKED = "account.unlocked"
+
+
+class Factor(StrEnum):
+    """A kind of second factor bound to a user: the Security page's ``kind``, MFA records' ``factor``."""
+
+    TOTP = "totp"  # an authenticator app (accounts/mfa/totp.py)
+    WEBAUTHN = "webauthn"  # a passkey or security key (accounts/mfa/webauthn.py)
 
 
 def has_factors(user: User) -> bool:
