@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -207,6 +208,16 @@ class SignIn(models.Model):
         return f"{self.user_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
+class ThrottleCounterQuerySet(models.QuerySet["ThrottleCounter"]):
+    def locked(self, now: datetime) -> ThrottleCounterQuerySet:
+        """Counters whose lock is still running at ``now``."""
+        return self.filter(locked_until__gt=now)
+
+    def unlocked(self, now: datetime) -> ThrottleCounterQuerySet:
+        """Counters without a running lock at ``now`` (never locked, or the lock is over)."""
+        return self.exclude(locked_until__gt=now)
+
+
 class ThrottleCounter(models.Model):
     """Failed credential attempts for one key (an account or a client IP), shared by every worker."""
 
@@ -214,6 +225,8 @@ class ThrottleCounter(models.Model):
     failures = models.PositiveIntegerField(default=0)
     window_started_at = models.DateTimeField(default=timezone.now)
     locked_until = models.DateTimeField(null=True, blank=True)
+
+    objects = ThrottleCounterQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.key

@@ -57,9 +57,7 @@ def ip_key(ip: str | None) -> str:
 
 def locked_until(*, email: str, now: datetime | None = None) -> datetime | None:
     """When the account's lock ends (the admin's view), or ``None``."""
-    counter = ThrottleCounter.objects.filter(
-        key=account_key(email), locked_until__gt=now or timezone.now()
-    ).first()
+    counter = ThrottleCounter.objects.filter(key=account_key(email)).locked(now or timezone.now()).first()
     return counter.locked_until if counter else None
 
 
@@ -69,19 +67,17 @@ def _limits() -> dict[str, int]:
 
 def locked_for(*, email: str, ip: str | None, now: datetime | None = None) -> int:
     """Seconds until the account and the IP address may try again; 0 when neither is locked."""
-    now = now or timezone.now()
-    until = ThrottleCounter.objects.filter(
-        key__in=[account_key(email), ip_key(ip)], locked_until__gt=now
-    ).aggregate(until=Max("locked_until"))["until"]
-    return math.ceil((until - now).total_seconds()) if until else 0
+    return seconds_locked(keys=[account_key(email), ip_key(ip)], now=now)
 
 
 def seconds_locked(*, keys: Iterable[str], now: datetime | None = None) -> int:
     """Seconds until every one of ``keys`` may try again (the longest lock among them); 0 when none is."""
     now = now or timezone.now()
-    until = ThrottleCounter.objects.filter(key__in=list(keys), locked_until__gt=now).aggregate(
-        until=Max("locked_until")
-    )["until"]
+    until = (
+        ThrottleCounter.objects.filter(key__in=list(keys))
+        .locked(now)
+        .aggregate(until=Max("locked_until"))["until"]
+    )
     return math.ceil((until - now).total_seconds()) if until else 0
 
 
@@ -111,7 +107,7 @@ def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime |
 def clear(*, key: str, now: datetime | None = None) -> None:
     """Forget ``key``'s failures, but not a lock that is still running."""
     now = now or timezone.now()
-    ThrottleCounter.objects.filter(key=key).exclude(locked_until__gt=now).delete()
+    ThrottleCounter.objects.filter(key=key).unlocked(now).delete()
 
 
 def _count(key: str, *, limit: int, now: datetime) -> None:
@@ -128,8 +124,7 @@ def record_failure(*, email: str, ip: str | None, now: datetime | None = None) -
 
 def record_success(*, email: str) -> None:
     """A completed sign-in clears the account's failures (not the IP's: one good account is no alibi)."""
-    ThrottleCounter.objects.filter(key=account_key(email), locked_until__isnull=True).delete()
-    ThrottleCounter.objects.filter(key=account_key(email), locked_until__lte=timezone.now()).delete()
+    clear(key=account_key(email))
 
 
 def unlock(*, email: str) -> bool:
