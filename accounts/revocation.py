@@ -37,10 +37,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from tokens import ledger
+from tokens.models import LedgerRecord
 
 logger = logging.getLogger(__name__)
-
-NOT_BEFORE_SET = "account.not_before"  # audit ledger event (docs/audit-ledger.md)
 
 
 class Reason(StrEnum):
@@ -131,7 +130,7 @@ def revoke(*, user: User, request: HttpRequest | None, reason: Reason, applicati
         fields = {"sessions_not_before": moment, **({"not_before": moment} if applications else {})}
         User.objects.filter(pk=user.pk).update(**fields)
         ledger.append_record(
-            event=NOT_BEFORE_SET,
+            event=LedgerRecord.Event.ACCOUNT_NOT_BEFORE,
             sub=str(user.pk),
             detail={
                 "not_before": moment.isoformat(),

@@ -176,7 +176,7 @@ def stepped_up(
     with transaction.atomic():
         sessions.mark_verified(request)
         ledger.append_record(
-            event=policy.MFA_VERIFIED,
+            event=LedgerRecord.Event.MFA_VERIFIED,
             sub=str(user.pk),
             amr=[method],
             evidence=evidence,

@@ -15,9 +15,10 @@ from accounts import revocation, throttling
 from accounts.mfa import backup_codes, policy, totp, webauthn
 from accounts.models import BackupCode, User, WebAuthnCredential
 from tokens import ledger
+from tokens.models import LedgerRecord
 
 
-def _record(event: str, *, user: User, request: HttpRequest | None, **detail: object) -> None:
+def _record(event: LedgerRecord.Event, *, user: User, request: HttpRequest | None, **detail: object) -> None:
     actor = getattr(request, "user", None)
     by = str(actor.pk) if actor is not None and actor.is_authenticated and actor.pk != user.pk else ""
     ledger.append_record(
@@ -40,7 +41,13 @@ def confirm_totp(*, request: HttpRequest, user: User, device_id: int | None, cod
     with transaction.atomic():
         device.confirmed = True
         device.save(update_fields=["confirmed"])
-        _record(policy.MFA_ENROLLED, user=user, request=request, factor=policy.Factor.TOTP, id=device.pk)
+        _record(
+            LedgerRecord.Event.MFA_ENROLLED,
+            user=user,
+            request=request,
+            factor=policy.Factor.TOTP,
+            id=device.pk,
+        )
     return True
 
 
@@ -52,7 +59,11 @@ def register_webauthn(
             user=user, credential_json=credential_json, challenge=challenge, name=name
         )
         _record(
-            policy.MFA_ENROLLED, user=user, request=request, factor=policy.Factor.WEBAUTHN, id=credential.pk
+            LedgerRecord.Event.MFA_ENROLLED,
+            user=user,
+            request=request,
+            factor=policy.Factor.WEBAUTHN,
+            id=credential.pk,
         )
     return credential
 
@@ -94,7 +105,7 @@ def remove_factor(*, request: HttpRequest, user: User, kind: str, factor_id: int
         if last:
             User.objects.filter(pk=user.pk).update(mfa_enrolled_at=None)
         _record(
-            policy.MFA_REMOVED,
+            LedgerRecord.Event.MFA_REMOVED,
             user=user,
             request=request,
             factor=kind,
@@ -108,7 +119,7 @@ def new_backup_codes(*, request: HttpRequest, user: User) -> list[str]:
     """A fresh set (the old one stops working); shown to the user once by the caller."""
     with transaction.atomic():
         codes = backup_codes.generate_codes(user=user)
-        _record(policy.MFA_BACKUP_CODES_GENERATED, user=user, request=request, count=len(codes))
+        _record(LedgerRecord.Event.MFA_BACKUP_CODES_GENERATED, user=user, request=request, count=len(codes))
     return codes
 
 
@@ -131,7 +142,7 @@ def reset_factors(*, request: HttpRequest | None, user: User) -> None:
         BackupCode.objects.for_user(user).delete()
         User.objects.filter(pk=user.pk).update(mfa_enrolled_at=None)
         _record(
-            policy.MFA_RESET,
+            LedgerRecord.Event.MFA_RESET,
             user=user,
             request=request,
             totp=totp_count,
@@ -144,5 +155,5 @@ def unlock(*, request: HttpRequest | None, user: User) -> bool:
     with transaction.atomic():
         cleared = throttling.unlock(email=user.email)
         if cleared:
-            _record(policy.ACCOUNT_UNLOCKED, user=user, request=request)
+            _record(LedgerRecord.Event.ACCOUNT_UNLOCKED, user=user, request=request)
     return cleared

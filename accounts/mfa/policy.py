@@ -27,14 +27,6 @@ ACR_MFA = "urn:uaa:acr:mfa"
 ACR_VALUES_SUPPORTED = [ACR_PWD, ACR_MFA]
 _STRENGTH = {ACR_PWD: 1, ACR_MFA: 2}
 
-# Audit ledger event names of MFA changes (recorded with tokens.ledger.append_record).
-MFA_ENROLLED = "mfa.enrolled"
-MFA_REMOVED = "mfa.removed"
-MFA_RESET = "mfa.reset"
-MFA_BACKUP_CODES_GENERATED = "mfa.backup_codes_generated"
-MFA_VERIFIED = "mfa.verified"  # a step-up on the Security page: the factor re-entered before a change
-ACCOUNT_UNLOCKED = "account.unlocked"
-
 
 class Factor(StrEnum):
     """A kind of second factor bound to a user: the Security page's ``kind``, MFA records' ``factor``."""
