@@ -36,8 +36,23 @@ from tokens.receivers import record_admin_action
 from tokens.rotation import active_key_cache_gap, request_rotation, revoke_signing_key
 
 
+class ReadOnlyAdminMixin:
+    """No add, change or delete in the admin: these rows are written by their services alone (signing
+    keys' states by tokens.rotation, the ledger and its tree heads by tokens.ledger, audit keys by their
+    rotation), reached through the actions that call them. Viewing needs the view permission as usual."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "kid",
         "algorithm",
@@ -67,15 +82,6 @@ class SigningKeyAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     actions = ["rotate_now", "revoke"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
-        return False  # states change only through tokens.rotation (the actions below)
-
-    def has_delete_permission(self, request: HttpRequest, obj: SigningKey | None = None) -> bool:
-        return False
 
     def has_rotate_signingkey_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tokens.rotate_signingkey")
@@ -143,7 +149,7 @@ class EventFilter(admin.SimpleListFilter):
 
 
 @admin.register(LedgerRecord)
-class LedgerRecordAdmin(admin.ModelAdmin):
+class LedgerRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Browse the ledger (filter by event and time; search by client_id, actor or leaf index). Read-only."""
 
     list_display = ["leaf_index", "at", "event_label", "client_id", "actor", "summary"]
@@ -155,15 +161,6 @@ class LedgerRecordAdmin(admin.ModelAdmin):
     readonly_fields = fields
     show_full_result_count = False
     change_list_template = "admin/tokens/ledgerrecord/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: LedgerRecord | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: LedgerRecord | None = None) -> bool:
-        return False
 
     @admin.display(description="event", ordering="event")
     def event_label(self, obj: LedgerRecord) -> str:
@@ -243,7 +240,7 @@ class LedgerRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(TreeHead)
-class TreeHeadAdmin(admin.ModelAdmin):
+class TreeHeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["tree_size", "root_hash", "signed_at", "audit_key", "pruned_at"]
     fields = [
         "tree_size",
@@ -258,33 +255,15 @@ class TreeHeadAdmin(admin.ModelAdmin):
     readonly_fields = fields
     ordering = ["-tree_size", "-timestamp"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: TreeHead | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: TreeHead | None = None) -> bool:
-        return False
-
 
 @admin.register(AuditKey)
-class AuditKeyAdmin(admin.ModelAdmin):
+class AuditKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Audit keys: public material only; "rotate" starts a new key (the old one stays published)."""
 
     list_display = ["kid", "state", "created_at", "retired_at"]
     fields = ["kid", "state", "kek_id", "public_jwk", "created_at", "retired_at"]
     readonly_fields = fields
     actions = ["rotate"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditKey | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditKey | None = None) -> bool:
-        return False
 
     def has_rotate_auditkey_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tokens.rotate_auditkey")
