@@ -329,8 +329,8 @@ OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Client"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth.AuthorizationCode"
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "uaa.oauth.validators.UAAOAuth2Validator",
-    "OAUTH2_SERVER_CLASS": "oauthlib.openid.Server",
-    "OIDC_SERVER_CLASS": "oauthlib.openid.Server",
+    "OAUTH2_SERVER_CLASS": "uaa.oauth.server.Server",  # routes only OAUTH2_GRANT_TYPES_SUPPORTED
+    "OIDC_SERVER_CLASS": "uaa.oauth.server.Server",
     "SCOPES_BACKEND_CLASS": "uaa.oauth.scopes.UAAScopes",
     "ACCESS_TOKEN_GENERATOR": "uaa.oauth.access_tokens.generate_access_token",
     "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",

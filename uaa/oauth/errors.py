@@ -65,11 +65,6 @@ class ClientLockedOut(OAuthError):
         self.retry_after = retry_after
 
 
-class UnsupportedGrantType(OAuthError):
-    code = "unsupported_grant_type"
-    description = "The grant type is not supported."
-
-
 class InvalidToken(OAuthError):
     code = "invalid_token"
     status = HTTPStatus.UNAUTHORIZED

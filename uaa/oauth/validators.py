@@ -6,7 +6,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
@@ -47,9 +46,9 @@ class UAAOAuth2Validator(OAuth2Validator):
         *args: Any,
         **kwargs: Any,
     ) -> bool:
-        """Only the grants UAA offers: authorization_code, refresh_token, client_credentials."""
-        if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
-            return False
+        """RFC 6749 §5.2 ``unauthorized_client``: a grant this client is not registered for
+        (django-oauth-toolkit's ``Client.allows_grant_type``). Which grant types UAA offers at all is the
+        server's (uaa/oauth/server.py)."""
         if not super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs):
             return False
         if grant_type == "client_credentials":

@@ -33,7 +33,7 @@ from uaa.oauth.discovery import (
     authorization_server_metadata,
     openid_configuration,
 )
-from uaa.oauth.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
+from uaa.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from uaa.oauth.http import check_form
 from uaa.oauth.models import Client
 
@@ -106,18 +106,13 @@ class CheckedParameters:
 
 
 class TokenView(DOTTokenView):
-    """RFC 6749 §3.2: grant types UAA does not offer are refused before django-oauth-toolkit sees them."""
+    """RFC 6749 §3.2 in one transaction: the code is spent, the tokens, the ID token and their ledger records
+    are written, or none of it is. Every grant type goes to the oauthlib server, which routes only those UAA
+    offers (uaa/oauth/server.py); django-oauth-toolkit's own detour for the device grant is not taken."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        grant_type = request.POST.get("grant_type")
-        if not grant_type:
-            raise InvalidRequest("The grant_type parameter is required.")
-        if grant_type not in settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]:
-            raise UnsupportedGrantType()
-        # One transaction for the whole grant: the code is spent, the tokens, the ID token and their
-        # ledger records are written, or none of it is.
         with transaction.atomic():
-            return super().post(request, *args, **kwargs)
+            return self.authorization_flow_token_response(request, *args, **kwargs)
 
 
 class ConsentForm(AllowForm):

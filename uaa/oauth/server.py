@@ -1,0 +1,39 @@
+"""The oauthlib server django-oauth-toolkit runs for UAA (``OAUTH2_SERVER_CLASS``): the grant types offered.
+
+RFC 6749 §5.2 ``unsupported_grant_type``: oauthlib's OpenID Connect server routes the password grant too
+(RFC 9700 §2.4: it MUST NOT be used) and the device grant (RFC 8628). UAA's token endpoint routes only the
+grant types of ``OAUTH2_GRANT_TYPES_SUPPORTED`` and refuses any other, or none, before anything else: no
+client is authenticated and no password read for a grant UAA does not offer. Which of the offered grants a
+client may use is the validator's ``validate_grant_type`` (django-oauth-toolkit's
+``Client.allows_grant_type``): ``unauthorized_client``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
+from oauthlib.openid import Server as OpenIDServer
+
+GRANT_TYPE_REQUIRED = "The grant_type parameter is required."
+GRANT_TYPE_UNSUPPORTED = "The grant type is not supported."
+
+
+class Server(OpenIDServer):
+    def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request_validator, *args, **kwargs)
+        offered = settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]
+        self._grant_types = {name: grant for name, grant in self._grant_types.items() if name in offered}
+
+    def validate_token_request(self, request: OAuthlibRequest) -> None:
+        """RFC 6749 §4.1.3, §4.4.2, §6: ``grant_type`` is REQUIRED (``invalid_request``), and one this
+        server does not route is ``unsupported_grant_type``; read from the form body, as the client sent it.
+        The errors are made without the request: oauthlib would copy its ``state`` into them."""
+        grant_type = dict(request.decoded_body or []).get("grant_type")
+        if not grant_type:
+            raise oauthlib_errors.InvalidRequestError(description=GRANT_TYPE_REQUIRED)
+        if grant_type not in self.grant_types:
+            raise oauthlib_errors.UnsupportedGrantTypeError(description=GRANT_TYPE_UNSUPPORTED)
+        super().validate_token_request(request)
