@@ -22,10 +22,12 @@ GRANT_TYPE_UNSUPPORTED = "The grant type is not supported."
 
 
 class Server(OpenIDServer):
+    _grant_types: dict[str, Any]  # oauthlib's TokenEndpoint: grant type → the grant that answers it
+
     def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(request_validator, *args, **kwargs)
         offered = settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]
-        self._grant_types = {name: grant for name, grant in self._grant_types.items() if name in offered}
+        self._grant_types = {name: grant for name, grant in self.grant_types.items() if name in offered}
 
     def validate_token_request(self, request: OAuthlibRequest) -> None:
         """RFC 6749 §4.1.3, §4.4.2, §6: ``grant_type`` is REQUIRED (``invalid_request``), and one this
