@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.mfa.policy import ACR_MFA, ACR_PWD
 from uaa.oauth.interaction import (
@@ -21,6 +22,7 @@ from uaa.oauth.interaction import (
     Decision,
     SessionState,
     Step,
+    check_request,
     decide,
     parse_max_age,
     parse_prompt,
@@ -157,3 +159,40 @@ def test_max_age_is_whole_seconds(value):
     """OIDC Core §3.1.2.1: max_age is the "allowable elapsed time in seconds"; anything else is refused."""
     with pytest.raises(ValueError, match="max_age"):
         parse_max_age(value)
+
+
+PKCE = {"code_challenge_method": "S256", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}
+
+
+@pytest.mark.parametrize(
+    "query", [{}, {"response_mode": "query"}, {"prompt": "login consent", "max_age": "0", "acr_values": "x"}]
+)
+def test_a_request_uaa_answers_is_not_refused(query):
+    check_request(query, credentials=PKCE)
+
+
+@pytest.mark.parametrize(
+    ("query", "credentials", "error", "description"),
+    [
+        # OIDC Core §6.1, §6.2: request and request_uri are not supported, so MUST be refused.
+        ({"request": "x"}, PKCE, "request_not_supported", "request parameter"),
+        ({"request_uri": "x"}, PKCE, "request_uri_not_supported", "request_uri parameter"),
+        # Multiple Response Type Encoding Practices §2.1: only the query is a response mode UAA uses.
+        ({"response_mode": "fragment"}, PKCE, "invalid_request", "response_mode"),
+        ({"response_mode": "form_post"}, PKCE, "invalid_request", "response_mode"),
+        # RFC 7636 §4.4.1 with RFC 9700 §2.1.1: S256 on every request.
+        ({}, {}, "invalid_request", "PKCE is required"),
+        ({}, {**PKCE, "code_challenge_method": "plain"}, "invalid_request", "PKCE is required"),
+        ({}, {**PKCE, "code_challenge": "short"}, "invalid_request", "code_challenge"),
+        # OIDC Core §3.1.2.1: prompt and max_age that UAA does not answer.
+        ({"prompt": "select_account"}, PKCE, "invalid_request", "prompt"),
+        ({"max_age": "soon"}, PKCE, "invalid_request", "max_age"),
+    ],
+)
+def test_a_request_uaa_does_not_answer_is_refused_with_the_error_to_redirect(
+    query, credentials, error, description
+):
+    with pytest.raises(oauthlib_errors.OAuth2Error) as refused:
+        check_request(query, credentials=credentials)
+    assert refused.value.error == error
+    assert description in refused.value.description

@@ -209,7 +209,8 @@ def _reason(attempt: Attempt, known: Client | None) -> str:
 
 def authenticate_caller(request: HttpRequest) -> Client:
     """The introspection endpoint's client authentication (RFC 7662 §2.1), by the same validator hook as
-    the token endpoint: the authenticated client, or a uaa ``OAuthError`` (401, 400 or 429)."""
+    the token endpoint: the authenticated client, which must be a confidential one (a resource server),
+    or a uaa ``OAuthError`` (401, 400 or 429)."""
     from oauth2_provider.oauth2_backends import get_oauthlib_core
 
     core = get_oauthlib_core()
@@ -222,5 +223,7 @@ def authenticate_caller(request: HttpRequest) -> Client:
     except oauthlib_errors.InvalidRequestError as exc:
         raise InvalidRequest(exc.description) from exc
     if not authenticated or not isinstance(oauth_request.client, Client):
+        raise InvalidClient()
+    if oauth_request.client.client_type != Client.CLIENT_CONFIDENTIAL:
         raise InvalidClient()
     return oauth_request.client

@@ -10,14 +10,11 @@ from django.urls import reverse
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
 from uaa.oauth import rfc7636, rfc9207
-from uaa.oauth.interaction import PROMPT_VALUES_SUPPORTED
+from uaa.oauth.interaction import PROMPT_VALUES_SUPPORTED, RESPONSE_MODES_SUPPORTED
 from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
 
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523 §2.2, OIDC Core §9 (uaa/oauth/rfc7523.py)
-# OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the authorization endpoint refuses any other
-# response_mode (uaa.oauth.views.AuthorizeView), so this list is what it does, not a default.
-RESPONSE_MODES_SUPPORTED = ("query",)
 
 
 def _url(name: str) -> str:

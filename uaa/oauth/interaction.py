@@ -4,7 +4,9 @@ consent or issue the code, or the error ``prompt=none`` calls for instead, as on
 user's use of the client requires (``ClientState``), in the spirit of node-oidc-provider's
 ``interaction_policy/prompts``. ``decide_request`` reads those from the session and the database.
 ``uaa.oauth.views.AuthorizeView`` asks it on the GET and again when the consent page is answered, so
-the two cannot disagree, and renders what it returns; tests/uaa/test_interaction.py is its table.
+the two cannot disagree, and renders what it returns; tests/uaa/test_interaction.py is its table. Before
+anything is decided, ``check_request`` refuses the parameters UAA does not answer (OIDC Core §6, response
+modes, PKCE, ``prompt``, ``max_age``).
 
 Between those steps the endpoint keeps two things in the browser's (server-side) session:
 
@@ -31,10 +33,11 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
+from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import sessions
 from accounts.mfa import policy
-from uaa.oauth import consent
+from uaa.oauth import consent, rfc7636
 from uaa.oauth.models import Client
 
 # OIDC Core §3.1.2.1 defines none, login, consent and select_account. UAA has one account per browser
@@ -43,6 +46,11 @@ from uaa.oauth.models import Client
 PROMPT_VALUES_SUPPORTED = ("none", "login", "consent")
 PROMPT_REFUSED = "prompt may hold login and consent, or none alone (lower case, space-separated)."
 MAX_AGE_REFUSED = "max_age must be a number of seconds."
+# OAuth 2.0 Multiple Response Type Encoding Practices §2.1: any other response_mode is refused
+# (check_request), so discovery's list (uaa/oauth/discovery.py) is what the endpoint does, not a default.
+RESPONSE_MODES_SUPPORTED = ("query",)
+RESPONSE_MODE_REFUSED = "response_mode must be query (or left out)."
+NOT_SUPPORTED = ("request", "request_uri")  # OIDC Core §6: not supported, so MUST be refused
 
 REAUTHENTICATION = "uaa_reauthentication"  # {request digest: time the sign-in was demanded}
 HELD_CONSENT = "uaa_consent_pages"  # {page id: the request a consent page was shown for}
@@ -90,6 +98,35 @@ class Ask:
     def wants_fresh_sign_in(self) -> bool:
         """A sign-in must be one made for this request (prompt=login) or recent enough (max_age)."""
         return "login" in self.prompts or self.max_age is not None
+
+
+def check_request(query: Mapping[str, Any], *, credentials: Mapping[str, Any]) -> None:
+    """Authorization request parameters oauthlib would accept but UAA refuses, as the oauthlib error to
+    redirect (``invalid_request``, or OIDC Core §6's codes). Asked once the client and redirect URI are
+    known to be valid, on the request's query and oauthlib's ``credentials`` of it.
+
+    - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
+    - ``response_mode``: only ``RESPONSE_MODES_SUPPORTED``. oauthlib would put the code in the fragment
+      for ``fragment`` and silently use the query for anything else (Multiple Response Type Encoding
+      Practices §2.1; OIDC Core §3.1.2.1).
+    - PKCE: S256 and a well-formed challenge (uaa/oauth/rfc7636.py).
+    - ``prompt`` and ``max_age`` that UAA does not answer (``Ask.parse``).
+    """
+    for parameter in NOT_SUPPORTED:
+        if parameter in query:
+            raise oauthlib_errors.CustomOAuth2Error(
+                error=f"{parameter}_not_supported", description=f"The {parameter} parameter is not supported."
+            )
+    response_mode = query.get("response_mode")
+    if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
+        raise oauthlib_errors.InvalidRequestError(description=RESPONSE_MODE_REFUSED)
+    rfc7636.check_authorization_request(
+        method=credentials.get("code_challenge_method"), challenge=credentials.get("code_challenge")
+    )
+    try:
+        Ask.parse(query)
+    except ValueError as refused:
+        raise oauthlib_errors.InvalidRequestError(description=str(refused)) from None
 
 
 def parse_prompt(value: str) -> frozenset[str]:
@@ -279,3 +316,42 @@ def take_consent(request: HttpRequest, page_id: str) -> dict[str, Any] | None:
     if page is not None:
         _keep(request, HELD_CONSENT, pages)
     return page if isinstance(page, dict) else None
+
+
+PAGE_GONE = (
+    "This consent page has expired or was already answered. Go back to the application and start again."
+)
+OTHER_QUERY = "The consent form was posted to another request's address."
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A consent page's answer, checked against the request the page was shown for (``shown``): the scopes
+    it grants, or why it answers nothing (``refused``: the request is finished, its error is to be sent)."""
+
+    shown: dict[str, Any]
+    client: Client
+    scopes: list[str]
+    refused: consent.AnswerRefused | None = None
+
+
+def take_answer(request: HttpRequest, *, page_id: str, posted: Mapping[str, Any]) -> Answer:
+    """The answer to consent page ``page_id`` (once: the page is taken), checked against the request the page
+    was shown for, never against the form's copies (``consent.check_answer``). The form posts back to the
+    page's own URL: another query is another request (``invalid_request``).
+
+    Raises ``consent.AnswerRefused`` (fatal) for a page that is not held, or whose client is gone.
+    """
+    shown = take_consent(request, page_id)
+    client = Client.objects.filter(client_id=shown["client_id"]).first() if shown else None
+    if shown is None or client is None:
+        raise consent.AnswerRefused("invalid_request", PAGE_GONE, fatal=True)
+    digest = shown["digest"]
+    try:
+        if request.GET and request_digest(request.GET) != digest:
+            raise consent.AnswerRefused("invalid_request", OTHER_QUERY)
+        scopes = consent.check_answer(shown=shown, posted=posted)
+    except consent.AnswerRefused as refused:
+        finish(request, digest=digest)
+        return Answer(shown=shown, client=client, scopes=[], refused=refused)
+    return Answer(shown=shown, client=client, scopes=scopes)

@@ -1,4 +1,11 @@
-"""Discovery, the authorization (consent) endpoint, introspection, JWKS, and error pages. Thin."""
+"""The OAuth endpoints' views on django-oauth-toolkit's: authorization (with its consent page), token,
+introspection, logout, discovery, and the HTML error pages.
+
+Thin: each parses the request, asks the module that decides, and renders what it answers. The authorize
+decision and the consent answer are uaa/oauth/interaction.py's, the grant types offered the oauthlib
+server's (uaa/oauth/server.py), the introspecting client's uaa/oauth/clientauth.py's, the reason to ask
+before a logout uaa/oauth/logout.py's; everything a grant stores is done by the validator's hooks.
+"""
 
 from __future__ import annotations
 
@@ -22,18 +29,12 @@ from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
-from accounts.sessions import SID, auth_context
-from tokens.formats.id_token import TYP as ID_TOKEN_TYP
+from accounts.sessions import auth_context
 from tokens.introspection import introspect
-from tokens.signing import verify_jwt
-from uaa.oauth import consent, grant_context, interaction, not_before, rfc7636, rfc9207
+from uaa.oauth import consent, grant_context, interaction, logout, not_before, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
-from uaa.oauth.discovery import (
-    RESPONSE_MODES_SUPPORTED,
-    authorization_server_metadata,
-    openid_configuration,
-)
-from uaa.oauth.errors import InvalidClient, InvalidRequest, OAuthError
+from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
+from uaa.oauth.errors import InvalidRequest, OAuthError
 from uaa.oauth.http import check_form
 from uaa.oauth.models import Client
 
@@ -56,34 +57,9 @@ def _refuse(credentials: dict[str, Any], error: oauthlib_errors.OAuth2Error) -> 
 
 
 def _refuse_what_uaa_does_not_offer(request: HttpRequest, credentials: dict[str, Any]) -> None:
-    """Authorization request parameters oauthlib would accept but UAA refuses, as ``invalid_request`` (or
-    the OIDC Core §6 codes), once the client and redirect URI are known to be valid, redirected to it.
-
-    - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
-    - ``response_mode``: only what discovery lists (``query``). oauthlib would put the code in the
-      fragment for ``fragment`` and silently use the query for anything else (Multiple Response Type
-      Encoding Practices §2.1; OIDC Core §3.1.2.1).
-    - PKCE: S256 and a well-formed challenge (uaa/oauth/rfc7636.py).
-    - ``prompt`` and ``max_age`` that UAA does not answer (uaa/oauth/interaction.py).
-    """
+    """What ``interaction.check_request`` refuses, redirected to the validated redirect URI (§4.1.2.1)."""
     try:
-        for parameter in ("request", "request_uri"):
-            if parameter in request.GET:
-                raise oauthlib_errors.CustomOAuth2Error(
-                    error=f"{parameter}_not_supported",
-                    description=f"The {parameter} parameter is not supported.",
-                )
-        response_mode = request.GET.get("response_mode")
-        if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
-            raise oauthlib_errors.InvalidRequestError(
-                description="response_mode must be query (or left out)."
-            )
-        rfc7636.check_authorization_request(
-            method=credentials.get("code_challenge_method"), challenge=credentials.get("code_challenge")
-        )
-        interaction.Ask.parse(request.GET)
-    except ValueError as refused:  # prompt or max_age
-        raise _refuse(credentials, oauthlib_errors.InvalidRequestError(description=str(refused))) from None
+        interaction.check_request(request.GET, credentials=credentials)
     except oauthlib_errors.OAuth2Error as error:
         raise _refuse(credentials, error) from None
 
@@ -298,26 +274,17 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         browser's session, answered once), never against the form's copies; then every requirement of
         that request again, by the same decision as on the GET (uaa/oauth/interaction.py)."""
         request = self.request
-        shown = interaction.take_consent(request, form.cleaned_data["page"])
-        application = Client.objects.filter(client_id=shown["client_id"]).first() if shown else None
-        if shown is None or application is None:
-            return self._error_page(
-                "This consent page has expired or was already answered. Go back to the application and "
-                "start again."
-            )
+        try:
+            answer = interaction.take_answer(request, page_id=form.cleaned_data["page"], posted=request.POST)
+        except consent.AnswerRefused as gone:
+            return self._error_page(gone.description)
+        shown, application, scopes = answer.shown, answer.client, answer.scopes
         credentials = consent.credentials_of(shown)
         digest = shown["digest"]
-        if request.GET and interaction.request_digest(request.GET) != digest:
-            # The form posts back to the page's own URL; another query is another request.
-            interaction.finish(request, digest=digest)
-            return self._redirect_error(credentials, application, "invalid_request")
-        try:
-            scopes = consent.check_answer(shown=shown, posted=request.POST)
-        except consent.AnswerRefused as refused:
-            interaction.finish(request, digest=digest)
-            if refused.fatal:
-                return self._error_page(refused.description)
-            return self._redirect_error(credentials, application, refused.error)
+        if answer.refused is not None:
+            if answer.refused.fatal:
+                return self._error_page(answer.refused.description)
+            return self._redirect_error(credentials, application, answer.refused.error)
         if not form.cleaned_data.get("allow"):
             return self._issue(
                 scopes=scopes, credentials=credentials, application=application, digest=digest, allow=False
@@ -377,11 +344,10 @@ def authorization_server_metadata_view(request: HttpRequest) -> JsonResponse:
 
 
 def introspect_view(request: HttpRequest) -> JsonResponse:
-    """RFC 7662 §2: the caller authenticates as a confidential client (throttled like the token endpoint);
-    it learns about its own tokens and those for resources it serves (§4); anything else is inactive."""
+    """RFC 7662 §2: the caller authenticates as a confidential client (throttled like the token endpoint:
+    uaa/oauth/clientauth.py); it learns about its own tokens and those for resources it serves (§4);
+    anything else is inactive (tokens/introspection.py)."""
     caller = authenticate_caller(request)
-    if caller.client_type != Client.CLIENT_CONFIDENTIAL:
-        raise InvalidClient()
     token = request.POST.get("token")
     if not token:
         raise InvalidRequest("The token parameter is required.")
@@ -433,15 +399,9 @@ class LogoutView(CheckedParameters, RPInitiatedLogoutView):
         return super().get_request_application(id_token, client_id)
 
     def must_prompt(self, token_user: Any) -> bool:
-        """RP-Initiated Logout §2: the OP MUST ask when the ID token does not belong to the current OP
-        session; its ``sid`` tells which session it was issued in (OIDC Front-Channel Logout §3)."""
-        if super().must_prompt(token_user):
-            return True
-        if not self.request.user.is_authenticated:
-            return False  # no OP session to end
-        hint = self.request.GET.get("id_token_hint") or self.request.POST.get("id_token_hint") or ""
-        sid = (verify_jwt(hint, typ=ID_TOKEN_TYP) or {}).get("sid") if hint else None
-        return bool(sid) and sid != self.request.session.get(SID)
+        """django-oauth-toolkit's reasons to ask, and UAA's: an ID token hint of another OP session
+        (RP-Initiated Logout §2, uaa/oauth/logout.py)."""
+        return bool(super().must_prompt(token_user)) or logout.hint_names_another_session(self.request)
 
     def error_response(self, error: Any) -> HttpResponse:
         return error_page(
