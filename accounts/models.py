@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -58,7 +58,9 @@ class UserManager(BaseUserManager["User"]):
         return self.get(email=canonical_email(username or ""))
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+# django-stubs cannot resolve the reverse managers of django-oauth-toolkit's swappable models (oauth.Client,
+# oauth.AuthorizationCode) on a custom user model; nothing here uses them.
+class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     """A person. ``id`` is a random UUID and is the OIDC ``sub``: it reveals nothing about order or count."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -97,7 +99,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         ordering = ["email"]

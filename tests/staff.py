@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import Permission
 from django.test import Client as HttpClient
@@ -27,7 +27,7 @@ def grant(user: User, *perms: str) -> None:
 
 def staff_browser(*perms: str, superuser: bool = False, **fields: Any) -> tuple[HttpClient, User]:
     """A browser signed in (with MFA) as a new staff user holding ``perms`` and nothing else."""
-    user = UserFactory(is_staff=True, is_superuser=superuser, **fields)
+    user = cast(User, UserFactory(is_staff=True, is_superuser=superuser, **fields))
     grant(user, *perms)
     http = HttpClient()
     response = sign_in(http, user)

@@ -67,7 +67,7 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["algorithm", "state"]
     search_fields = ["kid"]
     ordering = ["-created_at"]
-    fields = [
+    readonly_fields = (
         "kid",
         "algorithm",
         "state",
@@ -79,8 +79,8 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "retired_at",
         "expired_at",
         "revoked_at",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
     actions = ["rotate_now", "revoke"]
 
     def has_rotate_signingkey_permission(self, request: HttpRequest) -> bool:
@@ -157,8 +157,16 @@ class LedgerRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=client_id", "=actor", "=leaf_index"]
     date_hierarchy = "at"
     ordering = ["-id"]
-    fields = ["leaf_index", "leaf_hash", "event_label", "at", "client_id", "actor", "record"]
-    readonly_fields = fields
+    readonly_fields = (
+        "leaf_index",
+        "leaf_hash",
+        "event_label",
+        "at",
+        "client_id",
+        "actor",
+        "record",
+    )
+    fields = readonly_fields
     show_full_result_count = False
     change_list_template = "admin/tokens/ledgerrecord/change_list.html"
 
@@ -242,7 +250,7 @@ class LedgerRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(TreeHead)
 class TreeHeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["tree_size", "root_hash", "signed_at", "audit_key", "pruned_at"]
-    fields = [
+    readonly_fields = (
         "tree_size",
         "root_hash",
         "timestamp",
@@ -251,8 +259,8 @@ class TreeHeadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "signature",
         "consistency",
         "pruned_at",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
     ordering = ["-tree_size", "-timestamp"]
 
 
@@ -261,8 +269,15 @@ class AuditKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Audit keys: public material only; "rotate" starts a new key (the old one stays published)."""
 
     list_display = ["kid", "state", "created_at", "retired_at"]
-    fields = ["kid", "state", "kek_id", "public_jwk", "created_at", "retired_at"]
-    readonly_fields = fields
+    readonly_fields = (
+        "kid",
+        "state",
+        "kek_id",
+        "public_jwk",
+        "created_at",
+        "retired_at",
+    )
+    fields = readonly_fields
     actions = ["rotate"]
 
     def has_rotate_auditkey_permission(self, request: HttpRequest) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from http import HTTPStatus
+from typing import cast
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -16,6 +17,7 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import User
 from accounts.roles import HELPDESK, KEY_OFFICER, ROLES, VIEW_ONLY
 from tests.conftest import sign_in
 from tests.factories import UserFactory
@@ -34,7 +36,7 @@ def roles(db):
 
 
 def member_of(role: str) -> HttpClient:
-    user = UserFactory(is_staff=True)
+    user = cast(User, UserFactory(is_staff=True))
     user.groups.add(Group.objects.get(name=role))
     http = HttpClient()
     assert sign_in(http, user).status_code == HTTPStatus.FOUND

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt
@@ -226,7 +226,7 @@ def verify_id_token(
     token: str, jwks: dict[str, Any], *, issuer: str, client_id: str, nonce: str, access_token: str
 ) -> dict[str, Any]:
     """OIDC Core §3.1.3.7 with joserfc: signature by a JWKS key, iss, aud, exp, iat, nonce and at_hash."""
-    decoded = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["RS256"])
+    decoded = jose_jwt.decode(token, KeySet.import_key_set(cast(Any, jwks)), algorithms=["RS256"])
     assert decoded.header["alg"] == "RS256"
     jose_jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": issuer},

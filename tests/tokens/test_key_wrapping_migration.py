@@ -86,7 +86,7 @@ def old_audit_key(state: str = AuditKey.State.ACTIVE) -> AuditKey:
 
 
 def blobs() -> dict[str, tuple[bytes, bytes]]:
-    rows = [*SigningKey.objects.all(), *AuditKey.objects.all()]
+    rows: list[SigningKey | AuditKey] = [*SigningKey.objects.all(), *AuditKey.objects.all()]
     return {row.kid: (bytes(row.wrapped_private_key), bytes(row.wrapped_data_key)) for row in rows}
 
 

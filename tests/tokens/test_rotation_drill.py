@@ -32,7 +32,9 @@ class CachingVerifier:
     def _keyset(self) -> dict[str, Any]:
         if time.monotonic() >= self.expires:
             response = requests.get(self.jwks_uri, timeout=5)
-            max_age = int(re.search(r"max-age=(\d+)", response.headers["Cache-Control"]).group(1))
+            match = re.search(r"max-age=(\d+)", response.headers["Cache-Control"])
+            assert match is not None
+            max_age = int(match.group(1))
             self.expires = time.monotonic() + max_age
             self.keys = {jwk["kid"]: jwt.PyJWK(jwk) for jwk in response.json()["keys"]}
             self.fetches += 1

@@ -20,7 +20,7 @@ from uaa.oauth.rfc7523 import ASSERTION_TYPE
 
 ISSUER = "http://testserver"  # UAA_ISSUER in the test settings: the aud of every assertion (rfc7523bis)
 TOKEN_ENDPOINT = f"{ISSUER}/oauth/token"
-KEY_TYPES = {
+KEY_TYPES: dict[str, dict[str, Any]] = {
     "RS256": {"kty": "RSA", "size": 2048},
     "PS256": {"kty": "RSA", "size": 2048},
     "ES256": {"kty": "EC", "crv": "P-256"},

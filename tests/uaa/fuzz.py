@@ -168,7 +168,7 @@ def _claims(**overrides: object) -> dict[str, object]:
     return claims
 
 
-ES256 = {"alg": "ES256", "kid": "k"}
+ES256: dict[str, object] = {"alg": "ES256", "kid": "k"}
 DEEP = b"[" * 3000 + b"]" * 3000
 # Client assertions (RFC 7523) sent by nobody in particular: numbers no calendar holds, JSON deeper than
 # the recursion limit, lone surrogates and NUL where a client_id or jti goes, a crit header, an oversized one.

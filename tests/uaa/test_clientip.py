@@ -9,6 +9,7 @@ out someone else's.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import Client as HttpClient
@@ -17,7 +18,7 @@ from tokens.clientip import client_address
 from tokens.models import LedgerRecord
 
 
-def failed_sign_in_address(**meta: str) -> str:
+def failed_sign_in_address(**meta: Any) -> str:
     HttpClient().post(
         "/accounts/login", {"email": "nobody@example.com", "password": "wrong password"}, **meta
     )

@@ -18,7 +18,7 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from types import SimpleNamespace
 
@@ -122,7 +122,7 @@ def test_errors_of_a_query_are_not_an_outage(tmp_path):
 
 
 @pytest.fixture
-def outage(transactional_db, settings) -> Iterator[callable]:
+def outage(transactional_db, settings) -> Iterator[Callable[[], None]]:
     """``outage()`` makes the database unreachable for this process's connection, the way a partition does:
     the next query has to connect, and cannot. Restored (and reconnected) at the end."""
     settings.UAA_UNAVAILABLE_LOG_INTERVAL = 3600  # one line for the whole test

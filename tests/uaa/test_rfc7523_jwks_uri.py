@@ -75,7 +75,7 @@ class FakeDNS:
             return REAL_GETADDRINFO(host, port, *args, **kwargs)
         answer = self.answers[name][min(self.lookups.count(name), len(self.answers[name]) - 1)]
         self.lookups.append(name)
-        results = []
+        results: list[tuple[Any, ...]] = []
         for address in answer:
             if ":" in address:
                 results.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, int(port or 0), 0, 0)))

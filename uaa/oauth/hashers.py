@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.hashers import BasePasswordHasher, get_hashers, mask_hash
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import get_random_string
 
@@ -62,7 +65,7 @@ class ClientSecretHasher(BasePasswordHasher):
         """Never true: Django's password API is the user path. Client secrets: ``verify_client_secret``."""
         return False
 
-    def safe_summary(self, encoded: str) -> dict[str, str]:
+    def safe_summary(self, encoded: str) -> dict[StrOrPromise, Any]:
         decoded = self.decode(encoded)
         return {
             "algorithm": decoded["algorithm"],
