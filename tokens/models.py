@@ -1,4 +1,5 @@
-"""Signing keys: ``next`` → ``active`` → ``retired`` → ``expired`` (or ``revoked`` at once).
+"""The keys and the ledger: signing keys (``next`` → ``active`` → ``retired`` → ``expired``, or ``revoked`` at
+once), audit keys, ledger records and signed tree heads.
 
 The private half is stored only wrapped (tokens/keys.py): AES-256-GCM under a per-key data key,
 itself wrapped under the key-encryption key from ``UAA_KEK``. Nothing in the database alone decrypts it.

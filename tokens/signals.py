@@ -1,4 +1,4 @@
-"""Signals other parts of UAA hook into. The audit ledger (a later issue) listens here.
+"""Signals other parts of UAA hook into; the audit ledger listens here (tokens/receivers.py).
 
 ``signing_key_changed(sender=SigningKey, event, key, at, **extra)`` is sent inside the transaction
 that changes the key, for the events ``published``, ``activated``, ``retired``, ``expired`` and

@@ -1,6 +1,6 @@
 """Adding, renaming and removing factors, and the admin's reset: each change with its audit record.
 
-A change and its ``LedgerRecord`` share one transaction (tokens/ledger.py). Records name the factor's
+A change and its ``LedgerRecord`` share one transaction (tokens/ledger/records.py). Records name the factor's
 kind and id, never a key, a code or a credential's public key.
 """
 

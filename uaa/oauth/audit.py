@@ -1,4 +1,4 @@
-"""Audit records of OAuth events: what an oauthlib request becomes in the ledger (tokens/ledger.py).
+"""Audit records of OAuth events: what an oauthlib request becomes in the ledger (tokens/ledger/).
 
 Called from the validator's hooks inside the transaction that stores the grant, so a grant and its
 record commit or roll back together. Tokens, codes and secrets appear only as SHA-256 digests and
