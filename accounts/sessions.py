@@ -14,14 +14,12 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -201,31 +199,3 @@ def expired(request: HttpRequest, *, now: float) -> Expiry | None:
     if isinstance(last_seen, int | float) and now - last_seen > settings.UAA_SESSION_IDLE_TIMEOUT:
         return Expiry.IDLE
     return None
-
-
-class SessionTimeoutMiddleware:
-    """End an SSO session after ``UAA_SESSION_IDLE_TIMEOUT`` seconds unused, or ``SESSION_COOKIE_AGE``
-    seconds (``UAA_SESSION_MAX_AGE``) after sign-in, whichever comes first, and at once when it began
-    before the user's not-before time (accounts/revocation.py). A session that owes a sign-in stage
-    (accounts/signin.py ``interstitial``: replenishing its user's factors) is sent to it first."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated:
-            now = time.time()
-            reason = expired(request, now=now)
-            if reason:
-                user_id = str(request.user.pk)
-                logout(request)  # end_recorded_session marks its SignIn ended
-                logger.info("accounts.session_expired", extra={"user_id": user_id, "reason": reason})
-            else:
-                if now - float(request.session.get(LAST_SEEN, 0)) > LAST_SEEN_RESOLUTION:
-                    request.session[LAST_SEEN] = now
-                from accounts import signin
-
-                interstitial = signin.interstitial(request)
-                if interstitial is not None:
-                    return HttpResponseRedirect(interstitial)
-        return self.get_response(request)

@@ -20,3 +20,9 @@ class UAAConfig(AppConfig):
         # Every process runs django.setup() before it serves anything (gunicorn's workers, Celery, manage.py):
         # none of them starts with a configuration error (uaa.E002 is for `manage.py check` only).
         refuse_to_start()
+
+        from tokens.signals import signing_key_changed
+        from uaa.middleware import jwks_changed
+
+        # A key change replaces the last good copy of the JWKS served during a database outage.
+        signing_key_changed.connect(jwks_changed, dispatch_uid="uaa.last_good_jwks")

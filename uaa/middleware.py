@@ -20,6 +20,7 @@ from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reve
 
 from tokens.clientip import Network, is_trusted_proxy, parse_trusted_proxies
 from uaa.oauth.errors import InvalidRequest, TemporarilyUnavailable, error_response
+from uaa.oauth.views import server_error as server_error_page
 from uaa.outage import (
     is_database_unavailable,
     is_outage_response,
@@ -159,8 +160,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if exc is not None and is_database_unavailable(exc):
         note_outage(exc, request=request)
         return unavailable_response(request)
-    from uaa.oauth.views import server_error as server_error_page  # the views import this module's neighbours
-
     return server_error_page(request)
 
 

@@ -9,11 +9,7 @@ class OAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from tokens.ledger import before_sealing
-        from tokens.signals import signing_key_changed
-        from uaa.middleware import jwks_changed
         from uaa.oauth.audit import flush_before_sealing
 
         # Summaries of failed client authentication whose window ended are sealed with the next run.
         before_sealing.connect(flush_before_sealing, dispatch_uid="uaa.oauth.flush_client_auth_failures")
-        # A key change replaces the last good copy of the JWKS served during a database outage.
-        signing_key_changed.connect(jwks_changed, dispatch_uid="uaa.last_good_jwks")
