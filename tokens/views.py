@@ -73,7 +73,7 @@ def audit_head(request: HttpRequest) -> HttpResponse:
     (RFC 9162 §8.1); the verifier takes a saved copy as ``--trusted-head``."""
     try:
         head = published_tree_head()
-    except SealRefused:  # a row nobody can verify (the sealer logs it, and refuses to extend it)
+    except SealRefused:  # a head the sealer would not extend (logged): a bad signature, behind its witness
         return _json_error(
             HTTPStatus.SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

@@ -27,7 +27,14 @@ This package re-exports the names its callers use; nothing here has logic of its
 from __future__ import annotations
 
 from tokens.checksum import sha256_hex  # the digest records hold of tokens, codes and assertions
-from tokens.ledger.export import Export, collect_export, verify_stored_ledger, write_export
+from tokens.ledger.export import (
+    Export,
+    ExportRefused,
+    collect_export,
+    export_ledger,
+    verify_stored_ledger,
+    write_export,
+)
 from tokens.ledger.records import (
     LedgerCorrupt,
     RequestMetadata,
@@ -41,6 +48,7 @@ from tokens.ledger.retention import PruneRefused, prune_ledger
 from tokens.ledger.sealing import (
     SealRefused,
     before_sealing,
+    head_problem,
     published_tree_head,
     seal_tree_head,
     sealing_problem,
@@ -51,6 +59,7 @@ _utc = rfc3339_utc  # the name tests use to write a record's ``at`` by hand
 
 __all__ = [
     "Export",
+    "ExportRefused",
     "LedgerCorrupt",
     "PruneRefused",
     "RequestMetadata",
@@ -60,6 +69,8 @@ __all__ = [
     "build_record",
     "collect_export",
     "consistency_proof",
+    "export_ledger",
+    "head_problem",
     "inclusion_proof",
     "latest_tree_head",
     "prune_ledger",

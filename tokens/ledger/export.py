@@ -14,7 +14,7 @@ from django.conf import settings
 from tokens import witness
 from tokens.ledger.audit_keys import audit_jwks
 from tokens.ledger.records import LedgerCorrupt, record_problem, rfc3339_utc, stored_record
-from tokens.ledger.sealing import SEAL_BATCH, unsealable
+from tokens.ledger.sealing import SEAL_BATCH, head_problem, unsealable
 from tokens.ledger.tree import pruned_through
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import FORMAT, Report, canonical_json, verify_ledger
@@ -71,6 +71,30 @@ def collect_export(*, now: datetime, problems: list[LedgerCorrupt] | None = None
         "exported_at": rfc3339_utc(now),
     }
     return Export(manifest=manifest, records=records, tree_heads=heads, jwks=audit_jwks())
+
+
+class ExportRefused(Exception):
+    """The database's ledger does not extend what the sealer signed (its witness): no export is written."""
+
+
+def export_ledger(*, directory: Path, now: datetime) -> Export:
+    """``collect_export`` written to ``directory`` by ``write_export`` (``manage.py audit export``), unless
+    the database's latest head is one the sealer would not extend (``head_problem``: cut back behind its
+    witness, another root at the witness's size, a head that does not verify): then ``ExportRefused`` and
+    nothing is written. An export cut together with its last heads verifies on its own (only a trusted
+    head shows the cut), so the one place that can tell, the server holding the witness, refuses to make
+    it. Checked before and after collecting, so a cut made meanwhile is refused too."""
+    _check_extends_witness()
+    export = collect_export(now=now)
+    _check_extends_witness()
+    write_export(export, directory)
+    return export
+
+
+def _check_extends_witness() -> None:
+    refusal = head_problem()
+    if refusal is not None:
+        raise ExportRefused(str(refusal))
 
 
 def write_export(export: Export, directory: Path) -> None:

@@ -10,6 +10,7 @@ record must be canonical (else ``SealRefused``, logged once).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -75,6 +76,7 @@ class _Base:
     frontier: list[bytes]
     timestamp: int  # the latest time already signed: the next head is not older
     started: bool = False  # no witness yet: this tree was taken from the database on its signature
+    head: TreeHead | None = None  # the database's latest head, as checked
 
 
 def _frontier_of(head: TreeHead) -> list[bytes] | None:
@@ -86,7 +88,7 @@ def _frontier_of(head: TreeHead) -> list[bytes] | None:
     return frontier.hashes if frontier.root().hex() == head.root_hash else None
 
 
-def _trusted_base(*, now: datetime) -> _Base:
+def _trusted_base(*, now: datetime | None) -> _Base:
     """The tree the next head extends, or ``SealRefused``.
 
     The latest head in the database must carry a valid signature by a proven audit key and not be dated
@@ -94,11 +96,12 @@ def _trusted_base(*, now: datetime) -> _Base:
     ``[m, n)`` (normally none) appended to the witness's frontier give the latest head's root. The new head
     is then computed from that frontier, never from the database's own, so history below m cannot be
     injected. Without a witness (the first seal of this deployment, or a sealer that never had the file),
-    the latest head is accepted on its signature, and the log says so.
+    the latest head is accepted on its signature, and the log says so. With ``now`` ``None`` the times
+    are not checked against a clock (what is published and exported: a head dated ahead of this
+    process's clock is still one the sealer signed).
     """
     path = witness.witness_path()
     latest = latest_tree_head()
-    limit = timestamp_ms(now) + CLOCK_TOLERANCE_MS
     if latest is not None:
         problem = verify_tree_head(
             latest.as_dict(),
@@ -113,7 +116,7 @@ def _trusted_base(*, now: datetime) -> _Base:
                 event="tokens.ledger_head_untrusted",
                 tree_size=latest.tree_size,
             )
-        if latest.timestamp > limit:
+        if now is not None and latest.timestamp > timestamp_ms(now) + CLOCK_TOLERANCE_MS:
             raise SealRefused(
                 f"the latest tree head (size {latest.tree_size}) is dated {latest.timestamp} ms, in the"
                 f" future of this sealer's clock ({timestamp_ms(now)} ms): later heads would inherit it",
@@ -139,7 +142,9 @@ def _trusted_base(*, now: datetime) -> _Base:
                 event="tokens.ledger_head_untrusted",
                 tree_size=latest.tree_size,
             )
-        return _Base(size=latest.tree_size, frontier=frontier, timestamp=latest.timestamp, started=True)
+        return _Base(
+            size=latest.tree_size, frontier=frontier, timestamp=latest.timestamp, started=True, head=latest
+        )
 
     size = latest.tree_size if latest else 0
     signed = known["tree_size"]
@@ -154,7 +159,7 @@ def _trusted_base(*, now: datetime) -> _Base:
             database_size=size,
         )
 
-    if known["timestamp"] > limit:
+    if now is not None and known["timestamp"] > timestamp_ms(now) + CLOCK_TOLERANCE_MS:
         raise SealRefused(
             f"the sealer's witness (size {signed}) is dated {known['timestamp']} ms, in the future of this"
             f" sealer's clock ({timestamp_ms(now)} ms)",
@@ -185,7 +190,9 @@ def _trusted_base(*, now: datetime) -> _Base:
             if size > signed
             else f"its tree head of size {size} has another root: the history was rewritten"
         )
-    return _Base(size=size, frontier=tree.hashes, timestamp=max(latest.timestamp, known["timestamp"]))
+    return _Base(
+        size=size, frontier=tree.hashes, timestamp=max(latest.timestamp, known["timestamp"]), head=latest
+    )
 
 
 def _unwritable(exc: OSError) -> SealRefused:
@@ -331,6 +338,18 @@ def seal_tree_head(*, now: datetime, force: bool = False, max_batches: int = 20)
     return latest
 
 
+def head_problem() -> SealRefused | None:
+    """Why the database's latest head cannot be trusted, or ``None``: the sealer's checks of the head and
+    the witness (a signature by a proven audit key, extending the witness: not shorter, and the same root
+    at the witness's size), read-only, without the sealer's clock checks. What the export and the
+    published head must pass (docs/audit-ledger.md, "When sealing stops")."""
+    try:
+        _trusted_base(now=None)
+    except SealRefused as refusal:
+        return refusal
+    return None
+
+
 def sealing_problem(*, now: datetime) -> str | None:
     """Why the next seal would be refused, or ``None``: the same checks, read-only (the admin's page)."""
     try:
@@ -348,13 +367,34 @@ def sealing_problem(*, now: datetime) -> str | None:
     return None
 
 
+UNPUBLISHED_LOG_INTERVAL = 60.0  # seconds: a head refused to every poll is logged once a minute, not per poll
+_last_unpublished: dict[str, float] = {}  # the refusal this process logged last, and when (monotonic)
+
+
+def _log_unpublished(refusal: SealRefused) -> None:
+    moment = time.monotonic()
+    last = _last_unpublished.get(str(refusal))
+    if last is not None and moment - last < UNPUBLISHED_LOG_INTERVAL:
+        return
+    _last_unpublished.clear()
+    _last_unpublished[str(refusal)] = moment
+    logger.error(
+        "tokens.ledger_head_unpublished",
+        extra={**refusal.fields, "refusal": refusal.event, "problem": str(refusal)},
+    )
+
+
 def published_tree_head() -> dict[str, Any] | None:
     """The latest signed tree head with ``issuer``, as ``/.well-known/audit-head.json`` and ``audit head``
-    give it, or ``None`` before the first seal; ``SealRefused`` if its signature does not verify."""
-    head = latest_tree_head()
+    give it, or ``None`` before the first seal. ``SealRefused`` (logged at error level, once per
+    ``UNPUBLISHED_LOG_INTERVAL``) unless the sealer would extend it (``head_problem``): a head that does
+    not verify, or that is behind or beside the witness (a database cut back or rewritten), is never
+    published, nor is the witness's head instead: monitors see the outage rather than a stale head."""
+    try:
+        head = _trusted_base(now=None).head  # the head checked, not one read after
+    except SealRefused as refusal:
+        _log_unpublished(refusal)
+        raise
     if head is None:
         return None
-    problem = verify_tree_head(head.as_dict(), issuer=settings.UAA_ISSUER, keys=load_keys(audit_jwks()))
-    if problem:
-        raise SealRefused(problem, event="tokens.ledger_head_untrusted", tree_size=head.tree_size)
     return {**head.as_dict(), "issuer": settings.UAA_ISSUER}

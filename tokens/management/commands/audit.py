@@ -66,7 +66,8 @@ class Command(BaseCommand):
                 if action == "seal":
                     raise CommandError(f"sealing refused: {exc}") from exc
                 refused = f"sealing refused: {exc}"
-                self.stderr.write(self.style.ERROR(f"ERROR: {refused}; going on with what is sealed"))
+                if action == "verify" or ledger.head_problem() is None:
+                    self.stderr.write(self.style.ERROR(f"ERROR: {refused}; going on with what is sealed"))
             if action == "seal":
                 self.stdout.write(f"sealed: tree size {head.tree_size}" if head else "nothing to seal")
         if action == "verify":
@@ -92,10 +93,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(proof, indent=2, sort_keys=True))
         elif action == "export":
             try:
-                export = ledger.collect_export(now=timezone.now())
-            except ledger.LedgerCorrupt as exc:
+                export = ledger.export_ledger(directory=options["directory"], now=timezone.now())
+            except (ledger.ExportRefused, ledger.LedgerCorrupt) as exc:
                 raise CommandError(f"nothing exported: {exc}") from exc
-            ledger.write_export(export, options["directory"])
             self.stdout.write(
                 f"exported {len(export.records)} records and {len(export.tree_heads)} tree heads"
                 f" to {options['directory']}; verify with: python tokens/verifier.py {options['directory']}"
