@@ -313,6 +313,9 @@ class RedeemedCode(models.Model):
     session_id = models.CharField("sid", max_length=64, blank=True)
     amr = models.JSONField(default=list, blank=True)
     acr = models.CharField(max_length=64, blank=True)
+    # OIDC Core §5.5: the claims the authorization request asked for at userinfo (uaa/oauth/claims.py),
+    # as granted; they outlive the code, for every access token of the family.
+    claims = models.JSONField(default=dict, blank=True)
     redeemed_at = models.DateTimeField(auto_now_add=True)
     expires = models.DateTimeField(db_index=True)
 
