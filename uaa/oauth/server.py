@@ -33,6 +33,10 @@ class Server(OpenIDServer):
         """RFC 6749 §4.1.3, §4.4.2, §6: ``grant_type`` is REQUIRED (``invalid_request``), and one this
         server does not route is ``unsupported_grant_type``; read from the form body, as the client sent it.
         The errors are made without the request: oauthlib would copy its ``state`` into them."""
+        # oauthlib's Request starts with ``user = None`` and lets a parameter of that name take its place; the
+        # user of a token is the one its grant names (validate_code, validate_refresh_token), never a
+        # ``user=`` the client posted (a client_credentials token would have had it as ``sub``, or a 500).
+        request.user = None
         grant_type = dict(request.decoded_body or []).get("grant_type")
         if not grant_type:
             raise oauthlib_errors.InvalidRequestError(description=GRANT_TYPE_REQUIRED)

@@ -333,9 +333,9 @@ class UAAOAuth2Validator(OAuth2Validator):
     ) -> str:
         """OIDC Core §2: sign the ID token with the active key of the client's registered algorithm."""
         claims, expires = self.get_id_token_dictionary(token, token_handler, request)
+        # The nonce is the authorization request's (OIDC Core §3.1.3.6), which oauthlib copied from the
+        # code into ``id_token``; never ``request.nonce``: at the token endpoint, whatever the client posted.
         id_token.update(claims)
-        if "nonce" not in id_token and request.nonce:
-            id_token["nonce"] = request.nonce
         serialized = sign_id_token(claims=id_token, algorithm=request.client.algorithm)
         request.id_token = self._save_id_token(id_token["jti"], request, expires)
         request.access_token = request.id_token
