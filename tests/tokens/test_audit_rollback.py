@@ -45,7 +45,7 @@ def drop_delete_guard() -> None:
     """What the attacker does first: the trigger refusing DELETEs is dropped (the table's owner may)."""
     on = " ON tokens_ledgerrecord" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TRIGGER IF EXISTS tokens_ledgerrecord_no_delete{on}")
+        cursor.execute(f"DROP TRIGGER tokens_ledgerrecord_no_delete{on}")
 
 
 def cut_back_to(size: int) -> None:

@@ -1,7 +1,8 @@
 """A database-only attacker against the sealer: it must not sign what the database says happened.
 
-The attacker writes any table with plain SQL (the append-only trigger only refuses UPDATEs of sealed rows;
-DELETE and INSERT are theirs) but does not know ``UAA_KEK``, so cannot sign. The sealer holds the audit key:
+The attacker writes any table with plain SQL (the triggers refuse UPDATEs of sealed rows and DELETEs, and
+the attacker drops the delete guard first, as the table's owner may; INSERT is theirs) but does not know
+``UAA_KEK``, so cannot sign. The sealer holds the audit key:
 before these fixes it signed whatever the database held, so a rewritten history came back genuinely signed
 (a signing oracle). RFC 9162 §2.1.4: a log's new tree must extend the old one; §8.1: a monitor checks
 that against the heads it saw. The sealer is its own first monitor: it keeps the last head it signed
@@ -82,6 +83,13 @@ def insert_unsealed(*, event: str, at: Any, client_id: str, actor: str, body: st
         )
 
 
+def drop_delete_guard() -> None:
+    """What the attacker does before a DELETE: drop the trigger refusing it (the table's owner may)."""
+    suffix = " ON tokens_ledgerrecord" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER tokens_ledgerrecord_no_delete" + suffix)
+
+
 def errors(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
     return [
         entry for entry in caplog.records if entry.getMessage() == event and entry.levelno >= logging.ERROR
@@ -114,6 +122,7 @@ def test_a_tail_rewritten_in_the_database_is_never_signed(t1, tmp_path, capsys, 
         .order_by("leaf_index")
         .values_list("event", "at", "client_id", "actor", "body")
     )
+    drop_delete_guard()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tokens_treehead WHERE tree_size > %s", [size])
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index >= %s", [size])
@@ -169,6 +178,7 @@ def test_records_rewritten_below_the_witness_are_not_signed_into_a_new_head(t1, 
     body = canonical_json(record).decode()
     forged = genuine.copy()
     forged[3] = leaf_hash(body.encode())
+    drop_delete_guard()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index = 3")
         cursor.execute(
@@ -233,6 +243,7 @@ def test_a_database_restored_behind_the_witness_is_refused_until_the_operator_de
     append(3)
     ledger.seal_tree_head(now=now())
     after = witness.read_bytes()
+    drop_delete_guard()
     with connection.cursor() as cursor:  # the backup held only T1
         cursor.execute("DELETE FROM tokens_treehead WHERE tree_size > 13")
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index >= 13")
@@ -261,6 +272,7 @@ def test_a_lagging_witness_is_caught_up_over_the_databases_leaves(t1):
     record = json.loads(victim.body)
     record["client_id"] = "someone-else"
     body = canonical_json(record).decode()
+    drop_delete_guard()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index = 14")
         cursor.execute(
@@ -450,6 +462,7 @@ def test_a_record_dated_in_the_future_is_not_sealed(t1):
 def test_a_sealed_non_json_body_makes_export_and_verify_fail_with_a_message_not_a_traceback(t1, tmp_path):
     """Inserted as if sealed (leaf_index and leaf_hash set by the attacker): export and verify say which
     record it is and exit 1."""
+    drop_delete_guard()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index = 4")
         cursor.execute(

@@ -66,6 +66,12 @@ def drop_append_only_trigger() -> None:
         cursor.execute("DROP TRIGGER tokens_ledgerrecord_append_only" + suffix)
 
 
+def drop_delete_guard() -> None:
+    suffix = " ON tokens_ledgerrecord" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER tokens_ledgerrecord_no_delete" + suffix)
+
+
 def verify_failure() -> str:
     with pytest.raises(CommandError) as failure:
         call_command("audit", "verify", "--no-seal", stdout=io.StringIO())
@@ -128,6 +134,7 @@ def test_a_changed_field_with_its_leaf_hash_recomputed_is_caught_by_the_signed_r
 
 def test_a_deleted_record_is_named(sealed_ledger, tmp_path):
     drop_append_only_trigger()
+    drop_delete_guard()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM tokens_ledgerrecord WHERE leaf_index = 7")
     message = verify_failure()

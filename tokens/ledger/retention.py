@@ -53,8 +53,8 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
     manifest_sha256 = sha256_hex((export / "manifest.json").read_bytes())
     with transaction.atomic():
         key = locked_active_audit_key(now=now)  # no seal runs meanwhile
-        deleted, _ = LedgerRecord.objects.filter(leaf_index__lt=tree_size).delete()
-        TreeHead.objects.filter(pk=head.pk).update(pruned_at=now)
+        pruned_records = LedgerRecord.objects.filter(leaf_index__lt=tree_size)
+        deleted = pruned_records.count()
         timestamp = timestamp_ms(now)
         statement = prune_statement_message(
             issuer=settings.UAA_ISSUER,
@@ -77,6 +77,12 @@ def prune_ledger(*, tree_size: int, export: Path, now: datetime) -> TreeHead:
                 "signature": b64url(sign(key, statement)),
             },
         )
+        # After the record: the database's delete guard (migration 0011) lets go only of sealed records
+        # below the tree_size of a ledger.pruned record that stays.
+        removed, _ = pruned_records.delete()
+        if removed != deleted:  # the count the record states must be what went
+            raise PruneRefused(f"{removed} records went, not the {deleted} counted: nothing is pruned")
+        TreeHead.objects.filter(pk=head.pk).update(pruned_at=now)
     logger.info("tokens.ledger_pruned", extra={"tree_size": tree_size, "deleted": deleted})
     seal_tree_head(now=now)  # the ledger verifies from the pruning point at once, not at the next beat
     head.refresh_from_db()

@@ -19,12 +19,14 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.dispatch import Signal
+from django.utils import timezone
 
 from tokens import witness
 from tokens.ledger.audit_keys import audit_jwks, locked_active_audit_key, sign
 from tokens.ledger.records import record_problem, timestamp_ms
 from tokens.ledger.tree import latest_tree_head
 from tokens.models import LedgerRecord, TreeHead
+from tokens.signals import signing_key_changed
 from tokens.verifier import (
     CLOCK_TOLERANCE_MS,
     Frontier,
@@ -336,6 +338,26 @@ def seal_tree_head(*, now: datetime, force: bool = False, max_batches: int = 20)
         _log_refusal(refusal)
         raise
     return latest
+
+
+def _seal_committed_key_change() -> None:
+    """Seal now, in this process, the key change that just committed (``seal_when_key_changes``)."""
+    try:
+        seal_tree_head(now=timezone.now())
+    except SealRefused:
+        pass  # logged once by the sealer; beat tries again
+    except Exception:  # the key change is committed whatever happens here; beat seals it within 10 s
+        logger.exception("tokens.ledger_key_change_unsealed")
+
+
+def seal_when_key_changes(sender: object, **kwargs: object) -> None:
+    """``tokens.signals.signing_key_changed`` (sent inside the change's transaction): once it commits, its
+    ``key.*`` record is sealed at once rather than at the next beat, so that the window in which a record
+    of a revocation is unsealed (and so evidence of nothing yet) lasts one seal, not up to 10 s."""
+    transaction.on_commit(_seal_committed_key_change)
+
+
+signing_key_changed.connect(seal_when_key_changes, dispatch_uid="ledger.seal_key_change")
 
 
 def head_problem() -> SealRefused | None:
