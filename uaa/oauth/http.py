@@ -167,6 +167,30 @@ def check_request(request: HttpRequest, *, methods: tuple[str, ...], form_body: 
             raise InvalidRequest("Parameters must not be repeated.")
 
 
+TOKEN_IN_QUERY = "Send the access token in the Authorization header or a POST form body, not the URL."
+TWO_TOKENS = "Send the access token one way only."
+
+
+def bearer_from_form(request: HttpRequest) -> None:
+    """RFC 6750 §2 at a protected resource (userinfo). A token in the query string (§2.3) is refused:
+    URLs end up in logs and browser history (§5.3, RFC 9700 §4.3.2). A token in a POST form body (§2.2,
+    the body already checked to be ``application/x-www-form-urlencoded`` in UTF-8) moves into the
+    ``Authorization`` header (§2.1), the one place ``UAAOAuth2Validator.validate_bearer_token`` reads one.
+    Both a header and a body token is ``invalid_request`` (§2: "MUST NOT use more than one method")."""
+    if "access_token" in request.GET:
+        raise InvalidRequest(TOKEN_IN_QUERY)
+    if request.method != "POST" or "access_token" not in request.POST:
+        return
+    if request.META.get("HTTP_AUTHORIZATION"):
+        raise InvalidRequest(TWO_TOKENS)
+    form = request.POST.copy()
+    token = form.pop("access_token")[-1]
+    if not token or not _printable_ascii(token):
+        raise InvalidToken()
+    request.POST = form
+    request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
 def _finish(response: HttpResponse) -> HttpResponse:
     for header, value in NO_STORE.items():
         response[header] = value
@@ -186,14 +210,19 @@ def _finish(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def oauth_endpoint(*, methods: tuple[str, ...] = ("POST",), form_body: bool = True) -> Callable[[View], View]:
-    """Wrap a JSON OAuth endpoint: hygiene checks first, RFC-shaped errors always, ``no-store`` on all."""
+def oauth_endpoint(
+    *, methods: tuple[str, ...] = ("POST",), form_body: bool = True, bearer: bool = False
+) -> Callable[[View], View]:
+    """Wrap a JSON OAuth endpoint: hygiene checks first, RFC-shaped errors always, ``no-store`` on all.
+    ``bearer``: a protected resource, which takes a form-body access token too (``bearer_from_form``)."""
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
             try:
                 check_request(request, methods=methods, form_body=form_body)
+                if bearer:
+                    bearer_from_form(request)
                 response = view(request, *args, **kwargs)
             except MethodNotAllowed as exc:
                 response = error_response(exc, request)
