@@ -6,7 +6,7 @@ import html
 import importlib
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ def _flush_past_the_ledger_delete_guard() -> Iterator[None]:
     operations = type(connection.ops)
     flush = operations.execute_sql_flush
 
-    def execute_sql_flush(self: Any, sql_list: list[str]) -> None:
+    def execute_sql_flush(self: Any, sql_list: Iterable[str]) -> None:
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = %s", [guard.NAME])
             guarded = cursor.fetchone() is not None

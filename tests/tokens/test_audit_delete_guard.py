@@ -33,7 +33,7 @@ def now() -> datetime:
     return timezone.now()
 
 
-def sql_delete(where: str, args: list[object]) -> None:
+def sql_delete(where: str, args: list[int]) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {TABLE} WHERE {where}", args)
 
@@ -114,6 +114,7 @@ def test_prune_deletes_below_its_own_record(db, tmp_path: Path):
     for i in range(6):
         ledger.append_record(event=LedgerRecord.Event.TOKEN_ISSUED, client_id=f"svc-{i}")
     head = ledger.seal_tree_head(now=now())
+    assert head is not None
     ledger.export_ledger(directory=tmp_path / "export", now=now())
     ledger.prune_ledger(tree_size=head.tree_size, export=tmp_path / "export", now=now())
     assert not LedgerRecord.objects.filter(leaf_index__lt=head.tree_size).exists()

@@ -65,7 +65,8 @@ def cut(db) -> tuple[int, int]:
     append(5, "late")
     late = ledger.seal_tree_head(now=now())
     assert late is not None and late.tree_size == 18
-    assert witness.load()["tree_size"] == 18
+    known = witness.load()
+    assert known is not None and known["tree_size"] == 18
     cut_back_to(13)
     return 13, 18
 
