@@ -187,7 +187,7 @@ def bearer_from_form(request: HttpRequest) -> None:
     token = form.pop("access_token")[-1]
     if not token or not _printable_ascii(token):
         raise InvalidToken()
-    request.POST = form
+    request.POST = form  # type: ignore[assignment]  # django-stubs: POST is never reassigned; here it is
     request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
 
