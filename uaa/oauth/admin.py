@@ -12,7 +12,25 @@ from uaa.oauth.models import Client, Consent
 from uaa.oauth.services import rotate_client_secret, save_registration
 
 
+def _is_true(value: object) -> bool:
+    return value in (True, "True")
+
+
 class ClientForm(forms.ModelForm):
+    # A choice, not a checkbox: a form posted without it means "required" (a checkbox left out means off).
+    require_pkce = forms.TypedChoiceField(
+        label="Require PKCE",
+        choices=(
+            (True, "Required on every authorization request"),
+            (False, "Not required for OpenID Connect requests with a nonce (confidential clients only)"),
+        ),
+        coerce=_is_true,
+        required=False,
+        empty_value=True,
+        initial=True,
+        help_text=Client._meta.get_field("require_pkce").help_text,
+    )
+
     class Meta:
         model = Client
         fields = [
@@ -23,6 +41,7 @@ class ClientForm(forms.ModelForm):
             "post_logout_redirect_uris",
             "trusted",
             "requires_mfa",
+            "require_pkce",
             "algorithm",
             "allowed_resources",
             "default_audience",
@@ -45,6 +64,7 @@ class ClientAdmin(admin.ModelAdmin):
         "redirect_uris",
         "trusted",
         "requires_mfa",
+        "require_pkce",
         "created",
     ]
     list_filter = [
@@ -52,6 +72,7 @@ class ClientAdmin(admin.ModelAdmin):
         "authorization_grant_type",
         "trusted",
         "requires_mfa",
+        "require_pkce",
         "algorithm",
         "created",
     ]
@@ -69,6 +90,7 @@ class ClientAdmin(admin.ModelAdmin):
                     "authorization_grant_type",
                     "trusted",
                     "requires_mfa",
+                    "require_pkce",
                 )
             },
         ),

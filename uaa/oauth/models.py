@@ -20,9 +20,15 @@ from uaa.oauth import rfc8252
 from uaa.oauth.remote_jwks import UnsafeURI, check_uri
 from uaa.oauth.scopes import USER_SCOPES
 
+PUBLIC_CLIENT_PKCE = (
+    "A public client always requires PKCE: nothing else binds its code to it (RFC 9700 §2.1.1)."
+)
+
 
 class Client(AbstractApplication):
-    """An OAuth client. Redirect URIs match exactly; PKCE S256 is required for every code grant."""
+    """An OAuth client. Redirect URIs match exactly; PKCE S256 is required for every code grant, unless a
+    confidential client's ``require_pkce`` is off (uaa/oauth/rfc7636.py: then only OpenID Connect requests
+    with a ``nonce`` may leave it out)."""
 
     RS256 = "RS256"
     ES256 = "ES256"
@@ -49,6 +55,14 @@ class Client(AbstractApplication):
         default=False,
         help_text="Users reach this client only after a second factor, even where the global policy "
         "(UAA_MFA_REQUIRED) would let them in with a password alone.",
+    )
+    require_pkce = models.BooleanField(
+        "require PKCE",
+        default=True,
+        help_text="Every authorization request sends PKCE (S256). Off, for a confidential client only: an "
+        "OpenID Connect request (scope openid) with a nonce may leave it out, as RFC 9700 §2.1.1 allows; "
+        "any other request still needs it, and a request that sends it is checked. Leave it on unless "
+        "the client cannot send PKCE (docs/security.md).",
     )
     algorithm = models.CharField(
         "ID token signing algorithm",
@@ -110,6 +124,13 @@ class Client(AbstractApplication):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
         ordering = ["-created"]
         verbose_name = "client"
+        constraints = [
+            # RFC 9700 §2.1.1: a public client has no other protection against code injection.
+            models.CheckConstraint(
+                condition=models.Q(require_pkce=True) | ~models.Q(client_type="public"),
+                name="public_clients_require_pkce",
+            )
+        ]
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         """RFC 8252 §7.3: any loopback port for native (public) clients only, else exact (RFC 9700 §4.1.3)."""
@@ -154,6 +175,8 @@ class Client(AbstractApplication):
             self.client_type != self.CLIENT_CONFIDENTIAL
         ):
             raise ValidationError({"client_type": "Client credentials need a confidential client."})
+        if self.client_type != self.CLIENT_CONFIDENTIAL and not self.require_pkce:
+            raise ValidationError({"require_pkce": PUBLIC_CLIENT_PKCE})
         self._clean_private_key_jwt()
         self._clean_introspection_resources()
         self._clean_allowed_resources()

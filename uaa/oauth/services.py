@@ -27,6 +27,7 @@ def register_client(
     post_logout_redirect_uris: list[str] | None = None,
     trusted: bool = False,
     requires_mfa: bool = False,
+    require_pkce: bool = True,
     algorithm: str = Client.RS256,
     default_audience: list[str] | None = None,
     token_endpoint_auth_method: str = Client.CLIENT_SECRET,
@@ -37,7 +38,9 @@ def register_client(
     allowed_scopes: list[str] | None = None,
 ) -> IssuedCredentials:
     """Register a client. ``allowed_resources`` (RFC 8707: the resource servers it may get tokens for)
-    defaults to its default audience; ``allowed_scopes`` (its extra scopes, RFC 6749 §3.3) to none."""
+    defaults to its default audience; ``allowed_scopes`` (its extra scopes, RFC 6749 §3.3) to none.
+    ``require_pkce`` off (a confidential client only) lets its OpenID Connect requests with a ``nonce``
+    leave PKCE out (uaa/oauth/rfc7636.py)."""
     requestable = list(default_audience or []) if allowed_resources is None else allowed_resources
     client = Client(
         name=name,
@@ -47,6 +50,7 @@ def register_client(
         post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
         trusted=trusted,
         requires_mfa=requires_mfa,
+        require_pkce=require_pkce,
         algorithm=algorithm,
         default_audience=" ".join(default_audience or []),
         token_endpoint_auth_method=token_endpoint_auth_method,
@@ -80,6 +84,7 @@ def save_registration(*, client: Client, actor: str = "") -> IssuedCredentials:
             "grant_type": client.authorization_grant_type,
             "redirect_uris": client.redirect_uris.split(),
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "require_pkce": client.require_pkce,
             "introspection_resources": client.served_resources,
             "allowed_resources": client.requestable_resources,
             "allowed_scopes": client.requestable_scopes,

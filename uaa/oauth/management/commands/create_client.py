@@ -30,6 +30,13 @@ class Command(BaseCommand):
             "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_uris"
         )
         parser.add_argument("--trusted", action="store_true", help="first-party: skip the consent page")
+        parser.add_argument(
+            "--no-require-pkce",
+            action="store_false",
+            dest="require_pkce",
+            help="a confidential client whose OpenID Connect requests with a nonce may leave PKCE out "
+            "(RFC 9700 §2.1.1); every other request still needs it. Refused for a public client",
+        )
         parser.add_argument("--algorithm", choices=["RS256", "ES256", "EdDSA"], default="RS256")
         parser.add_argument(
             "--audience",
@@ -92,6 +99,7 @@ class Command(BaseCommand):
                 redirect_uris=options["redirect_uris"],
                 post_logout_redirect_uris=options["post_logout_uris"],
                 trusted=options["trusted"],
+                require_pkce=options["require_pkce"],
                 algorithm=options["algorithm"],
                 default_audience=options["audience"],
                 introspection_resources=options["serves"],
