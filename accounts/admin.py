@@ -17,6 +17,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.db import models
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
@@ -47,7 +48,7 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
     ]
     list_filter = ["is_active", "is_staff", "is_superuser"]
-    search_fields = ["email", "given_name", "family_name"]
+    search_fields = ["email", "given_name", "family_name", "preferred_username"]
     readonly_fields = [
         "id",
         "last_login",
@@ -61,9 +62,26 @@ class UserAdmin(DjangoUserAdmin):
         "sessions_not_before",
     ]
     actions = ["reset_mfa", "unlock_sign_in"]
+    # The profile, picture and website claims are https URLs (accounts.models.https_url): so is a bare host.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("id", "email", "password")}),
-        ("Profile", {"fields": ("given_name", "family_name", "email_verified")}),
+        (
+            "Profile",
+            {
+                "fields": (
+                    ("given_name", "middle_name", "family_name"),
+                    ("nickname", "preferred_username"),
+                    "email_verified",
+                    ("profile", "picture", "website"),
+                    ("gender", "birthdate"),
+                    ("zoneinfo", "locale"),
+                ),
+                "description": "OIDC Core §5.1 claims, released to applications the user allows the scope.",
+            },
+        ),
+        ("Phone", {"fields": (("phone_number", "phone_number_verified"),)}),
+        ("Address", {"fields": ("street_address", ("locality", "region"), ("postal_code", "country"))}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         (
             "Sign-in security",

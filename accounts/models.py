@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
-from datetime import datetime
+import zoneinfo
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -29,6 +33,41 @@ def canonical_email(value: str) -> str:
     """
     text = unicodedata.normalize("NFKC", (value or "").strip())
     return unicodedata.normalize("NFKC", text.lower())
+
+
+# --- OIDC Core §5.1 profile claims: what a stored value must look like ---------------------------------
+https_url = URLValidator(schemes=["https"], message="Enter an https:// URL.")
+# BCP 47 (RFC 5646) in the shape §5.1 gives: a language, then optional subtags ("en", "en-US", "zh-Hant-TW").
+locale_tag = RegexValidator(
+    r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", message="Enter a BCP 47 language tag such as en-US."
+)
+# E.164 with an optional RFC 3966 extension, as §5.1 recommends ("+1 (425) 555-1212" is written +14255551212).
+phone_e164 = RegexValidator(
+    r"^\+[1-9][0-9]{6,14}(;ext=[0-9]{1,10})?$", message="Enter an E.164 number such as +14255551212."
+)
+BIRTHDATE = re.compile(r"^(?P<year>[0-9]{4})(-(?P<month>[0-9]{2})-(?P<day>[0-9]{2}))?$")
+
+
+def validate_zoneinfo(value: str) -> None:
+    """§5.1 zoneinfo: a name from the IANA time zone database, such as Europe/Paris."""
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError("Enter an IANA time zone name such as Europe/Paris.", code="invalid")
+
+
+def validate_birthdate(value: str) -> None:
+    """§5.1 birthdate: YYYY-MM-DD, YYYY alone, or 0000-MM-DD when the year is left out; a real date."""
+    match = BIRTHDATE.match(value)
+    if match is None:
+        raise ValidationError("Enter YYYY-MM-DD or YYYY.", code="invalid")
+    year = int(match["year"])
+    if match["month"] is None:
+        if year == 0:
+            raise ValidationError("Enter YYYY-MM-DD or YYYY.", code="invalid")
+        return
+    try:
+        date(year or 2000, int(match["month"]), int(match["day"]))  # 2000: any leap year for 0000-02-29
+    except ValueError:
+        raise ValidationError("Enter a real date.", code="invalid") from None
 
 
 class UserManager(BaseUserManager["User"]):
@@ -68,6 +107,36 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
     email_verified = models.BooleanField(default=False)
     given_name = models.CharField(max_length=150, blank=True)
     family_name = models.CharField(max_length=150, blank=True)
+    # The other OIDC Core §5.1 claims a deployment keeps (released by scope: uaa/oauth/claims.py); blank is
+    # "not known" and is never released.
+    middle_name = models.CharField(max_length=150, blank=True)
+    nickname = models.CharField(max_length=150, blank=True)
+    preferred_username = models.CharField(
+        max_length=150, blank=True, help_text="Shown to applications; not unique, not an identifier."
+    )
+    profile = models.URLField("profile page", max_length=500, blank=True, validators=[https_url])
+    picture = models.URLField(max_length=500, blank=True, validators=[https_url])
+    website = models.URLField(max_length=500, blank=True, validators=[https_url])
+    gender = models.CharField(max_length=32, blank=True, help_text="female, male, or another value.")
+    birthdate = models.CharField(
+        max_length=10, blank=True, validators=[validate_birthdate], help_text="YYYY-MM-DD or YYYY."
+    )
+    zoneinfo = models.CharField(
+        "time zone", max_length=64, blank=True, validators=[validate_zoneinfo], help_text="Europe/Paris"
+    )
+    locale = models.CharField(max_length=35, blank=True, validators=[locale_tag], help_text="en-US")
+    phone_number = models.CharField(
+        max_length=32, blank=True, validators=[phone_e164], help_text="E.164: +14255551212"
+    )
+    phone_number_verified = models.BooleanField(default=False)
+    # §5.1.1 address, in parts; ``formatted`` is made from them (uaa/oauth/claims.py).
+    street_address = models.TextField(
+        max_length=500, blank=True, help_text="One line per line of the address."
+    )
+    locality = models.CharField("city", max_length=150, blank=True)
+    region = models.CharField("state or region", max_length=150, blank=True)
+    postal_code = models.CharField(max_length=32, blank=True)
+    country = models.CharField(max_length=150, blank=True)
     is_staff = models.BooleanField(default=False, help_text="Can sign in to the admin site.")
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)

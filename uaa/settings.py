@@ -319,8 +319,10 @@ UAA_KEY_RETENTION_MARGIN = env.int("UAA_KEY_RETENTION_MARGIN", default=300)
 
 UAA_SCOPES = {
     "openid": "Sign you in with your account",
-    "profile": "See your name",
+    "profile": "See your name and profile (picture, website, birth date, time zone, language)",
     "email": "See your e-mail address",
+    "address": "See your postal address",
+    "phone": "See your phone number",
     "offline_access": "Stay signed in to the application when you are not using it",
 }
 UAA_SCOPES.update(env.dict("UAA_EXTRA_SCOPES", default={}))

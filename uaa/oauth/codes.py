@@ -7,6 +7,7 @@ authorization code." Codes are kept only as SHA-256 checksums once spent.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -85,8 +86,29 @@ def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:
         session_id=getattr(grant, "session_id", ""),
         amr=list(getattr(grant, "amr", []) or []),
         acr=getattr(grant, "acr", ""),
+        claims=stored_claims_request(grant),
         expires=timezone.now() + timedelta(seconds=settings.UAA_REFRESH_TOKEN_LIFETIME),
     )
+
+
+def stored_claims_request(grant: AuthorizationCode | None) -> dict[str, Any]:
+    """The claims request (OIDC Core §5.5) a code was granted with (uaa/oauth/claims.py), or none."""
+    try:
+        value = json.loads(grant.claims) if grant is not None and grant.claims else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def claims_request_of(access_token: Any) -> dict[str, Any]:
+    """The claims request of the code an access token comes from, directly or by a refresh of its
+    family (``RedeemedCode.claims``); none for a token of no code."""
+    redemptions = RedeemedCode.objects.filter(access_token_checksum=access_token.token_checksum)
+    source = getattr(access_token, "source_refresh_token", None)
+    if source is not None and source.token_family is not None:
+        redemptions = RedeemedCode.objects.filter(refresh_token_family=source.token_family)
+    claims = redemptions.values_list("claims", flat=True).first()
+    return claims if isinstance(claims, dict) else {}
 
 
 def revoke_tokens_of_replayed_code(*, code: str, request: OAuthlibRequest | None = None) -> bool:

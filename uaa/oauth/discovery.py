@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
-from uaa.oauth import rfc7636, rfc9207
+from uaa.oauth import claims, rfc7636, rfc9207
 from uaa.oauth.interaction import PROMPT_VALUES_SUPPORTED, RESPONSE_MODES_SUPPORTED
 from uaa.oauth.rfc7523 import ALGORITHMS as ASSERTION_ALGORITHMS
 
@@ -55,26 +55,10 @@ def openid_configuration() -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "id_token_signing_alg_values_supported": [choice for choice, _ in SigningKey.Algorithm.choices],
-        "claims_supported": [
-            "sub",
-            "iss",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "nonce",
-            "amr",
-            "acr",
-            "sid",
-            "name",
-            "given_name",
-            "family_name",
-            "updated_at",
-            "email",
-            "email_verified",
-        ],
+        # OIDC Core §5.1 by scope and §5.5 one by one (uaa/oauth/claims.py), and what every ID token has.
+        "claims_supported": [*claims.USER_CLAIMS, *claims.ID_TOKEN_CLAIMS],
         "prompt_values_supported": list(PROMPT_VALUES_SUPPORTED),  # what AuthorizeView answers
-        "claims_parameter_supported": False,
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "frontchannel_logout_supported": False,

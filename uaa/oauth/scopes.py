@@ -1,8 +1,8 @@
 """Scopes offered by UAA (settings.UAA_SCOPES) and which of them each client may be granted (RFC 6749 §3.3).
 
-UAA offers OIDC's user scopes (openid, profile, email, offline_access) and the extra scopes an operator
-adds with UAA_EXTRA_SCOPES. "The authorization server MAY fully or partially ignore the scope requested
-by the client, based on the authorization server policy" (§3.3); UAA's policy is per client:
+UAA offers OIDC's user scopes (openid, profile, email, address, phone, offline_access) and the extra scopes
+an operator adds with UAA_EXTRA_SCOPES. "The authorization server MAY fully or partially ignore the scope
+requested by the client, based on the authorization server policy" (§3.3); UAA's policy is per client:
 
 - the user scopes: every authorization-code client may ask for them (the user consents); a client acting
   for itself (client credentials) never gets them, there being no user (OIDC Core §3.1.2.1);
@@ -21,7 +21,7 @@ from django.conf import settings
 from oauth2_provider.scopes import BaseScopes
 
 # Scopes about a signed-in user (OIDC Core §5.4, §11): meaningless for a client acting on its own behalf.
-USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+USER_SCOPES = frozenset({"openid", "profile", "email", "address", "phone", "offline_access"})
 
 CLIENT_CREDENTIALS = "client-credentials"  # Client.GRANT_CLIENT_CREDENTIALS (not imported: models import us)
 

@@ -18,6 +18,7 @@ from tokens.formats.rfc9068 import TYP as ACCESS_TOKEN_TYP
 from tokens.signing import verification_key, verify_jwt
 from uaa.oauth import (
     audit,
+    claims,
     clientauth,
     codes,
     consent,
@@ -27,7 +28,6 @@ from uaa.oauth import (
     rfc7636,
     rfc8707,
 )
-from uaa.oauth.claims import claims_for_user
 from uaa.oauth.grant_context import grant_context
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
 from uaa.oauth.scopes import scopes_for_client
@@ -145,7 +145,17 @@ class UAAOAuth2Validator(OAuth2Validator):
         the client and redirect URI are valid, before anyone is asked to sign in or consent."""
         if request.response_type:
             rfc8707.check_authorization_request(request)
+            self._check_claims_request(request)
         return bool(super().validate_scopes(client_id, scopes, client, request, *args, **kwargs))
+
+    def _check_claims_request(self, request: OAuthlibRequest) -> None:
+        """OIDC Core §5.5: a ``claims`` parameter of the wrong shape is ``invalid_request`` on the redirect
+        (oauthlib's own decoding, later, would answer the error page); what is kept is the request reduced
+        to what UAA knows (uaa/oauth/claims.py), which oauthlib then leaves as it is."""
+        try:
+            request.claims = claims.parse_claims_request(request.claims) or None
+        except claims.MalformedClaimsRequest as malformed:
+            raise oauthlib_errors.InvalidRequestError(request=request, description=str(malformed)) from None
 
     def get_original_scopes(
         self, refresh_token: str, request: OAuthlibRequest, *args: Any, **kwargs: Any
@@ -165,6 +175,8 @@ class UAAOAuth2Validator(OAuth2Validator):
         # the client's default, so that the code exchange and refreshes can only narrow them.
         request.resource = rfc8707.resources_for_new_code(request)
         session_auth = grant_context(request).session_auth  # from AuthorizeView
+        # OIDC Core §5.5: what of the claims request the grant keeps (uaa/oauth/claims.py); stored by DOT.
+        request.claims = self._granted_claims_request(request) or None
         with transaction.atomic():  # the code and its audit record together
             # A session that began before the user's not-before time (accounts/revocation.py) issues no code.
             if not_before.session_code_refused(user=request.user, context=session_auth):
@@ -175,6 +187,15 @@ class UAAOAuth2Validator(OAuth2Validator):
             # What the user granted, no more than the consent page showed (uaa/oauth/consent.py).
             consent.remember(user=request.user, client_id=request.client_id, scopes=list(request.scopes))
         return grant
+
+    def _granted_claims_request(self, request: OAuthlibRequest) -> claims.ClaimsRequest:
+        """§5.5.1: a ``sub`` asked for that is not the user's fails (``login_required``); claims outside
+        the granted scopes stay only if the consent page listed them or the client is trusted."""
+        requested = claims.parse_claims_request(request.claims)  # checked by validate_scopes
+        if claims.sub_mismatch(requested, user=request.user):
+            raise oauthlib_errors.LoginRequired(request=request, description=claims.SUB_MISMATCH)
+        shown = grant_context(request).consent == "given" or bool(request.client.trusted)
+        return claims.granted_request(requested, scopes=request.scopes, shown=shown)
 
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
@@ -283,7 +304,8 @@ class UAAOAuth2Validator(OAuth2Validator):
 
     # --- access tokens -------------------------------------------------------------------------
     def validate_bearer_token(self, token: str, scopes: list[str], request: OAuthlibRequest) -> bool:
-        """RFC 6750 §2.1 only: never from the query (RFC 9700 §4.3.2) or a form body; an active user's."""
+        """RFC 6750 §2.1: from the Authorization header, where uaa/oauth/http.py puts a §2.2 form-body
+        token (userinfo); never from the query (RFC 9700 §4.3.2) or any other body; an active user's."""
         if "Authorization" not in request.headers or request.access_token is not None:
             return False
         request.uri = rfc8707.own_resource_uri(request.uri)  # the token's aud must name UAA (RFC 9068 §4)
@@ -307,12 +329,24 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_silent_authorization(self, request: OAuthlibRequest) -> bool:
         return True
 
-    def get_claim_dict(self, request: OAuthlibRequest) -> dict[str, Any]:
-        claims = {name: value for name, value in claims_for_user(request.user).items() if value is not None}
-        return {"sub": str(request.user.pk), **claims}
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: OAuthlibRequest) -> dict[str, Any]:
+        """The ID token's claims about the user (OIDC Core §5.4, §5.5), from the code being redeemed;
+        never from a ``claims`` parameter of the token request."""
+        requested = codes.stored_claims_request(grant_context(request).code)
+        return claims.released(
+            user=request.user, scopes=request.scopes, requested=requested, target=claims.ID_TOKEN
+        )
+
+    def get_userinfo_claims(self, request: OAuthlibRequest) -> dict[str, Any]:
+        """OIDC Core §5.3.2: the claims of the token's scopes and those its code's request asked for at
+        userinfo (uaa/oauth/claims.py)."""
+        requested = codes.claims_request_of(request.access_token)
+        return claims.released(
+            user=request.user, scopes=request.scopes, requested=requested, target=claims.USERINFO
+        )
 
     def get_discovery_claims(self, request: Any) -> list[str]:
-        return ["sub", "name", "given_name", "family_name", "updated_at", "email", "email_verified"]
+        return list(claims.USER_CLAIMS)
 
     def get_id_token_dictionary(
         self, token: dict[str, Any], token_handler: Any, request: OAuthlibRequest

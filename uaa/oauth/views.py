@@ -31,7 +31,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.sessions import auth_context
 from tokens.introspection import introspect
-from uaa.oauth import consent, grant_context, interaction, logout, not_before, rfc9207
+from uaa.oauth import claims, consent, grant_context, interaction, logout, not_before, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
 from uaa.oauth.errors import InvalidRequest, OAuthError
@@ -266,6 +266,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             client_id=application.client_id,
             redirect_uri=credentials["redirect_uri"],
             state=credentials.get("state"),
+            claim_items=claims.consent_items(credentials.get("claims"), scopes=scopes),  # OIDC Core §5.5
         )
         return self.render_to_response(context)
 
