@@ -1,5 +1,5 @@
-"""Signing keys, the audit ledger, tree heads and audit keys in Django admin; public material only; "rotate now"
-and "revoke" actions.
+"""Signing keys, the audit ledger, tree heads and audit keys in Django admin; public material only;
+"rotate now" and "revoke" actions.
 
 The audit ledger too: a read-only record browser with the current signed tree head and "verify now",
 the tree heads, and the audit keys; and django-celery-beat's periodic tasks (tokens/beat_admin.py).
