@@ -51,7 +51,9 @@ def sealed_ledger(db) -> list[TreeHead]:
                 client_id=f"client-{round_}-{i}",
                 jti=f"jti-{round_}-{i}",
             )
-        heads.append(ledger.seal_tree_head(now=T0 + timedelta(seconds=round_)))
+        head = ledger.seal_tree_head(now=T0 + timedelta(seconds=round_))
+        assert head is not None
+        heads.append(head)
     assert [head.tree_size for head in heads] == [5, 9, 13]
     return heads
 

@@ -7,6 +7,7 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -31,7 +32,7 @@ from tokens.verifier import (
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def append(count: int, **fields: object) -> list[LedgerRecord]:
+def append(count: int, **fields: Any) -> list[LedgerRecord]:
     return [
         ledger.append_record(event=LedgerRecord.Event.TOKEN_ISSUED, client_id=f"client-{i}", **fields)
         for i in range(count)

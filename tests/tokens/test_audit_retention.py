@@ -48,6 +48,7 @@ def two_heads(db) -> list[TreeHead]:
     first = ledger.seal_tree_head(now=T0)
     append(3, "mid")
     second = ledger.seal_tree_head(now=T0 + timedelta(seconds=1))
+    assert first is not None and second is not None
     assert (first.tree_size, second.tree_size) == (7, 10)
     return [first, second]
 

@@ -34,7 +34,9 @@ def sealed(db) -> list[TreeHead]:
     for round_ in range(3):
         for i in range(4):
             ledger.append_record(event=LedgerRecord.Event.TOKEN_ISSUED, client_id=f"c-{round_}-{i}")
-        heads.append(ledger.seal_tree_head(now=timezone.now()))
+        head = ledger.seal_tree_head(now=timezone.now())
+        assert head is not None
+        heads.append(head)
     return heads
 
 

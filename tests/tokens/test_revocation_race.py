@@ -150,7 +150,9 @@ def test_no_token_signed_by_a_revoked_key_reaches_a_client_after_the_revocation(
     assert out_of_order == [], "token records after the key.revoked record of the key that signed them"
     assert sum(1 for item in received if item.kid in revoked) > 0  # the race was really run
     slowest = max(revocation.returned - revocation.started for revocation in revocations)
-    assert slowest < 5.0, f"a revocation waited {slowest:.1f} s for token requests"
+    # Starvation, not speed: the revocation includes the seal that follows it (tokens.ledger.sealing), and
+    # this machine may be busy; a revocation starved by token requests waits for as long as they keep coming.
+    assert slowest < 10.0, f"a revocation waited {slowest:.1f} s for token requests"
 
 
 def _ledger_order() -> dict[tuple[str, str | None], int]:
