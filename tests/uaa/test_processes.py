@@ -69,8 +69,8 @@ def _expired_redeemed_code(database: Path) -> None:
     with sqlite3.connect(database) as connection:
         connection.execute(
             "INSERT INTO oauth_redeemedcode (code_checksum, client_id, access_token_checksum, amr, acr,"
-            " session_id, redeemed_at, expires)"
-            " VALUES ('c0ffee', 'x', '', '[]', '', '', '2000-01-01 00:00:00', '2000-01-02 00:00:00')"
+            " session_id, redeemed_at, expires, claims)"
+            " VALUES ('c0ffee', 'x', '', '[]', '', '', '2000-01-01 00:00:00', '2000-01-02 00:00:00', '{}')"
         )
 
 
