@@ -180,10 +180,7 @@ def test_a_request_uaa_answers_is_not_refused(query):
         # Multiple Response Type Encoding Practices §2.1: only the query is a response mode UAA uses.
         ({"response_mode": "fragment"}, PKCE, "invalid_request", "response_mode"),
         ({"response_mode": "form_post"}, PKCE, "invalid_request", "response_mode"),
-        # RFC 7636 §4.4.1 with RFC 9700 §2.1.1: S256 on every request.
-        ({}, {}, "invalid_request", "PKCE is required"),
-        ({}, {**PKCE, "code_challenge_method": "plain"}, "invalid_request", "PKCE is required"),
-        ({}, {**PKCE, "code_challenge": "short"}, "invalid_request", "code_challenge"),
+        # PKCE is the server's check (uaa/oauth/server.py): tests/uaa/test_pkce_policy.py.
         # OIDC Core §3.1.2.1: prompt and max_age that UAA does not answer.
         ({"prompt": "select_account"}, PKCE, "invalid_request", "prompt"),
         ({"max_age": "soon"}, PKCE, "invalid_request", "max_age"),

@@ -6,6 +6,12 @@ grant types of ``OAUTH2_GRANT_TYPES_SUPPORTED`` and refuses any other, or none, 
 client is authenticated and no password read for a grant UAA does not offer. Which of the offered grants a
 client may use is the validator's ``validate_grant_type`` (django-oauth-toolkit's
 ``Client.allows_grant_type``): ``unauthorized_client``.
+
+At the authorization endpoint, two checks run first of all, once the client and redirect URI are valid
+(oauthlib's ``pre_auth`` validators), on the request and again when its code is created: ``request`` and
+``request_uri`` are refused (OIDC Core §6: ``request_not_supported``, ``request_uri_not_supported``) whatever
+else the request gets wrong, then PKCE (uaa/oauth/rfc7636.py: the client's policy, with the scopes asked
+for or granted and the ``nonce``).
 """
 
 from __future__ import annotations
@@ -17,8 +23,40 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 from oauthlib.openid import Server as OpenIDServer
 
+from uaa.oauth import rfc7636
+
 GRANT_TYPE_REQUIRED = "The grant_type parameter is required."
 GRANT_TYPE_UNSUPPORTED = "The grant type is not supported."
+REQUEST_OBJECTS = ("request", "request_uri")  # OIDC Core §6: not supported, so MUST be refused
+
+
+def refuse_request_objects(request: OAuthlibRequest) -> dict[str, Any]:
+    """OIDC Core §6.1, §6.2: an OP that does not support ``request``/``request_uri`` answers
+    ``request_not_supported``/``request_uri_not_supported``, before any other error of the request."""
+    named = {name for name, _ in [*(request.uri_query_params or []), *(request.decoded_body or [])]}
+    for parameter in REQUEST_OBJECTS:
+        if parameter in named:
+            raise oauthlib_errors.CustomOAuth2Error(
+                error=f"{parameter}_not_supported",
+                description=f"The {parameter} parameter is not supported.",
+                request=request,
+            )
+    return {}
+
+
+def check_pkce(request: OAuthlibRequest) -> dict[str, Any]:
+    """RFC 7636 §4.4.1 by the client's policy (uaa/oauth/rfc7636.py): ``request.scopes`` are those asked
+    for, and on the code's creation those granted; the method is the request's own, before oauthlib
+    defaults it to ``plain``."""
+    rfc7636.check_authorization_request(
+        method=request.code_challenge_method,
+        challenge=request.code_challenge,
+        client=request.client,
+        scopes=list(request.scopes or []),
+        nonce=request.nonce,
+        request=request,
+    )
+    return {}
 
 
 class Server(OpenIDServer):
@@ -28,6 +66,10 @@ class Server(OpenIDServer):
         super().__init__(request_validator, *args, **kwargs)
         offered = settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]
         self._grant_types = {name: grant for name, grant in self.grant_types.items() if name in offered}
+        for grant in (self.auth_grant, self.openid_connect_auth, self.openid_connect_hybrid):
+            grant.custom_validators.pre_auth[:0] = [refuse_request_objects, check_pkce]
+        for grant in (self.implicit_grant, self.openid_connect_implicit):
+            grant.custom_validators.pre_auth.insert(0, refuse_request_objects)
 
     def validate_token_request(self, request: OAuthlibRequest) -> None:
         """RFC 6749 §4.1.3, §4.4.2, §6: ``grant_type`` is REQUIRED (``invalid_request``), and one this

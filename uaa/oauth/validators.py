@@ -197,6 +197,20 @@ class UAAOAuth2Validator(OAuth2Validator):
         shown = grant_context(request).consent == "given" or bool(request.client.trusted)
         return claims.granted_request(requested, scopes=request.scopes, shown=shown)
 
+    def is_pkce_required(self, client_id: str, request: OAuthlibRequest) -> bool:
+        """RFC 7636 by the client's ``require_pkce`` (uaa/oauth/rfc7636.py). At the authorization endpoint
+        the server has checked PKCE already, by the stricter rule (uaa/oauth/server.py ``check_pkce``); at
+        the token endpoint a code issued without a challenge is redeemed only for a client whose policy
+        lets it be issued so, else ``invalid_grant``."""
+        return rfc7636.code_exchange_requires_pkce(request.client)
+
+    def get_code_challenge(self, code: str, request: OAuthlibRequest) -> str | None:
+        """RFC 9700 §4.8.2: a ``code_verifier`` for a code issued without a challenge is ``invalid_grant``
+        (django-oauth-toolkit and oauthlib would ignore it)."""
+        challenge = super().get_code_challenge(code, request)
+        rfc7636.check_code_exchange(request, challenge=challenge)
+        return challenge
+
     def validate_code(
         self, client_id: str, code: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
