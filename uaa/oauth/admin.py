@@ -26,7 +26,7 @@ class ClientForm(forms.ModelForm):
         ),
         coerce=_is_true,
         required=False,
-        empty_value=True,
+        empty_value=True,  # type: ignore[arg-type]  # Django takes any value; django-stubs says str
         initial=True,
         help_text=Client._meta.get_field("require_pkce").help_text,
     )
