@@ -165,7 +165,13 @@ PKCE = {"code_challenge_method": "S256", "code_challenge": "E9Melhoa2OwvFrEMTJgu
 
 
 @pytest.mark.parametrize(
-    "query", [{}, {"response_mode": "query"}, {"prompt": "login consent", "max_age": "0", "acr_values": "x"}]
+    "query",
+    [
+        {},
+        {"response_mode": "query"},
+        {"response_mode": "form_post"},  # OAuth 2.0 Form Post Response Mode (uaa/oauth/form_post.py)
+        {"prompt": "login consent", "max_age": "0", "acr_values": "x"},
+    ],
 )
 def test_a_request_uaa_answers_is_not_refused(query):
     check_request(query, credentials=PKCE)
@@ -177,9 +183,10 @@ def test_a_request_uaa_answers_is_not_refused(query):
         # OIDC Core §6.1, §6.2: request and request_uri are not supported, so MUST be refused.
         ({"request": "x"}, PKCE, "request_not_supported", "request parameter"),
         ({"request_uri": "x"}, PKCE, "request_uri_not_supported", "request_uri parameter"),
-        # Multiple Response Type Encoding Practices §2.1: only the query is a response mode UAA uses.
+        # Multiple Response Type Encoding Practices §2.1: never the fragment for the code flow; the query
+        # and form_post are the response modes UAA uses.
         ({"response_mode": "fragment"}, PKCE, "invalid_request", "response_mode"),
-        ({"response_mode": "form_post"}, PKCE, "invalid_request", "response_mode"),
+        ({"response_mode": "form_post.jwt"}, PKCE, "invalid_request", "response_mode"),
         # PKCE is the server's check (uaa/oauth/server.py): tests/uaa/test_pkce_policy.py.
         # OIDC Core §3.1.2.1: prompt and max_age that UAA does not answer.
         ({"prompt": "select_account"}, PKCE, "invalid_request", "prompt"),

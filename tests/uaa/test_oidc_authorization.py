@@ -490,16 +490,17 @@ def test_request_object_with_prompt_none_is_refused_before_sign_in(client, reque
 # --- response_mode ------------------------------------------------------------------------------
 #
 # Attacker: a client-side script or a party that reads URL fragments (a page on the redirect URI's origin
-# that does not expect a code there, or a browser extension). Discovery offers response_mode=query only,
-# so a request for another mode must not have its code delivered some other way.
+# that does not expect a code there, or a browser extension). Discovery offers response_mode=query and
+# form_post (tests/uaa/test_oidc_form_post.py), so a request for another mode must not have its code
+# delivered some other way.
 
 
-@pytest.mark.parametrize("response_mode", ["fragment", "form_post"])
+@pytest.mark.parametrize("response_mode", ["fragment", "query.jwt", "web_message"])
 def test_unsupported_response_mode_gets_no_code_even_with_remembered_consent(
     browser, request_for, response_mode
 ):
     """OAuth 2.0 Multiple Response Type Encoding Practices §2.1 / OIDC Core §3.1.2.1 response_mode: UAA
-    lists only "query" (response_modes_supported); another mode is invalid_request (RFC 6749 §4.1.2.1),
+    lists "query" and "form_post" (response_modes_supported); another mode is invalid_request (§4.1.2.1),
     returned in the query, not a code placed in the fragment when no page is shown."""
     authorize(browser, request_for())
     request = request_for()

@@ -62,7 +62,7 @@ def test_only_s256_code_challenges_are_advertised(metadata):
 def test_only_the_code_response_type_is_advertised(metadata):
     """RFC 8414 §2 response_types_supported; RFC 9700 §2.1.2: no implicit grant."""
     assert metadata["response_types_supported"] == ["code"]
-    assert metadata["response_modes_supported"] == ["query"]
+    assert metadata["response_modes_supported"] == ["query", "form_post"]
 
 
 def test_grant_types_are_code_refresh_and_client_credentials(metadata):
@@ -184,12 +184,14 @@ def test_password_grant_is_refused_as_advertised(client, confidential_client, us
     assert "access_token" not in response.json()
 
 
-def test_only_the_query_response_mode_is_advertised(metadata):
-    """OAuth 2.0 Multiple Response Type Encoding Practices §2.1: UAA returns parameters in the query only."""
-    assert metadata["response_modes_supported"] == ["query"]
+def test_only_the_query_and_form_post_response_modes_are_advertised(metadata):
+    """OAuth 2.0 Multiple Response Type Encoding Practices §2.1 and Form Post Response Mode §2: UAA returns
+    parameters in the query or in an auto-submitted form (tests/uaa/test_oidc_form_post.py), never in the
+    fragment."""
+    assert metadata["response_modes_supported"] == ["query", "form_post"]
 
 
-@pytest.mark.parametrize("response_mode", ["fragment", "form_post", "query.jwt", "bogus"])
+@pytest.mark.parametrize("response_mode", ["fragment", "query.jwt", "form_post.jwt", "bogus"])
 def test_other_response_modes_are_refused_as_advertised(browser, confidential_client, response_mode):
     """RFC 8414 §2 response_modes_supported: a mode the server does not list is refused with
     invalid_request, in the query of the registered redirect URI, never with a code in a fragment."""

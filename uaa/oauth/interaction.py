@@ -6,7 +6,7 @@ user's use of the client requires (``ClientState``), in the spirit of node-oidc-
 ``uaa.oauth.views.AuthorizeView`` asks it on the GET and again when the consent page is answered, so
 the two cannot disagree, and renders what it returns; tests/uaa/test_interaction.py is its table. Before
 anything is decided, ``check_request`` refuses the parameters UAA does not answer (OIDC Core §6, response
-modes, PKCE, ``prompt``, ``max_age``).
+modes, ``prompt``, ``max_age``; PKCE is the server's).
 
 Between those steps the endpoint keeps two things in the browser's (server-side) session:
 
@@ -37,7 +37,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import sessions
 from accounts.mfa import policy
-from uaa.oauth import consent, rfc7636
+from uaa.oauth import consent
 from uaa.oauth.models import Client
 
 # OIDC Core §3.1.2.1 defines none, login, consent and select_account. UAA has one account per browser
@@ -46,10 +46,11 @@ from uaa.oauth.models import Client
 PROMPT_VALUES_SUPPORTED = ("none", "login", "consent")
 PROMPT_REFUSED = "prompt may hold login and consent, or none alone (lower case, space-separated)."
 MAX_AGE_REFUSED = "max_age must be a number of seconds."
-# OAuth 2.0 Multiple Response Type Encoding Practices §2.1: any other response_mode is refused
+# OAuth 2.0 Multiple Response Type Encoding Practices §2.1 (query, the code flow's default) and OAuth 2.0
+# Form Post Response Mode (uaa/oauth/form_post.py); any other response_mode, fragment included, is refused
 # (check_request), so discovery's list (uaa/oauth/discovery.py) is what the endpoint does, not a default.
-RESPONSE_MODES_SUPPORTED = ("query",)
-RESPONSE_MODE_REFUSED = "response_mode must be query (or left out)."
+RESPONSE_MODES_SUPPORTED = ("query", "form_post")
+RESPONSE_MODE_REFUSED = "response_mode must be query or form_post (or left out)."
 NOT_SUPPORTED = ("request", "request_uri")  # OIDC Core §6: not supported, so MUST be refused
 
 REAUTHENTICATION = "uaa_reauthentication"  # {request digest: time the sign-in was demanded}
@@ -108,9 +109,11 @@ def check_request(query: Mapping[str, Any], *, credentials: Mapping[str, Any]) -
     - ``request``/``request_uri``: OIDC Core §6, not supported, so MUST be refused.
     - ``response_mode``: only ``RESPONSE_MODES_SUPPORTED``. oauthlib would put the code in the fragment
       for ``fragment`` and silently use the query for anything else (Multiple Response Type Encoding
-      Practices §2.1; OIDC Core §3.1.2.1).
-    - PKCE: S256 and a well-formed challenge (uaa/oauth/rfc7636.py).
+      Practices §2.1; OIDC Core §3.1.2.1); ``form_post`` is the view's (uaa/oauth/form_post.py).
     - ``prompt`` and ``max_age`` that UAA does not answer (``Ask.parse``).
+
+    PKCE is checked before, by the oauthlib server (uaa/oauth/server.py, rules in uaa/oauth/rfc7636.py), on
+    the request and again when its code is created, with the scopes granted.
     """
     for parameter in NOT_SUPPORTED:
         if parameter in query:
@@ -120,9 +123,6 @@ def check_request(query: Mapping[str, Any], *, credentials: Mapping[str, Any]) -
     response_mode = query.get("response_mode")
     if response_mode and response_mode not in RESPONSE_MODES_SUPPORTED:
         raise oauthlib_errors.InvalidRequestError(description=RESPONSE_MODE_REFUSED)
-    rfc7636.check_authorization_request(
-        method=credentials.get("code_challenge_method"), challenge=credentials.get("code_challenge")
-    )
     try:
         Ask.parse(query)
     except ValueError as refused:

@@ -12,18 +12,22 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import DisallowedRedirect
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -31,11 +35,11 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts.sessions import auth_context
 from tokens.introspection import introspect
-from uaa.oauth import claims, consent, grant_context, interaction, logout, not_before, rfc9207
+from uaa.oauth import claims, consent, form_post, grant_context, interaction, logout, not_before, rfc9207
 from uaa.oauth.clientauth import authenticate_caller
 from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
-from uaa.oauth.errors import InvalidRequest, OAuthError
-from uaa.oauth.http import check_form
+from uaa.oauth.errors import NO_STORE, InvalidRequest, OAuthError
+from uaa.oauth.http import FORM, check_form
 from uaa.oauth.models import Client
 
 logger = logging.getLogger(__name__)
@@ -98,8 +102,27 @@ class ConsentForm(AllowForm):
     page = forms.CharField(widget=forms.HiddenInput())
 
 
+# The consent form's own fields (ConsentForm, templates/oauth/consent.html): a POST carrying any of them is
+# an answer to a consent page, never a relying party's authorization request.
+CONSENT_ANSWER_FIELDS = frozenset({"page", "allow", "csrfmiddlewaretoken"})
+
+
+def posted_authorization_request(request: HttpRequest) -> bool:
+    """OIDC Core §3.1.2.1: the authorization endpoint "MUST support the use of the HTTP GET and POST
+    methods"; a POST carries the request form-encoded in its body. Such a POST is told from an answer to a
+    consent page by what it carries: a form body naming a client, no query (the consent form posts back
+    to its page's URL) and none of the consent form's fields. Anything else is taken for a consent answer
+    and CSRF-checked (``AuthorizeView.dispatch``)."""
+    if request.method != "POST" or request.GET or request.content_type != FORM:
+        return False
+    names = set(request.POST)
+    return "client_id" in names and not names & CONSENT_ANSWER_FIELDS
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # CSRF-checked in dispatch, but for the RP's POST
 class AuthorizeView(CheckedParameters, AuthorizationView):
-    """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt, max_age and acr_values, consent, RFC 9207 iss.
+    """RFC 6749 §4.1.1 with PKCE S256 (RFC 7636), OIDC prompt, max_age and acr_values, consent, RFC 9207 iss;
+    by GET or POST (OIDC Core §3.1.2.1); the response by redirect or Form Post (uaa/oauth/form_post.py).
 
     What happens next is decided by ``uaa.oauth.interaction.decide``, on the GET and again when the
     consent page is answered.
@@ -107,6 +130,27 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
 
     template_name = "oauth/consent.html"
     form_class = ConsentForm
+    response_mode: str | None = None  # the authorization request's, once it is known (get, form_valid)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """A relying party's POSTed authorization request becomes the same request by GET (RFC 9110
+        §15.4.4 303): one way in, so it is validated, decided and sent to sign in exactly as the GET is.
+        It carries no decision of the user's, so it is no CSRF target (and a cross-site POST carries no
+        SameSite=Lax session cookie to act with); every other request, the consent answer above all,
+        is CSRF-checked as UAA's other forms are."""
+        if posted_authorization_request(request):
+            return self._as_get(request)
+        return csrf_protect(super().dispatch)(request, *args, **kwargs)
+
+    def _as_get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            check_form(request.POST)
+        except OAuthError as exc:
+            return error_page(
+                request, status=HTTPStatus.BAD_REQUEST, error="Bad request", description=exc.description
+            )
+        url = f"{reverse('oauth:authorize')}?{request.POST.urlencode()}"
+        return HttpResponseRedirect(url, status=HTTPStatus.SEE_OTHER)
 
     # --- validation ----------------------------------------------------------------------------
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
@@ -131,8 +175,26 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         )
 
     def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
-        """Every authorization response carries ``iss`` (uaa/oauth/rfc9207.py)."""
-        return super().redirect(rfc9207.with_iss(redirect_to), application)
+        """Every authorization response carries ``iss`` (uaa/oauth/rfc9207.py); with
+        ``response_mode=form_post`` it is a form posted to the redirect URI instead of a redirect."""
+        uri = rfc9207.with_iss(redirect_to)
+        if self.response_mode == form_post.MODE:
+            return self._form_post(uri, application)
+        return super().redirect(uri, application)
+
+    def _form_post(self, uri: str, application: Client | None) -> HttpResponse:
+        """OAuth 2.0 Form Post Response Mode §2, to the redirect URI oauthlib validated, under the scheme
+        rule django-oauth-toolkit's redirect applies (``OAuth2ResponseRedirect``)."""
+        action, fields = form_post.split_response(uri)
+        schemes = (
+            application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+        )
+        if urlsplit(action).scheme not in schemes:
+            raise DisallowedRedirect("Redirect to scheme is not permitted")
+        response = render(self.request, "oauth/form_post.html", {"action": action, "fields": fields})
+        for header, value in NO_STORE.items():
+            response[header] = value
+        return response
 
     def _redirect_error(self, credentials: dict[str, Any], application: Client, error: str) -> HttpResponse:
         params = {"error": error}
@@ -227,6 +289,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         return self.get(self.request)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.response_mode = request.GET.get("response_mode")
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError as error:
@@ -280,6 +343,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
         except consent.AnswerRefused as gone:
             return self._error_page(gone.description)
         shown, application, scopes = answer.shown, answer.client, answer.scopes
+        self.response_mode = QueryDict(shown["query"]).get("response_mode")
         credentials = consent.credentials_of(shown)
         digest = shown["digest"]
         if answer.refused is not None:
