@@ -14,7 +14,7 @@ from django.conf import settings
 from tokens import witness
 from tokens.ledger.audit_keys import audit_jwks
 from tokens.ledger.records import LedgerCorrupt, record_problem, rfc3339_utc, stored_record
-from tokens.ledger.sealing import SEAL_BATCH, head_problem, unsealable
+from tokens.ledger.sealing import head_problem, next_batch
 from tokens.ledger.tree import pruned_through
 from tokens.models import LedgerRecord, TreeHead
 from tokens.verifier import FORMAT, Report, canonical_json, verify_ledger
@@ -164,13 +164,7 @@ def verify_stored_ledger(
         if problem and index is not None and "is not JSON" not in problem:  # those are reported above
             report.bad_record(index, f"record {index} (id {pk}) {problem}: it was written outside UAA")
             break
-    for pk, event, client_id, actor, body in (
-        LedgerRecord.objects.unsealed()
-        .order_by("id")
-        .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
-    ):
-        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
-        if problem:
-            report.errors.append(str(unsealable(pk, problem)))
-            break
+    _, refusal = next_batch(now=now)
+    if refusal is not None:
+        report.errors.append(str(refusal))
     return report

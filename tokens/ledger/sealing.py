@@ -229,25 +229,29 @@ def unsealable(pk: int, problem: str) -> SealRefused:
     )
 
 
-def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
+def next_batch(*, now: datetime | None) -> tuple[list[tuple[int, str]], SealRefused | None]:
+    """The next unsealed records (id, body) in id order, up to SEAL_BATCH, stopping before the first that
+    UAA did not write: that one's refusal comes second (None when every record of the batch is sound)."""
+    pending: list[tuple[int, str]] = []
+    for pk, event, client_id, actor, body in (
+        LedgerRecord.objects.unsealed()
+        .order_by("id")
+        .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
+    ):
+        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
+        if problem:
+            return pending, unsealable(pk, problem)
+        pending.append((pk, body))
+    return pending, None
 
-    refusal: SealRefused | None = None
+
+def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
     with transaction.atomic(durable=True):  # committed on exit, before the witness records the head
         key = locked_active_audit_key(now=now)  # serializes sealers; creates the first key (and its record)
         base = _trusted_base(now=now)
         if base.started:
             _start_witness(base)
-        pending = []
-        for pk, event, client_id, actor, body in (
-            LedgerRecord.objects.unsealed()
-            .order_by("id")
-            .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
-        ):
-            problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
-            if problem:
-                refusal = unsealable(pk, problem)
-                break
-            pending.append((pk, body))
+        pending, refusal = next_batch(now=now)
         if not pending and (refusal is not None or not force):
             if refusal is not None:
                 raise refusal
