@@ -25,9 +25,8 @@ run: $(STAMP)
 	$(DEV) $(BIN)/python manage.py migrate --noinput
 	$(DEV) $(BIN)/python manage.py bootstrap
 	@echo "UAA on http://localhost:$(PORT)/  (admin: http://localhost:$(PORT)/admin/)"
-	@trap 'kill 0' INT TERM EXIT; \
-	$(DEV) $(BIN)/celery -A uaa worker --beat --pool=solo --loglevel=WARNING & \
-	$(DEV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@# uaa/devrun.py starts runserver and the worker (beat inside) and stops both on Ctrl-C or either's end.
+	@$(DEV) $(BIN)/python -m uaa.devrun $(HOST):$(PORT)
 
 # The whole suite on the embedded defaults (SQLite); DATABASE_URL=postgres://... runs it on PostgreSQL.
 test: $(STAMP)
