@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -14,6 +17,13 @@ from uaa.oauth.services import rotate_client_secret, save_registration
 
 def _is_true(value: object) -> bool:
     return value in (True, "True")
+
+
+def _https_by_default(field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """A URL typed without a scheme means https:// (Django 6's default; no RemovedInDjango60Warning)."""
+    if isinstance(field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
 
 
 class ClientForm(forms.ModelForm):
@@ -33,6 +43,7 @@ class ClientForm(forms.ModelForm):
 
     class Meta:
         model = Client
+        formfield_callback = _https_by_default  # the admin's own callback applies formfield_overrides
         fields = [
             "name",
             "client_type",
@@ -56,6 +67,7 @@ class ClientForm(forms.ModelForm):
 
 class ClientAdmin(admin.ModelAdmin):
     form = ClientForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "name",
         "client_id",
