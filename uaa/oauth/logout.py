@@ -6,11 +6,35 @@ the settings' ``OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT``); ``uaa.oauth.views.Log
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from http import HTTPStatus
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from accounts.sessions import SID
 from tokens.formats.id_token import TYP as ID_TOKEN_TYP
 from tokens.signing import verify_jwt
+
+# The logout question's own fields (templates/oauth/logout.html): a POST carrying one answers the question.
+QUESTION_ANSWER_FIELDS = frozenset({"allow", "csrfmiddlewaretoken"})
+FORM = "application/x-www-form-urlencoded"
+
+
+def posted_logout_request(request: HttpRequest) -> bool:
+    """§2: the OP "MUST support the use of the HTTP GET and POST methods"; an RP's POST carries the request
+    form-encoded. It is told from an answer to the logout question by what it carries: a form body, no
+    query (the question page posts back to its own URL) and none of the question form's fields. Such a
+    POST decides nothing the GET does not; anything else is an answer and is CSRF-checked."""
+    if request.method != "POST" or request.GET or request.content_type != FORM:
+        return False
+    return not set(request.POST) & QUESTION_ANSWER_FIELDS
+
+
+def as_get(request: HttpRequest) -> HttpResponse:
+    """The RP's POSTed request as the same request by GET (RFC 9110 §15.4.4 303): one way in."""
+    return HttpResponseRedirect(
+        f"{reverse('oauth:logout')}?{request.POST.urlencode()}", status=HTTPStatus.SEE_OTHER
+    )
 
 
 def hint_names_another_session(request: HttpRequest) -> bool:

@@ -453,10 +453,23 @@ def server_error(request: HttpRequest) -> HttpResponse:
     )
 
 
+@method_decorator(csrf_exempt, name="dispatch")  # CSRF-checked in dispatch, but for the RP's POST
 class LogoutView(CheckedParameters, RPInitiatedLogoutView):
-    """OpenID Connect RP-Initiated Logout 1.0 on django-oauth-toolkit, with our templates."""
+    """OpenID Connect RP-Initiated Logout 1.0 on django-oauth-toolkit, with our templates; by GET or POST."""
 
     template_name = "oauth/logout.html"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """An RP's POSTed logout request becomes the GET (uaa/oauth/logout.py): it is no CSRF target, as a
+        link to the GET is none; the answer to the logout question is CSRF-checked as UAA's other forms."""
+        if logout.posted_logout_request(request):
+            return super().dispatch(request, *args, **kwargs)  # CheckedParameters, then post() below
+        return csrf_protect(super().dispatch)(request, *args, **kwargs)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if logout.posted_logout_request(request):
+            return logout.as_get(request)
+        return super().post(request, *args, **kwargs)
 
     def get_request_application(self, id_token: Any, client_id: str | None) -> Client | None:
         if client_id and not Client.objects.filter(client_id=client_id).exists():
