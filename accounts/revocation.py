@@ -92,7 +92,7 @@ def read(user_id: Any, *, lock: bool = False) -> NotBefore:
         table, columns = quote(User._meta.db_table), "not_before, sessions_not_before"
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {columns} FROM {table} WHERE {quote('id')} = %s FOR KEY SHARE",  # noqa: S608
+                f"SELECT {columns} FROM {table} WHERE {quote('id')} = %s FOR KEY SHARE",  # noqa: S608 - quoted names of our table  # nosec B608
                 [user_id],
             )
             row = cursor.fetchone()

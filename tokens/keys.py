@@ -261,7 +261,7 @@ def retain_private_keys(active_kids: Iterable[str]) -> None:
 def _active_kid_sql(vendor: str) -> str:
     table = connection.ops.quote_name(SigningKey._meta.db_table)
     sql = (
-        f"SELECT k.kid FROM {table} k WHERE k.state = %s AND k.algorithm = %s"  # noqa: S608 - our own table
+        f"SELECT k.kid FROM {table} k WHERE k.state = %s AND k.algorithm = %s"  # noqa: S608 - our own table  # nosec B608
         f" AND NOT {contradiction_sql('k')}"  # a tampered row is never locked, nor used
     )
     # PostgreSQL: a shared lock on the key row until the token's transaction ends. A revocation (which
@@ -305,7 +305,7 @@ def _trusted_key_sql(vendor: str) -> str:
     fields = SigningKey._meta.concrete_fields
     columns = ", ".join(f"k.{quote(field.column or field.name)}" for field in fields)
     return (
-        f"SELECT {columns}, {contradiction_sql('k')} AS contradicted"  # noqa: S608 - our own table
+        f"SELECT {columns}, {contradiction_sql('k')} AS contradicted"  # noqa: S608 - our own table  # nosec B608
         f" FROM {quote(SigningKey._meta.db_table)} k WHERE k.kid = %s AND k.state IN (%s, %s, %s)"
     )
 

@@ -47,7 +47,7 @@ def contradiction_sql(key: str) -> str:
     ledger = connection.ops.quote_name("tokens_ledgerrecord")
     early = "('next', 'active')"
     return (
-        f"({key}.revoked_at IS NOT NULL OR {key}.expired_at IS NOT NULL"  # noqa: S608 - constants only
+        f"({key}.revoked_at IS NOT NULL OR {key}.expired_at IS NOT NULL"  # noqa: S608 - constants only  # nosec B608
         f" OR ({key}.state IN {early} AND {key}.retired_at IS NOT NULL)"
         f" OR EXISTS (SELECT 1 FROM {ledger} r WHERE r.{_IN_KEY_RECORD_INDEX}"
         f" AND (r.event <> 'key.retired' OR {key}.state IN {early})"
@@ -59,7 +59,7 @@ def _contradicted() -> RawSQL:
     """:func:`contradiction_sql` for a plain ``SigningKey`` queryset (not one nested in another query
     of the same table, where Django renames the table)."""
     table = connection.ops.quote_name(SigningKey._meta.db_table)
-    return RawSQL(contradiction_sql(table), (), output_field=BooleanField())  # noqa: S611 - constant SQL
+    return RawSQL(contradiction_sql(table), (), output_field=BooleanField())  # noqa: S611 - constant SQL  # nosec B611
 
 
 class KeyPurpose(StrEnum):
@@ -245,7 +245,7 @@ class AppendOnly(Exception):
 class LedgerRecordQuerySet(models.QuerySet["LedgerRecord"]):
     def about_key(self, kid: str) -> LedgerRecordQuerySet:
         """The ``key.retired`` / ``key.expired`` / ``key.revoked`` records of ``kid`` (indexed)."""
-        index = RawSQL(_IN_KEY_RECORD_INDEX, (), output_field=BooleanField())  # noqa: S611 - constant
+        index = RawSQL(_IN_KEY_RECORD_INDEX, (), output_field=BooleanField())  # noqa: S611 - constant  # nosec B611
         return self.filter(index, body__contains=f'"subject":"{kid}"')
 
     def sealed(self) -> LedgerRecordQuerySet:

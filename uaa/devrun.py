@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import subprocess  # starts our own two commands  # nosec B404
 import sys
 import time
 from collections.abc import Sequence
@@ -78,7 +78,7 @@ def run(argv: Sequence[str]) -> int:
     status = 0
     try:
         for command in commands(argv[0]):
-            children.append(subprocess.Popen(command, start_new_session=True))  # noqa: S603 (our own argv)
+            children.append(subprocess.Popen(command, start_new_session=True))  # noqa: S603 - our own argv  # nosec B603
         while True:
             ended = [child for child in children if child.poll() is not None]
             if ended:

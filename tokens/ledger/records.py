@@ -126,7 +126,7 @@ def _insert_sql() -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(name) for name in ("event", "at", "client_id", "actor", "body", "leaf_hash"))
     return (
-        f"INSERT INTO {quote(LedgerRecord._meta.db_table)} ({columns})"  # noqa: S608 - our own table
+        f"INSERT INTO {quote(LedgerRecord._meta.db_table)} ({columns})"  # noqa: S608 - our own table  # nosec B608
         f" VALUES (%s, %s, %s, %s, %s, '') RETURNING {quote('id')}"
     )
 

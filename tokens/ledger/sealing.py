@@ -306,7 +306,7 @@ def _seal_batch(*, now: datetime, force: bool) -> TreeHead | None:
 def _seal_sql() -> str:
     quote = connection.ops.quote_name
     return (
-        f"UPDATE {quote(LedgerRecord._meta.db_table)} SET {quote('leaf_index')} = %s,"  # noqa: S608 - our table
+        f"UPDATE {quote(LedgerRecord._meta.db_table)} SET {quote('leaf_index')} = %s,"  # noqa: S608 - our table  # nosec B608
         f" {quote('leaf_hash')} = %s WHERE {quote('id')} = %s AND {quote('leaf_index')} IS NULL"
     )
 
