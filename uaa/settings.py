@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (the CSP allows no CDN)
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_celery_beat",
@@ -325,6 +327,18 @@ UAA_SCOPES = {
     "phone": "See your phone number",
     "offline_access": "Stay signed in to the application when you are not using it",
 }
+# The admin REST API's scopes (uaa/api/): granted only to a client-credentials client registered for them
+# (Client.allowed_scopes), never to a user's token (uaa/oauth/scopes.py).
+UAA_ADMIN_SCOPES = {
+    "uaa.clients.read": "Read the registered clients (admin API)",
+    "uaa.clients.write": "Register, change, delete clients and rotate their secrets (admin API)",
+    "uaa.users.read": "Read user accounts (admin API)",
+    "uaa.users.write": "Create, deactivate, unlock user accounts and revoke their tokens (admin API)",
+    "uaa.keys.read": "Read the signing keys' public halves and states (admin API)",
+    "uaa.keys.write": "Rotate and revoke signing keys (admin API)",
+    "uaa.audit.read": "Read the audit ledger's records and signed tree heads (admin API)",
+}
+UAA_SCOPES.update(UAA_ADMIN_SCOPES)
 UAA_SCOPES.update(env.dict("UAA_EXTRA_SCOPES", default={}))
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Client"
@@ -377,7 +391,24 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
 }
 
-REST_FRAMEWORK = {"DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,  # no django.contrib.auth lookups for the API's anonymous requests
+}
+# The admin API's OpenAPI document (/api/v1/schema, docs/openapi.yaml; uaa/api/urls.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "UAA admin API",
+    "DESCRIPTION": "Clients, signing keys, users and the audit ledger, authorized by access tokens with "
+    "admin scopes from this server (docs/api.md).",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
 
 # Celery: Redis (or any broker) in production; an embedded filesystem broker on a laptop.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=env("REDIS_URL", default="filesystem://"))

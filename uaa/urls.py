@@ -1,4 +1,4 @@
-"""Root URLconf: /oauth/, /.well-known/, /accounts/, /admin/."""
+"""Root URLconf: /oauth/, /.well-known/, /accounts/, /admin/, /api/v1/."""
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -53,4 +53,5 @@ urlpatterns = [
     path(".well-known/", include("tokens.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("uaa.api.urls")),
 ]

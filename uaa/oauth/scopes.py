@@ -7,7 +7,9 @@ requested by the client, based on the authorization server policy" (§3.3); UAA'
 - the user scopes: every authorization-code client may ask for them (the user consents); a client acting
   for itself (client credentials) never gets them, there being no user (OIDC Core §3.1.2.1);
 - an extra scope: only a client registered for it (``Client.allowed_scopes``, "extra scopes this client
-  may request"), and only while UAA still offers it.
+  may request"), and only while UAA still offers it;
+- an admin scope (settings.UAA_ADMIN_SCOPES, the admin API's, uaa/api/): only a client-credentials client
+  registered for it; never a user's token, whatever its client was registered for.
 
 Anything else is ``invalid_scope`` (§4.1.2.1 at the authorization endpoint, §5.2 at the token endpoint).
 A refresh keeps the original scope less what this policy now refuses (§6; ``UAAOAuth2Validator``).
@@ -31,7 +33,12 @@ def scopes_for_client(client: Any) -> list[str]:
     registered = set(client.requestable_scopes)
     if client.authorization_grant_type == CLIENT_CREDENTIALS:
         return [scope for scope in settings.UAA_SCOPES if scope in registered and scope not in USER_SCOPES]
-    return [scope for scope in settings.UAA_SCOPES if scope in USER_SCOPES or scope in registered]
+    admin = settings.UAA_ADMIN_SCOPES
+    return [
+        scope
+        for scope in settings.UAA_SCOPES
+        if scope in USER_SCOPES or (scope in registered and scope not in admin)
+    ]
 
 
 class UAAScopes(BaseScopes):

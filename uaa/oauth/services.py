@@ -36,11 +36,14 @@ def register_client(
     introspection_resources: list[str] | None = None,
     allowed_resources: list[str] | None = None,
     allowed_scopes: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
+    actor: str = "",
 ) -> IssuedCredentials:
     """Register a client. ``allowed_resources`` (RFC 8707: the resource servers it may get tokens for)
     defaults to its default audience; ``allowed_scopes`` (its extra scopes, RFC 6749 §3.3) to none.
     ``require_pkce`` off (a confidential client only) lets its OpenID Connect requests with a ``nonce``
-    leave PKCE out (uaa/oauth/rfc7636.py)."""
+    leave PKCE out (uaa/oauth/rfc7636.py). ``actor`` names who registered it in the record (an admin's
+    ``sub``, or the admin API's calling client)."""
     requestable = list(default_audience or []) if allowed_resources is None else allowed_resources
     client = Client(
         name=name,
@@ -59,9 +62,10 @@ def register_client(
         introspection_resources=" ".join(introspection_resources or []),
         allowed_resources=" ".join(requestable),
         allowed_scopes=" ".join(allowed_scopes or []),
+        allowed_origins=" ".join(allowed_origins or []),
     )
     client.full_clean(exclude=["client_secret", "client_id"])
-    return save_registration(client=client)
+    return save_registration(client=client, actor=actor)
 
 
 @transaction.atomic
@@ -108,3 +112,35 @@ def rotate_client_secret(*, client: Client, actor: str = "") -> str:
         event=LedgerRecord.Event.CLIENT_SECRET_ROTATED, client_id=client.client_id, sub=actor
     )
     return raw_secret
+
+
+@transaction.atomic
+def update_client(*, client: Client, changes: dict[str, object], actor: str) -> Client:
+    """Change ``client``'s fields (model field names to new values; never its id or secret), validated as
+    a registration is, and record an ``admin.change`` naming ``actor`` and the fields (never the values)."""
+    locked = Client.objects.select_for_update().get(pk=client.pk)
+    for name, value in changes.items():
+        if name in ("id", "client_id", "client_secret", "hash_client_secret", "created", "updated", "user"):
+            raise ValueError(f"{name} is not changed here")
+        setattr(locked, name, value)
+    locked.full_clean(exclude=["client_secret", "client_id"])
+    locked.save()
+    _record_change(client=locked, actor=actor, action="change", fields=sorted(changes))
+    return locked
+
+
+@transaction.atomic
+def delete_client(*, client: Client, actor: str) -> None:
+    """Delete ``client`` with its tokens, codes and consents; the ``admin.change`` record names ``actor``."""
+    _record_change(client=client, actor=actor, action="delete", fields=[])
+    client.delete()
+
+
+def _record_change(*, client: Client, actor: str, action: str, fields: list[str]) -> None:
+    ledger.append_record(
+        event=LedgerRecord.Event.ADMIN_CHANGE,
+        client_id=client.client_id,
+        sub=actor,
+        subject=f"oauth.client:{client.pk}",
+        detail={"action": action, "model": "oauth.client", "object_id": str(client.pk), "fields": fields},
+    )

@@ -1,0 +1,21 @@
+"""/api/v1/: the admin API's routes, its OpenAPI 3.1 document and the reference page (Swagger UI, its files
+served from here: the CSP allows no other origin)."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
+
+from uaa.api.clients import ClientViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("clients", ClientViewSet, basename="client")
+
+app_name = "api"
+
+urlpatterns = [
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+]
