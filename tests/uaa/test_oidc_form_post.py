@@ -158,7 +158,7 @@ def test_prompt_none_without_a_session_posts_login_required(client, request_for)
     [
         ({"prompt": "select_account"}, "invalid_request"),  # UAA's own refusal (interaction.check_request)
         ({"code_challenge_method": "plain"}, "invalid_request"),  # RFC 7636: S256 only
-        ({"response_type": "token"}, "unauthorized_client"),  # oauthlib's: the client may use code only
+        ({"response_type": "token"}, "unsupported_response_type"),  # UAA offers code only (server.py)
         ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),  # OIDC Core §6
     ],
 )

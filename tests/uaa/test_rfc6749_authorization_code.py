@@ -212,14 +212,15 @@ def test_a_client_credentials_client_cannot_start_a_code_flow(browser, service_c
 
 @pytest.mark.parametrize(
     ("response_type", "error"),
-    [("bogus", "unsupported_response_type"), ("token", "unauthorized_client")],
+    [("bogus", "unsupported_response_type"), ("token", "unsupported_response_type")],
 )
 def test_refused_response_type_is_redirected_to_the_registered_uri(
     browser, confidential_client, response_type, error
 ):
     """RFC 6749 §4.1.2.1: errors go back to the valid redirect URI with state; RFC 9207 §2: with iss.
 
-    The implicit grant (response_type=token) exists in oauthlib, so it is refused as unauthorized_client.
+    The implicit grant (response_type=token) exists in oauthlib, which refused it as unauthorized_client;
+    UAA offers only code, so it is unsupported_response_type (uaa/oauth/server.py).
     """
     request = AuthorizationRequest(client_id=confidential_client.client_id, redirect_uri=REDIRECT_URI)
     response = browser.get(request.url(response_type=response_type))

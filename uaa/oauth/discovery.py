@@ -1,4 +1,12 @@
-"""OpenID Connect Discovery 1.0 §3 and RFC 8414 §2 metadata: exactly what UAA offers."""
+"""OpenID Connect Discovery 1.0 §3 and RFC 8414 §2 metadata: exactly what UAA offers.
+
+Every member is a name of the IANA "OAuth Authorization Server Metadata" registry (RFC 8414 §7.1), and every
+value is read from what the endpoints do (the settings and modules they obey), never written out a second
+time; tests/uaa/test_discovery_truth.py drives each advertised value, and the registered values that are
+not advertised, against the running server. Access tokens' algorithm (``UAA_ACCESS_TOKEN_ALG``) has no
+registered member (RFC 9068 defines none): a resource server takes it from the JWK its token's ``kid`` names
+(docs/integrating-a-resource-server.md).
+"""
 
 from __future__ import annotations
 
@@ -33,9 +41,9 @@ def authorization_server_metadata() -> dict[str, Any]:
         "userinfo_endpoint": _url("oauth:userinfo"),
         "end_session_endpoint": _url("oauth:logout"),
         "scopes_supported": list(settings.UAA_SCOPES),
-        "response_types_supported": ["code"],
+        "response_types_supported": list(settings.OAUTH2_PROVIDER["OAUTH2_RESPONSE_TYPES_SUPPORTED"]),
         "response_modes_supported": list(RESPONSE_MODES_SUPPORTED),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]),  # server.py
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT, "none"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "revocation_endpoint_auth_methods_supported": [*SECRET_METHODS, PRIVATE_KEY_JWT, "none"],
@@ -44,7 +52,6 @@ def authorization_server_metadata() -> dict[str, Any]:
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": list(rfc7636.METHODS_SUPPORTED),
         **rfc9207.METADATA,
-        "access_token_signing_alg_values_supported": [settings.UAA_ACCESS_TOKEN_ALG],
     }
 
 

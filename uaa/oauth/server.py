@@ -10,8 +10,11 @@ client may use is the validator's ``validate_grant_type`` (django-oauth-toolkit'
 At the authorization endpoint, two checks run first of all, once the client and redirect URI are valid
 (oauthlib's ``pre_auth`` validators), on the request and again when its code is created: ``request`` and
 ``request_uri`` are refused (OIDC Core §6: ``request_not_supported``, ``request_uri_not_supported``) whatever
-else the request gets wrong, then PKCE (uaa/oauth/rfc7636.py: the client's policy, with the scopes asked
-for or granted and the ``nonce``).
+else the request gets wrong, then a ``response_type`` outside ``OAUTH2_RESPONSE_TYPES_SUPPORTED`` (RFC 6749
+§4.1.2.1 ``unsupported_response_type``: discovery lists only those; oauthlib routed ``code token`` and
+``code id_token`` to its hybrid grant, whose answer was ``unauthorized_client``, as if another client could
+have it), then PKCE (uaa/oauth/rfc7636.py: the client's policy, with the scopes asked for or granted and the
+``nonce``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ def refuse_request_objects(request: OAuthlibRequest) -> dict[str, Any]:
     return {}
 
 
+def refuse_unoffered_response_types(request: OAuthlibRequest) -> dict[str, Any]:
+    """RFC 6749 §4.1.2.1 ``unsupported_response_type``: "The authorization server does not support obtaining
+    an authorization code using this method", for every ``response_type`` UAA does not offer, whichever
+    oauthlib grant it was routed to."""
+    offered = settings.OAUTH2_PROVIDER["OAUTH2_RESPONSE_TYPES_SUPPORTED"]
+    if request.response_type is not None and request.response_type not in offered:
+        raise oauthlib_errors.UnsupportedResponseTypeError(request=request)
+    return {}
+
+
 def check_pkce(request: OAuthlibRequest) -> dict[str, Any]:
     """RFC 7636 §4.4.1 by the client's policy (uaa/oauth/rfc7636.py): ``request.scopes`` are those asked
     for, and on the code's creation those granted; the method is the request's own, before oauthlib
@@ -67,9 +80,13 @@ class Server(OpenIDServer):
         offered = settings.OAUTH2_PROVIDER["OAUTH2_GRANT_TYPES_SUPPORTED"]
         self._grant_types = {name: grant for name, grant in self.grant_types.items() if name in offered}
         for grant in (self.auth_grant, self.openid_connect_auth, self.openid_connect_hybrid):
-            grant.custom_validators.pre_auth[:0] = [refuse_request_objects, check_pkce]
+            grant.custom_validators.pre_auth[:0] = [
+                refuse_request_objects,
+                refuse_unoffered_response_types,
+                check_pkce,
+            ]
         for grant in (self.implicit_grant, self.openid_connect_implicit):
-            grant.custom_validators.pre_auth.insert(0, refuse_request_objects)
+            grant.custom_validators.pre_auth[:0] = [refuse_request_objects, refuse_unoffered_response_types]
 
     def validate_token_request(self, request: OAuthlibRequest) -> None:
         """RFC 6749 §4.1.3, §4.4.2, §6: ``grant_type`` is REQUIRED (``invalid_request``), and one this
