@@ -382,15 +382,8 @@ def sealing_problem(*, now: datetime) -> str | None:
         _trusted_base(now=now)
     except SealRefused as refusal:
         return str(refusal)
-    for pk, event, client_id, actor, body in (
-        LedgerRecord.objects.unsealed()
-        .order_by("id")
-        .values_list("id", "event", "client_id", "actor", "body")[:SEAL_BATCH]
-    ):
-        problem = record_problem(body=body, event=event, client_id=client_id, actor=actor, now=now)
-        if problem:
-            return str(unsealable(pk, problem))
-    return None
+    _, refusal = next_batch(now=now)
+    return None if refusal is None else str(refusal)
 
 
 UNPUBLISHED_LOG_INTERVAL = 60.0  # seconds: a head refused to every poll is logged once a minute, not per poll
