@@ -10,11 +10,12 @@ from collections.abc import Callable
 from functools import wraps
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -61,6 +62,21 @@ def _next_url(request: HttpRequest, candidate: str | None = None) -> str:
     ):
         return candidate
     return reverse(settings.LOGIN_REDIRECT_URL)
+
+
+LOGIN_HINT_MAX = 254  # the longest e-mail address (RFC 5321 §4.5.3.1.3 path, less its brackets)
+
+
+def login_hint(next_url: str) -> str | None:
+    """OIDC Core §3.1.2.1 ``login_hint`` of the authorization request the sign-in returns to, to fill in the
+    e-mail field with ("the login identifier the End-User might use"); taken from a ``next`` that is the
+    authorization endpoint only, never a parameter of this page, at most ``LOGIN_HINT_MAX`` characters.
+    The template escapes it like any value; the password is never filled in."""
+    parts = urlsplit(next_url)
+    if parts.path != reverse("oauth:authorize"):
+        return None
+    hint = QueryDict(parts.query).get("login_hint", "").strip()
+    return hint if 0 < len(hint) <= LOGIN_HINT_MAX else None
 
 
 def _reauthenticate(request: HttpRequest, next_url: str) -> HttpResponse:
@@ -132,9 +148,10 @@ def sign_in_step(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpR
 @never_cache
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:
-    form = SignInForm(request.POST or None)
-    error, status = None, HTTPStatus.OK
     next_url = _next_url(request)
+    hint = login_hint(next_url) if request.method == "GET" else None
+    form = SignInForm(request.POST or None, initial={"email": hint} if hint else None)
+    error, status = None, HTTPStatus.OK
     if request.method == "POST":
         if form.is_valid():
             result = services.check_password(

@@ -37,7 +37,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import sessions
 from accounts.mfa import policy
-from uaa.oauth import consent
+from uaa.oauth import consent, hints
 from uaa.oauth.models import Client
 
 # OIDC Core §3.1.2.1 defines none, login, consent and select_account. UAA has one account per browser
@@ -85,14 +85,17 @@ class Ask:
     prompts: frozenset[str]
     max_age: int | None
     acr_values: tuple[str, ...]
+    hinted_sub: str | None = None  # the sub of the request's id_token_hint (uaa/oauth/hints.py)
 
     @classmethod
     def parse(cls, query: Mapping[str, Any]) -> Ask:
-        """``ValueError`` for a prompt UAA does not answer, or a ``max_age`` that is not whole seconds."""
+        """``ValueError`` for a prompt UAA does not answer, a ``max_age`` that is not whole seconds, or an
+        ``id_token_hint`` that is not an ID token UAA issued (``hints.InvalidHint``)."""
         return cls(
             prompts=parse_prompt(str(query.get("prompt") or "")),
             max_age=parse_max_age(query.get("max_age")),
             acr_values=tuple(str(query.get("acr_values") or "").split()),
+            hinted_sub=hints.hinted_subject(query.get("id_token_hint")),
         )
 
     @property
@@ -110,7 +113,8 @@ def check_request(query: Mapping[str, Any], *, credentials: Mapping[str, Any]) -
     - ``response_mode``: only ``RESPONSE_MODES_SUPPORTED``. oauthlib would put the code in the fragment
       for ``fragment`` and silently use the query for anything else (Multiple Response Type Encoding
       Practices §2.1; OIDC Core §3.1.2.1); ``form_post`` is the view's (uaa/oauth/form_post.py).
-    - ``prompt`` and ``max_age`` that UAA does not answer (``Ask.parse``).
+    - ``prompt`` and ``max_age`` that UAA does not answer, an ``id_token_hint`` it did not issue
+      (``Ask.parse``).
 
     PKCE is checked before, by the oauthlib server (uaa/oauth/server.py, rules in uaa/oauth/rfc7636.py), on
     the request and again when its code is created, with the scopes granted.
@@ -159,6 +163,7 @@ class SessionState:
     acr: str
     reauthenticated: bool  # signed in after this request demanded it (see the module docstring)
     consented: bool = False  # the user allowed this request on its consent page, just now
+    sub: str | None = None  # the signed-in user's
 
 
 SIGNED_OUT = SessionState(signed_in=False, auth_time=None, acr="", reauthenticated=False)
@@ -197,8 +202,14 @@ def decide(*, ask: Ask, session: SessionState, client: ClientState, now: datetim
     unless the user has just answered this request's consent page).
 
     ``prompt=none`` turns every step but ``ISSUE`` into its error (§3.1.2.6), and demands nothing.
+
+    An ``id_token_hint`` naming another user than the one signed in is ``login_required`` (§3.1.2.1, with
+    or without ``prompt=none``) once the session is one the request accepts: a sign-in the request asks for
+    comes first, so that "is logged in by the request" is checked against whoever signs in.
     """
     step = _step(ask=ask, session=session, client=client, now=now)
+    if step is not Step.SIGN_IN and ask.hinted_sub is not None and ask.hinted_sub != session.sub:
+        return Decision(step=Step.SIGN_IN, error=SILENT_ERRORS[Step.SIGN_IN])
     if "none" in ask.prompts and step is not Step.ISSUE:
         return Decision(step=step, error=SILENT_ERRORS[step])
     return Decision(step=step, demand_reauthentication=step is Step.SIGN_IN and ask.wants_fresh_sign_in)
@@ -244,6 +255,7 @@ def decide_request(
         acr=sessions.current_acr(request),
         reauthenticated=reauthenticated(request, digest=digest, auth_time=signed_in_at),
         consented=consented,
+        sub=str(user.pk),
     )
     standing = ClientState(
         # a session with the second factor needs no look-up of the user's factors
