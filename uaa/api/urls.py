@@ -8,9 +8,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from uaa.api.clients import ClientViewSet
+from uaa.api.keys import SigningKeyViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("clients", ClientViewSet, basename="client")
+router.register("keys", SigningKeyViewSet, basename="key")
 
 app_name = "api"
 
