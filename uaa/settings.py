@@ -210,6 +210,11 @@ UAA_UNAVAILABLE_RETRY_AFTER = env.int("UAA_UNAVAILABLE_RETRY_AFTER", default=10)
 UAA_UNAVAILABLE_LOG_INTERVAL = env.float("UAA_UNAVAILABLE_LOG_INTERVAL", default=10.0)
 UAA_LAST_GOOD_MAX_AGE = env.int("UAA_LAST_GOOD_MAX_AGE", default=3600)
 
+# Readiness (uaa/health.py, /readyz): the answer is reused for UAA_READY_CACHE_SECONDS per process, and the
+# sealer counts as stalled once a record has waited UAA_READY_SEAL_LAG seconds (beat seals every 10 s).
+UAA_READY_CACHE_SECONDS = env.float("UAA_READY_CACHE_SECONDS", default=2.0)
+UAA_READY_SEAL_LAG = env.int("UAA_READY_SEAL_LAG", default=300)
+
 # Request hygiene: small bodies are all an authorization server ever needs.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("UAA_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
@@ -235,7 +240,7 @@ CSRF_FAILURE_VIEW = "uaa.oauth.views.csrf_failure"
 # docker-compose.yml and the Dockerfile set to UAA_TRUSTED_PROXIES (below). SECURE_PROXY_SSL_HEADER stays
 # unset: Django would believe that header from any peer, a client straight at gunicorn included.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 # HSTS preloading (hstspreload.org) commits the whole registrable domain, every subdomain included, to HTTPS
@@ -408,6 +413,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"SigningAlgorithmEnum": "uaa.api.clients.ALGORITHMS"},
 }
 
 # Celery: Redis (or any broker) in production; an embedded filesystem broker on a laptop.

@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from uaa.api import schema  # noqa: F401 - registers the security scheme with drf-spectacular
 from uaa.api.clients import ClientViewSet
 from uaa.api.keys import SigningKeyViewSet
 
