@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -38,6 +39,7 @@ from tests.oauth_client import (
 )
 from tests.uaa.client_assertions import KEY_TYPES, assertion, new_key, public_set
 from tests.uaa.endpoints import unverified_claims
+from tests.uaa.live import BIN, ROOT, base_env
 from uaa.oauth.models import AuthorizationCode, Client
 from uaa.oauth.rfc7523 import ASSERTION_TYPE
 from uaa.oauth.scopes import USER_SCOPES
@@ -273,6 +275,44 @@ def test_the_issuer_is_the_configured_issuer_without_a_trailing_slash(document, 
     for name, value in document.items():
         if name.endswith(("_endpoint", "_uri")):
             assert value.startswith(issuer + "/") and "//" not in value.removeprefix(parts.scheme + "://")
+
+
+DOCUMENTS_AS_CONFIGURED = """
+import json, django
+django.setup()
+from uaa.oauth.discovery import authorization_server_metadata, openid_configuration
+print(json.dumps([authorization_server_metadata(), openid_configuration()]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("configured", "issuer"),
+    [
+        ("https://id.example.com/", "https://id.example.com"),
+        ("https://id.example.com//", "https://id.example.com"),
+        ("https://id.example.com/uaa/", "https://id.example.com/uaa"),
+    ],
+)
+def test_an_issuer_configured_with_a_trailing_slash_is_served_without_it(tmp_path, configured, issuer):
+    """RFC 8414 §3.3 / OIDC Discovery §4.3: clients compare the issuer exactly (and with every token's iss);
+    an operator's UAA_ISSUER with a trailing slash is published without it, and no endpoint URL gets a
+    doubled slash. Run in a process of its own: the settings module reads the environment once."""
+    env = {**base_env(tmp_path), "DJANGO_SETTINGS_MODULE": "uaa.settings", "UAA_ISSUER": configured}
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", DOCUMENTS_AS_CONFIGURED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for document in json.loads(result.stdout.splitlines()[-1]):
+        assert document["issuer"] == issuer
+        for name, value in document.items():
+            if name.endswith(("_endpoint", "_uri")):
+                assert value.startswith(issuer + "/") and "//" not in value.removeprefix("https://"), value
 
 
 # --- endpoints ----------------------------------------------------------------------------------------
