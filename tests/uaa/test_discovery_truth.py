@@ -40,6 +40,7 @@ from tests.oauth_client import (
 from tests.uaa.client_assertions import KEY_TYPES, assertion, new_key, public_set
 from tests.uaa.endpoints import unverified_claims
 from tests.uaa.live import BIN, ROOT, base_env
+from uaa.checks import ACCESS_TOKEN_ALGORITHMS
 from uaa.oauth.models import AuthorizationCode, Client
 from uaa.oauth.rfc7523 import ASSERTION_TYPE
 from uaa.oauth.scopes import USER_SCOPES
@@ -96,7 +97,7 @@ REGISTERED = {
     "require_request_uri_registration": "OIDC Discovery 1.0 §3",
     # Later registrations.
     "end_session_endpoint": "OIDC RP-Initiated Logout 1.0 §2.1",
-    "check_session_iframe": "OIDC Session Management 1.0 §3.3",
+    "check_session_iframe": "OIDC Session Management 1.0, OpenID Provider Discovery Metadata",
     "frontchannel_logout_supported": "OIDC Front-Channel Logout 1.0 §3",
     "frontchannel_logout_session_supported": "OIDC Front-Channel Logout 1.0 §3",
     "backchannel_logout_supported": "OIDC Back-Channel Logout 1.0 §2.1",
@@ -369,11 +370,17 @@ def test_userinfo_endpoint_answers_with_the_subject(document, browser, confident
         assert response.json()["sub"] == str(user.pk)
 
 
-def test_jwks_uri_holds_the_keys_tokens_are_signed_with(document, service_client):
-    """RFC 8414 §2 jwks_uri: the access token verifies against the advertised key set."""
+@pytest.mark.parametrize("alg", ACCESS_TOKEN_ALGORITHMS)
+def test_jwks_uri_holds_the_keys_tokens_are_signed_with(document, service_client, settings, alg):
+    """RFC 8414 §2 jwks_uri: an access token signed with each algorithm UAA_ACCESS_TOKEN_ALG may be verifies
+    against the advertised key set, with the key its kid names, whose own alg is the token's (RFC 7517
+    §4.4): what a resource server relies on, there being no registered metadata for that algorithm."""
+    settings.UAA_ACCESS_TOKEN_ALG = alg
     keys = HttpClient().get(local(document["jwks_uri"])).json()
-    header, _ = verify_with_jwks(token_for(service_client), keys)
-    assert header["typ"] == "at+jwt"
+    token = token_for(service_client)
+    header, _ = verify_with_jwks(token, keys)
+    (key,) = [key for key in keys["keys"] if key["kid"] == header["kid"]]
+    assert header["typ"] == "at+jwt" and header["alg"] == key["alg"] == alg
 
 
 def test_end_session_endpoint_signs_the_user_out(document, browser, confidential_client):
