@@ -49,6 +49,7 @@ class Reason(StrEnum):
     PASSWORD_CHANGED = "password_changed"
     MFA_RESET = "mfa_reset"
     DEACTIVATED = "deactivated"
+    ADMIN_REVOKED = "admin_revoked"  # an admin ended every session and token (the admin API)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,37 @@ def create_user(
     )
 
 
+@transaction.atomic
+def register_user(
+    *, email: str, password: str | None, given_name: str = "", family_name: str = "", actor: str
+) -> User:
+    """A new ordinary account (never staff) added by ``actor`` (the admin API's calling client), with its
+    ``admin.change`` record (field names, never values). ``password`` ``None``: an unusable one."""
+    user = create_user(email=email, password=password, given_name=given_name, family_name=family_name)
+    fields = ["email", *(["password"] if password else []), *(["given_name"] if given_name else [])]
+    fields += ["family_name"] if family_name else []
+    _record_admin_change(user=user, actor=actor, action="add", fields=fields)
+    return user
+
+
+@transaction.atomic
+def reactivate_user(*, user: User, actor: str) -> None:
+    """The account may sign in again; what was granted before its deactivation stays ended (its
+    not-before time). Recorded as an ``admin.change`` of ``is_active`` naming ``actor``."""
+    User.objects.filter(pk=user.pk).update(is_active=True)
+    user.is_active = True
+    _record_admin_change(user=user, actor=actor, action="change", fields=["is_active"])
+
+
+def _record_admin_change(*, user: User, actor: str, action: str, fields: list[str]) -> None:
+    ledger.append_record(
+        event=LedgerRecord.Event.ADMIN_CHANGE,
+        sub=actor,
+        subject=f"accounts.user:{user.pk}",
+        detail={"action": action, "model": "accounts.user", "object_id": str(user.pk), "fields": fields},
+    )
+
+
 def change_password(*, request: HttpRequest | None, user: User, password: str | None) -> None:
     """A new password (``None``: an unusable one); then every session and grant of the user made before
     it ends (accounts/revocation.py; RFC 9700 §4.14.2: a password change is a security event)."""
@@ -334,6 +365,25 @@ def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) ->
         "accounts.signed_out_everywhere",
         extra={"user_id": str(user.pk), "sessions": len(keys), "refresh_tokens": revoked.refresh_tokens},
     )
+    return SignedOutEverywhere(
+        sessions=len(keys),
+        refresh_tokens=revoked.refresh_tokens,
+        access_tokens=revoked.access_tokens,
+        authorization_codes=revoked.authorization_codes,
+    )
+
+
+def revoke_user_grants(*, request: HttpRequest, user: User) -> SignedOutEverywhere:
+    """An admin's "sign this user out everywhere": the not-before time first (its own transaction, as in
+    :func:`sign_out_everywhere`), then every SSO session ends and every token is revoked, with their
+    records; ``request.user`` is the admin (named as ``by``)."""
+    revocation.revoke(user=user, request=request, reason=revocation.Reason.ADMIN_REVOKED)
+    with transaction.atomic():
+        open_sessions = SignIn.objects.open().for_user(user)
+        keys = list(open_sessions.values_list("session_key", flat=True))
+        Session.objects.filter(session_key__in=keys).delete()
+        open_sessions.update(ended_at=timezone.now())
+        revoked = revoke_tokens_of_user(request=request, user=user)
     return SignedOutEverywhere(
         sessions=len(keys),
         refresh_tokens=revoked.refresh_tokens,

@@ -117,6 +117,7 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response:
         status = response.status_code if response is not None else HTTPStatus.BAD_REQUEST
         codes = {
             HTTPStatus.BAD_REQUEST: "invalid_request",
+            HTTPStatus.FORBIDDEN: "access_denied",
             HTTPStatus.NOT_FOUND: "not_found",
             HTTPStatus.METHOD_NOT_ALLOWED: "method_not_allowed",
             HTTPStatus.NOT_ACCEPTABLE: "not_acceptable",

@@ -10,10 +10,12 @@ from rest_framework.routers import SimpleRouter
 from uaa.api import schema  # noqa: F401 - registers the security scheme with drf-spectacular
 from uaa.api.clients import ClientViewSet
 from uaa.api.keys import SigningKeyViewSet
+from uaa.api.users import UserViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("clients", ClientViewSet, basename="client")
 router.register("keys", SigningKeyViewSet, basename="key")
+router.register("users", UserViewSet, basename="user")
 
 app_name = "api"
 
