@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEV    := DEBUG=1 UAA_ISSUER=$${UAA_ISSUER:-http://localhost:$(PORT)}
 
-.PHONY: run test install lint format check-deploy clean
+.PHONY: run test install lint format check-deploy clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ run: $(STAMP)
 # The whole suite on the embedded defaults (SQLite); DATABASE_URL=postgres://... runs it on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark (bench/run.py, docs/performance.md): gunicorn as in production against throwaway PostgreSQL
+# databases, driven by wrk, with the empty-view ceiling and vanilla django-oauth-toolkit in the same run.
+# Not part of `make test`. ARGS="--smoke" for a quick check, ARGS="--rows 1000000" for the big-table mode.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(ARGS)
 
 # ruff (style), import-linter (the layers uaa → accounts → tokens and no cycles), mypy with django-stubs, bandit.
 lint: $(STAMP)
