@@ -1,12 +1,12 @@
 """Root URLconf: /oauth/, /.well-known/, /accounts/, /admin/, /api/v1/."""
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 from oauth2_provider import views as dot
 
 from accounts.views import admin_login
+from uaa import health
 from uaa.oauth import views
 from uaa.oauth.http import oauth_endpoint
 
@@ -18,10 +18,6 @@ handler500 = "uaa.middleware.server_error"  # a database outage is a 503 (uaa/ou
 admin.site.site_header = "UAA administration"
 admin.site.site_title = "UAA"
 admin.site.login = admin_login  # type: ignore[method-assign]
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok", content_type="text/plain")
 
 
 oauth_patterns = (
@@ -42,7 +38,8 @@ oauth_patterns = (
 
 urlpatterns = [
     path("", lambda request: redirect("accounts:home")),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("oauth/", include(oauth_patterns)),
     path(".well-known/openid-configuration", views.openid_configuration_view, name="openid-configuration"),
     path(

@@ -12,6 +12,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
@@ -63,6 +64,15 @@ def test_the_web_service_command_migrates_bootstraps_and_serves_tokens_with_guni
         token = json.load(response)
     assert token["token_type"] == "Bearer"
     assert token["access_token"].count(".") == 2
+
+    # The compose file's healthcheck of the web service, run as the container would (against our port).
+    healthcheck = COMPOSE["services"]["web"]["healthcheck"]["test"]
+    assert healthcheck[0] == "CMD" and "/readyz" in healthcheck[-1], healthcheck
+    probe = [sys.executable, *healthcheck[2:]]
+    probe[-1] = probe[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    subprocess.run(probe, check=True, timeout=30)
+    ready = json.load(urllib.request.urlopen(f"{base}/readyz"))
+    assert ready["checks"]["signing_keys"]["ok"] and ready["checks"]["database"]["ok"], ready
 
 
 def _expired_redeemed_code(database: Path) -> None:

@@ -382,8 +382,8 @@ def sealing_problem(*, now: datetime) -> str | None:
         _trusted_base(now=now)
     except SealRefused as refusal:
         return str(refusal)
-    _, refusal = next_batch(now=now)
-    return None if refusal is None else str(refusal)
+    _, unsealable_record = next_batch(now=now)
+    return None if unsealable_record is None else str(unsealable_record)
 
 
 UNPUBLISHED_LOG_INTERVAL = 60.0  # seconds: a head refused to every poll is logged once a minute, not per poll
