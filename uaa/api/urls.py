@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from uaa.api import schema  # noqa: F401 - registers the security scheme with drf-spectacular
+from uaa.api.audit import AuditViewSet
 from uaa.api.clients import ClientViewSet
 from uaa.api.keys import SigningKeyViewSet
 from uaa.api.users import UserViewSet
@@ -16,6 +17,7 @@ router = SimpleRouter(trailing_slash=False)
 router.register("clients", ClientViewSet, basename="client")
 router.register("keys", SigningKeyViewSet, basename="key")
 router.register("users", UserViewSet, basename="user")
+router.register("audit", AuditViewSet, basename="audit")
 
 app_name = "api"
 
