@@ -54,3 +54,20 @@ def test_the_reference_page_loads_only_this_servers_files(db):
     assert "script-src 'self'" in response["Content-Security-Policy"]
     script = HttpClient().get(next(s for s in sources if "?script" in s))
     assert script.status_code == HTTPStatus.OK and b"/api/v1/schema" in script.content
+
+
+def test_every_operation_documents_its_error_answers(db):
+    """A client generated from the document must know the 401 and 403 every operation can give."""
+    schema = yaml.safe_load(COMMITTED.read_text())
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            answers = set(operation["responses"])
+            assert {"400", "401", "403"} <= answers, (method, path)
+            assert ("{" in path) == ("404" in answers), (method, path)
+
+
+def test_an_unknown_api_path_is_a_json_404(db):
+    for path in ("/api/v1/nothing", "/api/v1/keys/%00", "/api/v1/clients/a/b/c"):
+        response = HttpClient().get(path)
+        assert response.status_code == HTTPStatus.NOT_FOUND
+        assert response.json()["error"] == "not_found"

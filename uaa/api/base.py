@@ -16,6 +16,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from uaa.api.auth import AccessTokenAuthentication, ApiCaller, HasAdminScope
 from uaa.api.errors import NO_STORE, StrictJSONParser, handle_exception
+from uaa.api.schema import AdminApiSchema
 
 
 class Pages(PageNumberPagination):
@@ -29,6 +30,7 @@ class AdminViewSet(GenericViewSet):
     permission_classes = [HasAdminScope]
     parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
+    schema = AdminApiSchema()
     read_scope = ""
     write_scope = ""
     action_scopes: dict[str, str] = {}

@@ -3,7 +3,8 @@ served from here: the CSP allows no other origin)."""
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -21,8 +22,16 @@ router.register("audit", AuditViewSet, basename="audit")
 
 app_name = "api"
 
+
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any other path under /api/v1/: the API's JSON 404, not the HTML page."""
+    body = {"error": "not_found", "error_description": "No such resource."}
+    return JsonResponse(body, status=404, headers={"Cache-Control": "no-store"})
+
+
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]
