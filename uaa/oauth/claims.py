@@ -27,10 +27,12 @@ One home for what is released, where and why:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from accounts.models import User
+from uaa.oauth.http import storable_text
 
 ID_TOKEN = "id_token"
 USERINFO = "userinfo"
@@ -146,7 +148,18 @@ def user_claims(user: User) -> dict[str, Any]:
 
 # --- the claims request parameter (§5.5) ------------------------------------------------------------
 def _scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | bool)
+    """A ``value`` a database can hold as it is kept (``RedeemedCode.claims`` is jsonb on PostgreSQL): no
+    NaN or infinity (``1e400`` parses as one), no NUL or lone surrogate in a string."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return storable_text(value)
+    return isinstance(value, int | bool)
+
+
+def _no_constants(name: str) -> Any:
+    """``json.loads`` takes ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON (RFC 8259 §6)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _claim_request(spec: object) -> dict[str, Any] | None:
@@ -183,7 +196,7 @@ def parse_claims_request(value: object) -> ClaimsRequest:
         return {}
     if isinstance(value, str | bytes):
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_constant=_no_constants)
         except (ValueError, RecursionError):
             raise MalformedClaimsRequest() from None
     if not isinstance(value, dict):
@@ -228,6 +241,23 @@ def granted_request(requested: ClaimsRequest, *, scopes: Iterable[str], shown: b
         for target, entries in requested.items()
     }
     return {target: entries for target, entries in kept.items() if entries}
+
+
+def answered_request(
+    raw: object, *, shown_scopes: Iterable[str], granted_scopes: Iterable[str]
+) -> str | None:
+    """The claims request a consent answer grants (JSON, or ``None`` for none): a claim outside the granted
+    scopes stays only if the page listed it by itself (``individually_requested`` of the scopes shown). A
+    claim whose scope the page showed and the user did not grant was never listed on its own, and goes."""
+    requested = parse_claims_request(raw)  # checked when the page was shown
+    listed = set(individually_requested(requested, scopes=shown_scopes))
+    refused = set(individually_requested(requested, scopes=granted_scopes)) - listed
+    kept = {
+        target: {name: spec for name, spec in entries.items() if name not in refused}
+        for target, entries in requested.items()
+    }
+    kept = {target: entries for target, entries in kept.items() if entries}
+    return json.dumps(kept) if kept else None
 
 
 def sub_mismatch(requested: ClaimsRequest, *, user: User) -> bool:

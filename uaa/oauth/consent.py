@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from uaa.oauth import audit
+from uaa.oauth import audit, claims
 from uaa.oauth.models import Client, Consent
 
 # The request a page is shown for: what django-oauth-toolkit puts in the form's hidden fields.
@@ -62,10 +62,10 @@ def shown_request(
     *, credentials: Mapping[str, Any], scopes: list[str], resources: list[str], digest: str, query: str
 ) -> dict[str, Any]:
     """The validated request a consent page shows, JSON-serializable, to be kept for its answer."""
-    claims = credentials.get("claims")
+    requested = credentials.get("claims")
     return {
         **{name: credentials.get(name) for name in (*NAMED, *BOUND) if name != "claims"},
-        "claims": json.dumps(claims) if claims else None,
+        "claims": json.dumps(requested) if requested else None,
         "scopes": list(scopes),
         "resource": list(resources),
         "digest": digest,
@@ -82,12 +82,22 @@ def form_copies(shown: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def credentials_of(shown: Mapping[str, Any]) -> dict[str, Any]:
-    """The credentials django-oauth-toolkit passes to oauthlib for an answered consent page."""
+def credentials_of(shown: Mapping[str, Any], *, granted: list[str] | None = None) -> dict[str, Any]:
+    """The credentials django-oauth-toolkit passes to oauthlib for an answered consent page. With the
+    ``granted`` scopes, the claims request keeps no claim of a scope the user took off (uaa/oauth/claims.py
+    ``answered_request``)."""
     credentials = {name: shown.get(name) for name in (*NAMED, "response_type", "state")}
     for name in ("code_challenge", "code_challenge_method", "nonce", "claims"):
         if shown.get(name):
             credentials[name] = shown[name]
+    if credentials.get("claims") and granted is not None:
+        narrowed = claims.answered_request(
+            credentials["claims"], shown_scopes=shown.get("scopes") or [], granted_scopes=granted
+        )
+        if narrowed is None:
+            del credentials["claims"]
+        else:
+            credentials["claims"] = narrowed
     if shown.get("resource"):
         credentials["resource"] = list(shown["resource"])  # RFC 8707: a list, as django-oauth-toolkit has it
     return credentials

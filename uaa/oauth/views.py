@@ -344,7 +344,7 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             return self._error_page(gone.description)
         shown, application, scopes = answer.shown, answer.client, answer.scopes
         self.response_mode = QueryDict(shown["query"]).get("response_mode")
-        credentials = consent.credentials_of(shown)
+        credentials = consent.credentials_of(shown, granted=scopes)
         digest = shown["digest"]
         if answer.refused is not None:
             if answer.refused.fatal:
