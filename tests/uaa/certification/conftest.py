@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.uaa.certification.rp import REDIRECT_URI, RP, Browser
+from tests.uaa.certification.rp import REDIRECT_URI, REDIRECT_URI_WITH_QUERY, RP, Browser
 from tests.uaa.live import base_env, free_port, healthy, manage, start, stop, wait_for, web_script
 
 PASSWORD = "correct horse battery staple 42"
@@ -71,14 +71,28 @@ class OP:
     jwks: dict[str, Any]
     env: dict[str, str]
     basic: dict[str, str]  # the conformance client: client_secret_basic
-    post: dict[
-        str, str
-    ]  # the second client (oidcc-server-client-secret-post, client2 of oidcc-refresh-token)
+    # the second client (oidcc-server-client-secret-post, client2 of oidcc-refresh-token)
+    post: dict[str, str]
+    # two redirect URIs, one with a query (the Dynamic OP plan's redirect URI modules)
+    query: dict[str, str]
     users: dict[str, dict[str, str]]
 
-    def rp(self, *, auth: str = "client_secret_basic", client: dict[str, str] | None = None) -> RP:
+    def rp(
+        self,
+        *,
+        auth: str = "client_secret_basic",
+        client: dict[str, str] | None = None,
+        redirect_uri: str = REDIRECT_URI,
+    ) -> RP:
         client = client or (self.post if auth == "client_secret_post" else self.basic)
-        return RP(client["client_id"], client["client_secret"], self.config, self.jwks, auth=auth)
+        return RP(
+            client["client_id"],
+            client["client_secret"],
+            self.config,
+            self.jwks,
+            auth=auth,
+            redirect_uri=redirect_uri,
+        )
 
     def browser(self, user: str | None = "buffy", *, consent: bool = True) -> Browser:
         return Browser(self.base, user=self.users[user] if user else None, consent=consent)
@@ -91,13 +105,15 @@ class OP:
         return name
 
 
-def conformance_client(env: dict[str, str], name: str) -> dict[str, str]:
+def conformance_client(env: dict[str, str], name: str, *redirect_uris: str) -> dict[str, str]:
     """docs/certification.md: a confidential client, require_pkce off, the suite's redirect URI."""
+    uris = [argument for uri in redirect_uris or (REDIRECT_URI,) for argument in ("--redirect-uri", uri)]
     return json.loads(
         manage(
             env,
             *("create_client", "--name", name, "--grant", "authorization_code"),
-            *("--redirect-uri", REDIRECT_URI, "--no-require-pkce", "--json"),
+            *uris,
+            *("--no-require-pkce", "--json"),
         )
     )
 
@@ -131,6 +147,7 @@ def op(tmp_path_factory) -> Iterator[OP]:
             env=env,
             basic=conformance_client(env, "conformance"),
             post=conformance_client(env, "conformance-post"),
+            query=conformance_client(env, "conformance-query", REDIRECT_URI_WITH_QUERY, f"{REDIRECT_URI}/2"),
             users=users,
         )
     finally:

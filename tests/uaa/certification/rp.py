@@ -37,6 +37,7 @@ import jwt
 import requests
 
 REDIRECT_URI = "https://rp.conformance.example/callback"
+REDIRECT_URI_WITH_QUERY = f"{REDIRECT_URI}?bar=foo"  # AddQueryToRedirectUri
 # RFC 6749 §4.1.2.1: error_description is %x20-21 / %x23-5B / %x5D-7E
 ERROR_DESCRIPTION = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 # OIDC Core §3.1.2.6 + RFC 6749 §4.1.2.1: what an error response may carry
@@ -172,6 +173,8 @@ class RP:
     config: dict[str, Any]
     jwks: dict[str, Any]
     auth: str = "client_secret_basic"
+    # the redirect URI its requests name (CreateRedirectUri, AddQueryToRedirectUri)
+    redirect_uri: str = REDIRECT_URI
 
     def authorization_request(self, *, form_post: bool, nonce: bool = True, **extra: Any) -> dict[str, str]:
         """``CreateAuthorizationEndpointRequestFromClientInformation`` with a random state and nonce
@@ -179,7 +182,7 @@ class RP:
         ``SetAuthorizationEndpointRequestResponseModeToFormPost`` for the Form Post plan."""
         request = {
             "client_id": self.client_id,
-            "redirect_uri": REDIRECT_URI,
+            "redirect_uri": self.redirect_uri,
             "scope": "openid",
             "state": secrets.token_urlsafe(16),
             "response_type": "code",
@@ -210,7 +213,9 @@ class RP:
 
     def exchange(self, code: str) -> requests.Response:
         """``CreateTokenEndpointRequestForAuthorizationCodeGrant``."""
-        return self.token({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI})
+        return self.token(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri}
+        )
 
     def userinfo(self, access_token: str, *, how: str = "get") -> requests.Response:
         """``CallUserInfoEndpoint`` (GET, or POST with ``SetResourceMethodToPost``) and
@@ -232,6 +237,8 @@ def check_callback(callback: Callback | ErrorPage, request: dict[str, str], rp: 
         f"the OP showed a page instead: {callback.status} {callback.html[:500]}"
     )
     assert callback.url.split("?")[0] == REDIRECT_URI  # CheckMatchingCallbackParameters
+    registered_query = dict(parse_qsl(urlsplit(rp.redirect_uri).query))
+    assert registered_query.items() <= callback.query.items()  # the registered URI's own query is kept
     if request.get("response_mode") == "form_post":
         assert callback.method == "POST"  # CheckCallbackHttpMethodIsPost (OAuth2-FP-2)
         assert (

@@ -26,6 +26,7 @@ import pytest
 from tests.uaa.certification.flows import authorize, error_flow, standard_flow
 from tests.uaa.certification.rp import (
     REDIRECT_URI,
+    REDIRECT_URI_WITH_QUERY,
     ErrorPage,
     check_callback,
     check_id_token,
@@ -534,3 +535,47 @@ def test_oidcc_ensure_request_with_valid_pkce_succeeds(op, response_mode):
     }
     tokens = check_token_response(rp.token(form))
     check_userinfo(rp.userinfo(tokens["access_token"]), check_id_token(tokens, rp, request))
+
+
+# --- the Dynamic OP plan's redirect URI modules, with a static client ---------------------------------------
+# OIDCCDynamicTestPlan runs these with dynamic registration only (UAA has none); the client registered here
+# has the two redirect URIs the modules register (AddMultipleRedirectUriToDynamicRegistrationRequest,
+# AddQueryToRedirectUri).
+def test_oidcc_redirect_uri_query_ok(op, response_mode):
+    """``OIDCCRedirectUriQueryOK`` (oidcc-redirect-uri-query-OK): a redirect URI with a query component
+    (``AddQueryToRedirectUri``: ?bar=foo), registered so: the flow completes, and the response keeps the
+    registered query (OAuth 2.0 §3.1.2: "MUST retain the query component")."""
+    rp = op.rp(client=op.query, redirect_uri=REDIRECT_URI_WITH_QUERY)
+    flow = standard_flow(rp, op.browser(), response_mode=response_mode)
+    assert flow.callback.query.get("bar") == "foo"
+
+
+def test_oidcc_redirect_uri_query_mismatch(op, response_mode):
+    """``OIDCCRedirectUriQueryMismatch`` (oidcc-redirect-uri-query-mismatch): ?foo=bar instead of the
+    registered ?bar=foo (``ReplaceRedirectUriQueryInAuthorizationRequest``): the error page
+    (``ExpectRedirectUriErrorPage``), never the registered URI."""
+    rp = op.rp(client=op.query, redirect_uri=f"{REDIRECT_URI}?foo=bar")
+    page = op.browser().open(rp.url(rp.authorization_request(form_post=response_mode == "form_post")))
+    assert isinstance(page, ErrorPage) and page.status == 400, page
+
+
+def test_oidcc_redirect_uri_query_added(op, response_mode):
+    """``OIDCCRedirectUriQueryAdded`` (oidcc-redirect-uri-query-added): a query added to a redirect URI
+    registered without one (``AddQueryToRedirectUriInAuthorizationRequest``): the error page."""
+    rp = op.rp(redirect_uri=f"{REDIRECT_URI}?foo=bar")
+    page = op.browser().open(rp.url(rp.authorization_request(form_post=response_mode == "form_post")))
+    assert isinstance(page, ErrorPage) and page.status == 400, page
+
+
+def test_oidcc_ensure_redirect_uri_in_authorization_request(op, response_mode):
+    """``OIDCCEnsureRedirectUriInAuthorizationRequest`` (oidcc-ensure-redirect-uri-in-authorization-request):
+    a client with two redirect URIs, a request without redirect_uri
+    (``RemoveRedirectUriFromAuthorizationEndpointRequest``):
+    the error page (``ExpectRedirectUriMissingErrorPage``); a redirect is
+    ``AuthorizationEndpointRedirectedBackUnexpectedly``.
+    UAA requires redirect_uri of every request (OIDC Core §3.1.2.1), one URI registered or several."""
+    rp = op.rp(client=op.query)
+    request = rp.authorization_request(form_post=response_mode == "form_post", redirect_uri=None)
+    assert "redirect_uri" not in request
+    page = op.browser().open(rp.url(request))
+    assert isinstance(page, ErrorPage) and page.status == 400, page
