@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -33,12 +34,14 @@ from django.db import transaction
 from django.test import Client as HttpClient
 from jwcrypto import jwk, jwt
 
+from accounts.mfa.policy import ACR_PWD
 from tests.conftest import REDIRECT_URI, sign_in
 from tests.factories import UserFactory
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, query_of
 from tokens.formats.id_token import sign_id_token
 from tokens.formats.rfc9068 import TYP as ACCESS_TOKEN_TYP
 from tokens.signing import sign_jwt
+from uaa.oauth.interaction import SIGNED_OUT, Ask, ClientState, Decision, SessionState, Step, decide
 from uaa.oauth.models import AuthorizationCode
 
 ISSUER = "http://testserver"
@@ -258,3 +261,34 @@ def test_the_sign_in_page_takes_the_hint_of_an_authorization_request_only(client
     assert 'value="x@example.com"' not in page.content.decode()
     page = client.get("/accounts/login?" + urlencode({"login_hint": "x@example.com"}))
     assert 'value="x@example.com"' not in page.content.decode()
+
+
+# --- the decision, as a pure function -----------------------------------------------------------------------
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+SIGNED_IN_AS_A = SessionState(signed_in=True, auth_time=NOW, acr=ACR_PWD, reauthenticated=False, sub="a")
+ON_RECORD = ClientState(mfa_required=False, consent_on_record=True)
+
+
+@pytest.mark.parametrize(
+    ("hinted", "prompts", "expected"),
+    [
+        ("a", frozenset(), Decision(step=Step.ISSUE)),
+        ("a", frozenset({"none"}), Decision(step=Step.ISSUE)),
+        (None, frozenset({"none"}), Decision(step=Step.ISSUE)),
+        ("b", frozenset(), Decision(step=Step.SIGN_IN, error="login_required")),
+        ("b", frozenset({"none"}), Decision(step=Step.SIGN_IN, error="login_required")),
+        ("b", frozenset({"consent"}), Decision(step=Step.SIGN_IN, error="login_required")),
+        # prompt=login: the sign-in the request asks for comes first; whoever signs in is checked after
+        ("b", frozenset({"login"}), Decision(step=Step.SIGN_IN, demand_reauthentication=True)),
+    ],
+)
+def test_decide_with_a_hint(hinted, prompts, expected):
+    """``interaction.decide``: the hinted sub against the session's, once the session is one the request
+    accepts."""
+    ask = Ask(prompts=prompts, max_age=None, acr_values=(), hinted_sub=hinted)
+    assert decide(ask=ask, session=SIGNED_IN_AS_A, client=ON_RECORD, now=NOW) == expected
+
+
+def test_decide_with_a_hint_and_nobody_signed_in_asks_for_a_sign_in():
+    ask = Ask(prompts=frozenset(), max_age=None, acr_values=(), hinted_sub="b")
+    assert decide(ask=ask, session=SIGNED_OUT, client=ON_RECORD, now=NOW) == Decision(step=Step.SIGN_IN)
