@@ -400,6 +400,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,  # no django.contrib.auth lookups for the API's anonymous requests
+    # No DRF view checks a password or a session; the admin API takes its access tokens (uaa/api/auth.py).
+    # DRF's default Basic authentication would be a password-guessing endpoint outside accounts/throttling.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 # The admin API's OpenAPI document (/api/v1/schema, docs/openapi.yaml; uaa/api/urls.py).
 SPECTACULAR_SETTINGS = {
@@ -409,6 +413,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],  # the document is public, and no credential is checked to serve it
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -218,3 +218,31 @@ def test_a_token_for_another_audience_is_invalid(admin_client):
     token = client_credentials_token(registered, "uaa.clients.read")
     assert unverified_claims(token)["aud"] == "https://api.example.com"
     assert_invalid_token(call("GET", CLIENTS, token))
+
+
+def test_the_documented_way_to_an_admin_token_works(db):
+    """docs/api.md: create_client for client credentials with admin scopes, then the token request."""
+    import io
+
+    from django.core.management import call_command
+
+    from tests.conftest import RegisteredClient
+
+    out = io.StringIO()
+    call_command(
+        "create_client",
+        "--name=automation",
+        "--grant=client_credentials",
+        "--scope=uaa.clients.read",
+        "--scope=uaa.clients.write",
+        "--json",
+        stdout=out,
+    )
+    issued = json.loads(out.getvalue())
+    registered = RegisteredClient(
+        client=Client.objects.get(client_id=issued["client_id"]), secret=issued["client_secret"]
+    )
+    token = client_credentials_token(registered, "uaa.clients.read uaa.clients.write")
+    response = call("GET", CLIENTS, token)
+    assert response.status_code == HTTPStatus.OK
+    assert response.json()["results"][0]["client_id"] == registered.client_id

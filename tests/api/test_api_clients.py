@@ -278,3 +278,32 @@ def test_a_public_registration_has_no_secret_in_its_answer(admin):
         {**WEB_APP, "client_type": "public", "redirect_uris": ["https://spa.example/cb"]},
     ).json()
     assert body["client_secret"] is None
+
+
+def test_an_empty_change_changes_and_records_nothing(admin, confidential_client):
+    _caller, token = admin
+    response = call("PATCH", f"{CLIENTS}/{confidential_client.client_id}", token, {})
+    assert response.status_code == HTTPStatus.OK
+    assert response.json()["name"] == "Relying Party"
+    assert not ledger_records(LedgerRecord.Event.ADMIN_CHANGE)
+
+
+def test_a_change_that_breaks_a_model_rule_is_400_and_saves_nothing(admin, service_client):
+    """private_key_jwt without keys (Client.clean): refused as the admin form refuses it."""
+    _caller, token = admin
+    path = f"{CLIENTS}/{service_client.client_id}"
+    response = call("PATCH", path, token, {"token_endpoint_auth_method": "private_key_jwt"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert "jwks" in response.json()["fields"]
+    assert Client.objects.get(pk=service_client.client.pk).token_endpoint_auth_method == "client_secret_basic"
+    assert not ledger_records(LedgerRecord.Event.ADMIN_CHANGE)
+
+
+def test_an_admin_scope_cannot_be_given_to_an_authorization_code_client_by_a_change(
+    admin, confidential_client
+):
+    _caller, token = admin
+    path = f"{CLIENTS}/{confidential_client.client_id}"
+    response = call("PATCH", path, token, {"allowed_scopes": ["uaa.users.write"]})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "allowed_scopes" in response.json()["fields"]

@@ -71,3 +71,15 @@ def test_an_unknown_api_path_is_a_json_404(db):
         response = HttpClient().get(path)
         assert response.status_code == HTTPStatus.NOT_FOUND
         assert response.json()["error"] == "not_found"
+
+
+def test_the_schema_pages_check_no_password(db, user, password):
+    """DRF's default authentication would check HTTP Basic passwords on these public views: an endpoint to
+    guess passwords outside the sign-in throttling (accounts/throttling.py). No credential is looked at."""
+    import base64
+
+    for wrong in ("wrong password", password):
+        basic = base64.b64encode(f"{user.email}:{wrong}".encode()).decode()
+        for path in ("/api/v1/schema", "/api/v1/docs"):
+            response = HttpClient().get(path, HTTP_AUTHORIZATION=f"Basic {basic}")
+            assert response.status_code == HTTPStatus.OK, (path, response.status_code)

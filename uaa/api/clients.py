@@ -285,6 +285,8 @@ class ClientViewSet(AdminViewSet):
         client = self.get_object()
         form = ClientChangeSerializer(client, data=request.data, partial=True)
         form.is_valid(raise_exception=True)
+        if not form.validated_data:
+            return Response(ClientSerializer(client).data)  # nothing to change, nothing to record
         try:
             client = update_client(
                 client=client, changes=_model_changes(dict(form.validated_data)), actor=self.caller.actor
