@@ -27,6 +27,7 @@ from tokens import ledger
 from tokens.models import LedgerRecord, TreeHead
 from uaa.api.base import AdminViewSet
 from uaa.api.errors import NO_STORE
+from uaa.api.schema import nullable_links
 
 MAX_FILTER = 255
 
@@ -36,6 +37,9 @@ class NewestFirst(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return nullable_links(super().get_paginated_response_schema(schema))
 
     def decode_cursor(self, request: Request) -> Any:
         refused = serializers.ValidationError({"cursor": ["Not a cursor this API gave."]})

@@ -24,6 +24,16 @@ from uaa.oauth.models import Client
 from uaa.oauth.scopes import scopes_for_client
 
 REALM = "uaa"
+# The scopes the admin API's views ask for (settings.UAA_ADMIN_SCOPES may hold others, e.g. for /metrics).
+API_SCOPES = (
+    "uaa.clients.read",
+    "uaa.clients.write",
+    "uaa.users.read",
+    "uaa.users.write",
+    "uaa.keys.read",
+    "uaa.keys.write",
+    "uaa.audit.read",
+)
 MAX_TOKEN_LENGTH = 8192  # far above any token this server signs; longer is not ours
 
 

@@ -8,21 +8,32 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.http import HttpRequest
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from uaa.api.auth import AccessTokenAuthentication, ApiCaller, HasAdminScope
-from uaa.api.errors import NO_STORE, StrictJSONParser, handle_exception
-from uaa.api.schema import AdminApiSchema
+from uaa.api.errors import NO_STORE, StrictJSONParser, handle_exception, storable
+from uaa.api.schema import AdminApiSchema, nullable_links
+
+MAX_QUERY_VALUE = 2048
 
 
 class Pages(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        return nullable_links(super().get_paginated_response_schema(schema))
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:
+            raise serializers.ValidationError({"page": ["No such page."]}) from None
 
 
 class AdminViewSet(GenericViewSet):
@@ -37,6 +48,18 @@ class AdminViewSet(GenericViewSet):
 
     def get_exception_handler(self) -> Callable[..., Any]:
         return handle_exception
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        """After the token and scope checks: query parameters the database can take, of a sane length."""
+        super().initial(request, *args, **kwargs)
+        errors = {
+            str(name)[:64]: ["A value without NUL, of at most 2048 characters."]
+            for name, values in request.query_params.lists()
+            for value in values
+            if len(value) > MAX_QUERY_VALUE or not storable(value)
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
 
     def finalize_response(self, request: HttpRequest, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

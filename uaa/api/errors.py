@@ -41,8 +41,28 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def storable(text: str) -> bool:
+    """Text the database can hold: no NUL (PostgreSQL refuses it) and no lone surrogate (a JSON "\\ud800"
+    escape decodes to one, which no driver encodes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(storable(key) and _all_storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_all_storable(item) for item in value)
+    return True
+
+
 class StrictJSONParser(JSONParser):
-    """RFC 8259 JSON, bounded: nothing past ``MAX_BODY`` is read."""
+    """RFC 8259 JSON, bounded: nothing past ``MAX_BODY`` is read; no string with NUL or a lone surrogate."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read(MAX_BODY + 1) if stream is not None else b""
@@ -50,9 +70,13 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"The body is larger than {MAX_BODY} bytes.")
         try:
             text = raw.decode("utf-8")
-            return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+            document = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+            clean = _all_storable(document)
         except (ValueError, RecursionError):
             raise exceptions.ParseError("The body is not a JSON document in UTF-8.") from None
+        if not clean:
+            raise exceptions.ParseError("The body has a string with NUL or a lone surrogate.")
+        return document
 
 
 def _messages(detail: Any) -> Any:

@@ -12,6 +12,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from uaa.api.auth import API_SCOPES, required_scope
+
 
 class AccessTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "uaa.api.auth.AccessTokenAuthentication"
@@ -25,14 +27,12 @@ class AccessTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
             "flows": {
                 "clientCredentials": {
                     "tokenUrl": "/oauth/token",
-                    "scopes": dict(settings.UAA_ADMIN_SCOPES),
+                    "scopes": {scope: settings.UAA_ADMIN_SCOPES.get(scope, "") for scope in API_SCOPES},
                 }
             },
         }
 
     def get_security_requirement(self, auto_schema: Any) -> dict[str, list[str]]:
-        from uaa.api.auth import required_scope
-
         view = auto_schema.view
         request = type("SchemaRequest", (), {"method": auto_schema.method})()
         return {self.name: [required_scope(request, view)]}
@@ -54,6 +54,7 @@ ERRORS = {
     "401": "invalid_token: no token, or not a valid access token of this server (WWW-Authenticate: Bearer)",
     "403": "insufficient_scope (the scope is named), or access_denied",
     "404": "not_found",
+    "415": "unsupported_media_type: a body that is not application/json",
     "503": "temporarily_unavailable (Retry-After)",
 }
 
@@ -68,6 +69,19 @@ class AdminApiSchema(AutoSchema):
         for code, description in ERRORS.items():
             if code == "404" and "{" not in self.path:
                 continue
+            if code == "415" and self.method not in ("POST", "PATCH"):
+                continue
             response = OpenApiResponse(response=ErrorSerializer, description=description)
             bodies.setdefault(code, self._get_response_for_code(response, code, direction=direction))
         return bodies
+
+
+def nullable_links(schema: dict[str, Any]) -> dict[str, Any]:
+    """A paginator's answer schema with OpenAPI 3.1 nullability: drf-spectacular's paginators still write
+    3.0's ``nullable: true``, which a 3.1 (JSON Schema 2020-12) validator ignores."""
+    for name in ("next", "previous"):
+        link = schema.get("properties", {}).get(name)
+        if link is not None:
+            link.pop("nullable", None)
+            link["type"] = ["string", "null"]
+    return schema
