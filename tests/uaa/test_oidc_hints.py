@@ -292,3 +292,26 @@ def test_decide_with_a_hint(hinted, prompts, expected):
 def test_decide_with_a_hint_and_nobody_signed_in_asks_for_a_sign_in():
     ask = Ask(prompts=frozenset(), max_age=None, acr_values=(), hinted_sub="b")
     assert decide(ask=ask, session=SIGNED_OUT, client=ON_RECORD, now=NOW) == Decision(step=Step.SIGN_IN)
+
+
+def test_a_hint_whose_key_is_revoked_while_the_consent_page_is_open_is_invalid_request(
+    browser, confidential_client, user
+):
+    """Red team, issue 11 round 2: the consent page was shown for a valid hint; its signing key was revoked
+    before the answer. The answer re-reads the request and the hint no longer verifies: that was a 500
+    (``InvalidHint`` escaped ``form_valid``); it is ``invalid_request`` on the redirect, as on the GET."""
+    from django.utils import timezone
+
+    from tokens.rotation import revoke_signing_key
+
+    hint = id_token_of(user, confidential_client)
+    request = _request(confidential_client)
+    page = browser.get(request.url(prompt="consent", id_token_hint=hint))
+    assert page.status_code == HTTPStatus.OK, page.content[:300]
+    header = json.loads(base64.urlsafe_b64decode(hint.split(".")[0] + "=="))
+    revoke_signing_key(kid=header["kid"], now=timezone.now(), reason="leaked")
+    form = page.context["form"]
+    answer = {name: form.initial.get(name) or "" for name in form.fields} | {"allow": "Authorize"}
+    browser.raise_request_exception = False
+    response = browser.post("/oauth/authorize", answer)
+    _refused(response, request, "invalid_request")

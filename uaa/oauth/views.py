@@ -354,13 +354,13 @@ class AuthorizeView(CheckedParameters, AuthorizationView):
             return self._issue(
                 scopes=scopes, credentials=credentials, application=application, digest=digest, allow=False
             )
+        try:  # the request again: its id_token_hint's key may have left the JWKS since the page was shown
+            ask = interaction.Ask.parse(QueryDict(shown["query"]))
+        except ValueError:
+            interaction.finish(request, digest=digest)
+            return self._redirect_error(credentials, application, "invalid_request")
         decision = interaction.decide_request(
-            request,
-            client=application,
-            scopes=scopes,
-            ask=interaction.Ask.parse(QueryDict(shown["query"])),
-            digest=digest,
-            consented=True,
+            request, client=application, scopes=scopes, ask=ask, digest=digest, consented=True
         )
         return self._respond(
             decision,
