@@ -246,3 +246,15 @@ def test_the_documented_way_to_an_admin_token_works(db):
     response = call("GET", CLIENTS, token)
     assert response.status_code == HTTPStatus.OK
     assert response.json()["results"][0]["client_id"] == registered.client_id
+
+
+def test_a_signed_in_superusers_session_is_not_a_credential(db, confidential_client):
+    """No session authentication: a page an admin has open cannot be made to call the API with their
+    cookie (cross-site request forgery needs no token then)."""
+    from tests.staff import staff_browser
+
+    http, _admin = staff_browser(superuser=True)
+    for method, path in (("get", CLIENTS), ("delete", f"{CLIENTS}/{confidential_client.client_id}")):
+        response = getattr(http, method)(path)
+        assert response.status_code == HTTPStatus.UNAUTHORIZED, (method, response.content)
+    assert Client.objects.filter(pk=confidential_client.client.pk).exists()
