@@ -460,15 +460,16 @@ class LogoutView(CheckedParameters, RPInitiatedLogoutView):
     template_name = "oauth/logout.html"
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """An RP's POSTed logout request becomes the GET (uaa/oauth/logout.py): it is no CSRF target, as a
-        link to the GET is none; the answer to the logout question is CSRF-checked as UAA's other forms."""
+        """An RP's POSTed logout request is answered as the GET (uaa/oauth/logout.py): it is no CSRF
+        target, as a link to the GET is none; the answer to the logout question is CSRF-checked as UAA's
+        other forms."""
         if logout.posted_logout_request(request):
             return super().dispatch(request, *args, **kwargs)  # CheckedParameters, then post() below
         return csrf_protect(super().dispatch)(request, *args, **kwargs)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if logout.posted_logout_request(request):
-            return logout.as_get(request)
+            return self.get(logout.as_get(request), *args, **kwargs)
         return super().post(request, *args, **kwargs)
 
     def get_request_application(self, id_token: Any, client_id: str | None) -> Client | None:
