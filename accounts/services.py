@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
-from accounts import revocation, sessions, throttling
+from accounts import revocation, sessions, signals, throttling
 from accounts.mfa import backup_codes, policy, totp, webauthn
 from accounts.models import SignIn, User, canonical_email
 from tokens import ledger
@@ -162,6 +162,7 @@ def _factor_failed(request: HttpRequest, user: User, *, method: str, error: str)
         **ledger.request_metadata(request),
     )
     logger.info("accounts.second_factor_failed", extra={"user_id": str(user.pk), "method": method})
+    signals.second_factor_failed.send(sender=User, method=method)
     return _locked(user.email, request) or StepResult(error=error)
 
 

@@ -36,6 +36,7 @@ from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts import signals
 from accounts.models import ThrottleCounter, canonical_email
 from tokens.clientip import client_address
 
@@ -101,6 +102,8 @@ def count_failure(*, key: str, limit: int, lockout_seconds: int, now: datetime |
             counter.locked_until = now + timedelta(seconds=lockout_seconds)
             counter.failures, counter.window_started_at = 0, now
         counter.save()
+    if locks:
+        signals.lockout_started.send(sender=ThrottleCounter, key=key)
     return locks
 
 

@@ -26,3 +26,5 @@ class UAAConfig(AppConfig):
 
         # A key change replaces the last good copy of the JWKS served during a database outage.
         signing_key_changed.connect(jwks_changed, dispatch_uid="uaa.last_good_jwks")
+
+        import uaa.metrics  # noqa: F401  # connects its receivers (sign-ins, lockouts, Celery tasks)

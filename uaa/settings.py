@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "uaa.metrics.MetricsMiddleware",  # first: it counts and times what every other one answers
     "uaa.middleware.RequestIdMiddleware",
     "uaa.middleware.RequestHygieneMiddleware",
     "uaa.middleware.LastGoodCopyMiddleware",
@@ -342,9 +343,16 @@ UAA_ADMIN_SCOPES = {
     "uaa.keys.read": "Read the signing keys' public halves and states (admin API)",
     "uaa.keys.write": "Rotate and revoke signing keys (admin API)",
     "uaa.audit.read": "Read the audit ledger's records and signed tree heads (admin API)",
+    "uaa.metrics": "Read the server's Prometheus metrics (/metrics)",
 }
 UAA_SCOPES.update(UAA_ADMIN_SCOPES)
 UAA_SCOPES.update(env.dict("UAA_EXTRA_SCOPES", default={}))
+
+# /metrics (uaa/metrics.py, uaa/metrics_view.py): the networks (CIDRs) that may scrape without a token (a
+# bearer token with the uaa.metrics scope is the other way in), and other multiprocess directories whose
+# metrics the scrape merges (a Celery worker's own PROMETHEUS_MULTIPROC_DIR, on a shared volume).
+UAA_METRICS_ALLOWED_NETWORKS = env.list("UAA_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+UAA_METRICS_EXTRA_DIRS = env.list("UAA_METRICS_EXTRA_DIRS", default=[])
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Client"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth.AuthorizationCode"

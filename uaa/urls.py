@@ -7,6 +7,7 @@ from oauth2_provider import views as dot
 
 from accounts.views import admin_login
 from uaa import health
+from uaa.metrics_view import metrics_view
 from uaa.oauth import views
 from uaa.oauth.http import oauth_endpoint
 
@@ -40,6 +41,7 @@ urlpatterns = [
     path("", lambda request: redirect("accounts:home")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("oauth/", include(oauth_patterns)),
     path(".well-known/openid-configuration", views.openid_configuration_view, name="openid-configuration"),
     path(

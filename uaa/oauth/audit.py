@@ -24,6 +24,7 @@ from accounts.throttling import address_bucket
 from tokens import ledger
 from tokens.clientip import client_address
 from tokens.models import LedgerRecord
+from uaa import metrics
 from uaa.oauth.grant_context import grant_context
 from uaa.oauth.models import ClientAuthenticationTally
 
@@ -55,6 +56,7 @@ def _evidence(request: OAuthlibRequest) -> dict[str, Any]:
 
 def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
     """RFC 6749 §5.1: one record per token response, per grant type."""
+    metrics.token_issued(grant_type=request.grant_type)
     access_token = token.get("access_token") or ""
     claims = _claims(access_token)
     hashes = {"access_token": ledger.sha256_hex(access_token)} if access_token else {}

@@ -33,6 +33,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import throttling
 from tokens.clientip import client_address
+from uaa import metrics
 from uaa.oauth import audit, rfc7523
 from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
 from uaa.oauth.http import storable_text
@@ -150,6 +151,7 @@ def begin(request: OAuthlibRequest) -> Attempt:
         known = known or registered(claimed)
         client_id = known.client_id if known else ""
         audit.client_authentication_throttled(client_id=client_id, method=method, headers=request.headers)
+        metrics.client_authentication_failed(method=method, reason="throttled")
         logger.debug("oauth.client_authentication_throttled", extra={"client_id": client_id})
         raise Throttled(retry_after=retry_after, request=request)
     return Attempt(method=method, claimed=claimed, ip=ip, throttle=throttle)
@@ -182,6 +184,7 @@ def failed(
             "oauth.client_under_attack",
             extra={"client_id": client_id, "lockout_seconds": settings.UAA_CLIENT_LOCKOUT_SECONDS},
         )
+    metrics.client_authentication_failed(method=attempt.method, reason=reason)
     audit.client_authentication_failed(
         client_id=client_id,
         method=attempt.method,
