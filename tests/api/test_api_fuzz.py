@@ -162,3 +162,23 @@ def test_no_input_breaks_an_operation_or_its_schema(world, path, method, operati
         if response.status_code < 300 and response.content and "json" in response["Content-Type"]:
             schema = operation["responses"][status]["content"]["application/json"]["schema"]
             _validate(schema, response.json())
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete", "post"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/clients/%00",
+        "/api/v1/clients/%ED%A0%80",
+        "/api/v1/clients/" + "a" * 3000,
+        "/api/v1/clients/%00/rotate-secret",
+        "/api/v1/users/%00000000-0000-0000-0000-000000000000",
+        "/api/v1/keys/" + "a" * 64 + "/revoke",
+    ],
+)
+def test_no_path_id_breaks_an_operation(world, method, path):
+    """A path id is looked up in the database: NUL (PostgreSQL refuses it), bytes that are not UTF-8,
+    a length past the column's."""
+    token, _ids = world
+    response = _send(method, path, token, {}, {} if method in ("patch", "post") else None)
+    assert response.status_code in (404, 405), (method, path, response.content[:200])

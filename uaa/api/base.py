@@ -19,6 +19,7 @@ from uaa.api.errors import NO_STORE, StrictJSONParser, handle_exception, storabl
 from uaa.api.schema import AdminApiSchema, nullable_links
 
 MAX_QUERY_VALUE = 2048
+MAX_PATH_VALUE = 255  # client_id's column; a kid is 64, a user id 36
 
 
 class Pages(PageNumberPagination):
@@ -50,8 +51,11 @@ class AdminViewSet(GenericViewSet):
         return handle_exception
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
-        """After the token and scope checks: query parameters the database can take, of a sane length."""
+        """After the token and scope checks: a path id and query parameters the database can take, of a
+        sane length (PostgreSQL refuses NUL in text: a 500 otherwise)."""
         super().initial(request, *args, **kwargs)
+        if any(len(str(value)) > MAX_PATH_VALUE or not storable(str(value)) for value in kwargs.values()):
+            raise exceptions.NotFound()
         errors = {
             str(name)[:64]: ["A value without NUL, of at most 2048 characters."]
             for name, values in request.query_params.lists()
