@@ -209,7 +209,8 @@ def test_every_manage_command_the_units_and_the_doc_run_exists() -> None:
         [line for name in UNIT_NAMES for line in (UNITS / name).read_text().splitlines()]
         + re.findall(r"```sh\n(.*?)```", DEPLOYMENT.read_text(), flags=re.S)
     )
-    named = set(re.findall(r"(?:manage\.py|uaa-manage) ([a-z_]+)", text))
+    code = "\n".join(re.sub(r"(^|\s)#.*", "", line) for line in text.splitlines())  # not comments
+    named = set(re.findall(r"(?:manage\.py|uaa-manage) ([a-z_]+)", code))
     assert named >= {"migrate", "bootstrap", "collectstatic", "audit"}, named
     assert named <= set(listed), named - set(listed)
 
@@ -219,6 +220,7 @@ def test_the_units_and_the_environment_file_name_only_settings_uaa_reads() -> No
     named = set(env_example())
     for name in UNIT_NAMES:
         named |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", (UNITS / name).read_text())) - {"MAINPID"}
+        named |= {line.split("=", 1)[0] for line in unit(name)["Service"].get("Environment", [])}
     assert named <= read_by_code(), named - read_by_code()
     assert env_example()["UAA_TRUSTED_PROXIES"] == "127.0.0.1"
 
@@ -346,10 +348,23 @@ def test_the_celery_units_start(
 ) -> None:
     env = _unit_env(base_env(tmp_path))
     manage(env, "migrate", "--noinput")
-    (exec_start,) = unit(f"uaa-{service}.service")["Service"]["ExecStart"]
+    unit_service = unit(f"uaa-{service}.service")["Service"]
+    state = tmp_path / "state"  # the unit's /var/lib/uaa
+    for directory in unit_service["StateDirectory"][0].split():
+        (state / directory.removeprefix("uaa").lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for line in unit_service.get("Environment", []):
+        key, _, value = line.partition("=")
+        env[key] = value.replace("/var/lib/uaa", str(state))
+    for command in unit_service.get("ExecStartPre", []):
+        argv = [part.replace("/var/lib/uaa", str(state)) for part in shlex.split(command)]
+        subprocess.run(argv, env=env, cwd=ROOT, check=True, timeout=60)
+    (exec_start,) = unit_service["ExecStart"]
     log = tmp_path / f"{service}.log"
     processes.append(start(local(exec_start), env, log))
     wait_for(lambda: ready in log.read_text(errors="replace"), f"celery {service}", log)
+    if "PROMETHEUS_MULTIPROC_DIR" in env:  # the worker: its metrics land where web's /metrics reads them
+        assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).is_dir()
+        assert env_example()["UAA_METRICS_EXTRA_DIRS"] == unit_service["Environment"][0].split("=", 1)[1]
 
 
 # --- the restore drill ---------------------------------------------------------------------------------
