@@ -49,10 +49,21 @@ NOT_SETTINGS = frozenset({"DJANGO_SETTINGS_MODULE"})
 VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-def _string(node: ast.AST | None) -> str | None:
+def _string(node: ast.AST | None, constants: dict[str, str] | None = None) -> str | None:
+    """A variable name given as a literal, or as a module-level constant (``ENV = "NAME"``)."""
+    if isinstance(node, ast.Name) and constants and node.id in constants:
+        return constants[node.id]
     if isinstance(node, ast.Constant) and isinstance(node.value, str) and VARIABLE.match(node.value):
         return node.value
     return None
+
+
+def _constants(tree: ast.AST) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for node in getattr(tree, "body", []):
+        if isinstance(node, ast.Assign) and (value := _string(node.value)):
+            found.update({target.id: value for target in node.targets if isinstance(target, ast.Name)})
+    return found
 
 
 def _environ_reads(tree: ast.AST) -> set[str]:
@@ -64,18 +75,19 @@ def _environ_reads(tree: ast.AST) -> set[str]:
             isinstance(node, ast.Name) and node.id == "environ"
         )
 
+    constants = _constants(tree)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript) and is_environ(node.value):
-            names.add(_string(node.slice) or "")
+            names.add(_string(node.slice, constants) or "")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             func = node.func
             if (is_environ(func.value) and func.attr in {"get", "setdefault", "pop"}) or (
                 func.attr == "getenv"
             ):
-                names.add((_string(node.args[0]) if node.args else None) or "")
+                names.add((_string(node.args[0], constants) if node.args else None) or "")
         elif isinstance(node, ast.Compare) and any(is_environ(c) for c in node.comparators):
-            names.add(_string(node.left) or "")
+            names.add(_string(node.left, constants) or "")
     return names - {""}
 
 
@@ -193,6 +205,7 @@ def test_the_extraction_finds_what_it_must() -> None:
     assert len(reads) > 60
     assert "UAA_BEHIND_PROXY" in removed_variables()
     assert "UAA_PROCESS" in direct_reads()["uaa/wsgi.py"]
+    assert "PROMETHEUS_MULTIPROC_DIR" in direct_reads()["uaa/gunicorn_config.py"]  # through ENV = "..."
     assert dockerfile_reads() >= {"UAA_BIND", "UAA_TRUSTED_PROXIES"}
     assert len(documented()) > 60
 
