@@ -31,12 +31,13 @@ from tests.oauth_client import basic_auth, form_post
 from tests.uaa import live
 from tests.uaa.endpoints import token_request
 from tests.uaa.live import processes
+from tests.uaa.test_database_outage import outage
 from tokens.models import LedgerRecord
 from uaa.oauth import clientauth
 from uaa.oauth.models import Client
 
 OUTSIDE = "203.0.113.7"
-__all__ = ["processes"]  # the fixture
+__all__ = ["outage", "processes"]  # fixtures
 ISSUED = (
     "uaa_tokens_issued_total",
     (("grant_type", "client_credentials"),),
@@ -387,3 +388,17 @@ def test_two_gunicorn_workers_report_the_sum_of_their_counts(tmp_path, processes
     assert samples(scraped.body)[ISSUED] == 40 == sum(per_worker)
     outside = live.call(f"{base}/metrics", **{"X-Forwarded-For": "127.0.0.1"})
     assert outside.status == 200  # loopback itself: the header from an untrusted peer changes nothing
+
+
+def test_a_database_outage_leaves_the_counters_and_drops_the_gauges(outage):
+    """The gauges read the database; when it is unreachable the scrape still answers (no 500)."""
+    from tokens.rotation import ensure_active_key
+
+    ensure_active_key(algorithm="RS256", now=timezone.now())
+    assert b"uaa_signing_key_age_seconds{" in scrape().content
+    outage()
+    response = scrape()
+    assert response.status_code == 200
+    assert b"uaa_http_requests_total" in response.content
+    assert b"uaa_signing_key_age_seconds{" not in response.content
+    assert b"uaa_audit_unsealed_records " not in response.content
