@@ -402,3 +402,57 @@ def test_a_database_outage_leaves_the_counters_and_drops_the_gauges(outage):
     assert b"uaa_http_requests_total" in response.content
     assert b"uaa_signing_key_age_seconds{" not in response.content
     assert b"uaa_audit_unsealed_records " not in response.content
+
+
+WORKER_SCRIPT = """
+import django
+django.setup()
+from celery import shared_task
+
+@shared_task(name="tokens.seal_audit_ledger")
+def probe(fail):
+    if fail:
+        raise ValueError("boom")
+
+probe.apply(args=[False]); probe.apply(args=[False]); probe.apply(args=[True])
+"""
+SCRAPE_SCRIPT = """
+import sys, django
+django.setup()
+from uaa import metrics
+sys.stdout.write(metrics.exposition().decode())
+"""
+
+
+def test_the_celery_workers_directory_is_merged_into_the_scrape(tmp_path):
+    """A Celery worker is another process with its own PROMETHEUS_MULTIPROC_DIR; web's scrape adds its task
+    outcomes through UAA_METRICS_EXTRA_DIRS (real processes, real signals)."""
+    worker_dir, web_dir = tmp_path / "worker", tmp_path / "web"
+    worker_dir.mkdir()
+    web_dir.mkdir()
+    env = live.base_env(tmp_path)
+    env.update(DJANGO_SETTINGS_MODULE="uaa.settings", DEBUG="1")
+
+    def run(script: str, **extra: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=live.ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    run(WORKER_SCRIPT, PROMETHEUS_MULTIPROC_DIR=str(worker_dir))
+    alone = samples(run(SCRAPE_SCRIPT, PROMETHEUS_MULTIPROC_DIR=str(web_dir)).encode())
+    merged = samples(
+        run(
+            SCRAPE_SCRIPT, PROMETHEUS_MULTIPROC_DIR=str(web_dir), UAA_METRICS_EXTRA_DIRS=str(worker_dir)
+        ).encode()
+    )
+    success = ("uaa_celery_tasks_total", (("outcome", "success"), ("task", "tokens.seal_audit_ledger")))
+    failure = ("uaa_celery_tasks_total", (("outcome", "failure"), ("task", "tokens.seal_audit_ledger")))
+    assert success not in alone
+    assert merged[success] == 2 and merged[failure] == 1
