@@ -367,6 +367,100 @@ def test_the_celery_units_start(
         assert env_example()["UAA_METRICS_EXTRA_DIRS"] == unit_service["Environment"][0].split("=", 1)[1]
 
 
+# The units' ProtectSystem=strict + ReadWritePaths=/var/lib/uaa + PrivateTmp, without systemd: a mount
+# namespace in which every mount is read-only except the state directory (bound at /mnt, standing for
+# /var/lib/uaa) and a fresh tmpfs on /tmp.
+SANDBOX = """set -e
+state=$1; shift
+mount --bind "$state" /mnt
+for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+  case $m in /mnt|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+mount -t tmpfs tmpfs /tmp
+exec "$@"
+"""
+
+
+def sandboxed(state: Path, argv: list[str]) -> list[str]:
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        SANDBOX,
+        "sandbox",
+        str(state),
+        *argv,
+    ]
+
+
+def _sandbox_works(tmp_path: Path) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        sandboxed(tmp_path, ["sh", "-c", f"touch /mnt/ok && ! touch {ROOT}/.sandbox-probe 2>/dev/null"]),
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0 and (tmp_path / "ok").exists()
+
+
+def test_the_web_unit_writes_only_where_its_unit_lets_it(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The web unit's commands (migrate, bootstrap, gunicorn) issue a token and seal the ledger on a file
+    system that is read-only except /var/lib/uaa and a private /tmp, as the hardening makes it; a witness
+    outside /var/lib/uaa cannot be written there, so the sandbox is real."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if not _sandbox_works(state):
+        pytest.skip("needs unshare and mount namespaces (root) to emulate ProtectSystem=strict")
+    (state / "ok").unlink()
+    for directory in ("witness", "var/broker/processed"):
+        (state / directory).mkdir(parents=True)
+    env = _unit_env(base_env(tmp_path))
+    env.update(
+        DATABASE_URL="sqlite:////mnt/uaa.sqlite3",
+        UAA_VAR_DIR="/mnt/var",
+        UAA_AUDIT_WITNESS="/mnt/witness/audit-witness.json",
+    )
+    service = unit("uaa-web.service")["Service"]
+    for command in service["ExecStartPre"]:
+        done = subprocess.run(
+            sandboxed(state, expand(local(command), env)), cwd=ROOT, env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    port = free_port()
+    (exec_start,) = service["ExecStart"]
+    argv = expand(local(exec_start), env)
+    argv[argv.index("127.0.0.1:8000")] = f"127.0.0.1:{port}"
+    argv[argv.index("--workers") + 1] = "2"
+    log = tmp_path / "web.log"
+    processes.append(start(sandboxed(state, argv), env, log))
+    base = f"http://127.0.0.1:{port}"
+    wait_for(healthy(base), "the sandboxed web unit", log)
+    client = create_service_client({**env, "DATABASE_URL": f"sqlite:///{state / 'uaa.sqlite3'}"})
+    answer = call(f"{base}/oauth/token", data={"grant_type": "client_credentials", **client})
+    assert answer.status == 200, answer.body
+    audit = [str(BIN / "python"), "manage.py", "audit"]
+    sealed = subprocess.run(
+        sandboxed(state, [*audit, "seal"]), cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    assert json.loads((state / "witness" / "audit-witness.json").read_text())["tree_size"] > 0
+    # The same seal with the witness outside /var/lib/uaa: refused by the file system, nothing signed.
+    elsewhere = {**env, "UAA_AUDIT_WITNESS": f"{ROOT}/var/elsewhere-witness.json"}
+    answer = call(f"{base}/oauth/token", data={"grant_type": "client_credentials", **client})
+    refused = subprocess.run(
+        sandboxed(state, [*audit, "seal"]), cwd=ROOT, env=elsewhere, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr, refused.stderr
+    assert not (ROOT / "var" / "elsewhere-witness.json").exists()
+
+
 # --- the restore drill ---------------------------------------------------------------------------------
 
 
