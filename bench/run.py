@@ -257,13 +257,39 @@ class Result:
     errors: int
 
 
+def run_wrk(
+    command: list[str], env: dict[str, str], timeout: float, stop_file: Path | None
+) -> subprocess.CompletedProcess[str]:
+    """wrk to its end (its summary, and done()'s line, are printed on SIGINT too); killed if we fail."""
+    process = subprocess.Popen(
+        command, cwd=LUA, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_file is not None and stop_file.exists():
+                    process.send_signal(signal.SIGINT)
+                    stop_file = None
+                elif time.monotonic() > deadline:
+                    process.kill()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path, pg: Postgres) -> None:
         self.args = args
         self.work = work
         self.pg = pg
         self.servers: dict[str, Server] = {}
-        self.results: dict[str, list[Result]] = {}
+        self.rounds: dict[str, list[Result]] = {}  # every round's result, by figure
 
     def wrk(
         self, spec: Spec, seconds: float, extra_env: dict[str, str] | None = None
@@ -280,9 +306,11 @@ class Bench:
         pg_before = {pid: cpu_ticks(pid) for pid in backends}
         command = ["wrk", "-t1", f"-c{spec.connections}", f"-d{max(1, round(seconds))}s", "--timeout", "20s"]
         command += ["-s", spec.script, server.base + spec.path]
-        done = subprocess.run(
-            command, cwd=LUA, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
-        )
+        stop_file = None
+        if "BENCH_STOP_AFTER" in env:  # request.lua marks when it has stopped; SIGINT ends wrk's -d early
+            stop_file = self.work / f"stopped-{secrets.token_hex(4)}"
+            env["BENCH_STOP_FILE"] = str(stop_file)
+        done = run_wrk(command, env, seconds + 60, stop_file)
         cpu = sum(cpu_ticks(pid) - cpu_before[pid] for pid in workers)
         backends_after = self.pg.backends(server.database) if server.database else []
         pg_cpu = sum(cpu_ticks(pid) - pg_before.get(pid, 0) for pid in backends_after)
@@ -329,6 +357,7 @@ class Bench:
             for spec in order:
                 result, _ = self.wrk(spec, seconds)
                 collected[spec.key].append(result)
+                self.rounds.setdefault(spec.key, []).append(result)
                 note = f"  ({result.errors} errors)" if result.errors else ""
                 log(
                     f"{tag}round {round_ + 1}/{rounds} {spec.key:22} {result.rps:8.1f} req/s  "
@@ -560,8 +589,8 @@ def rss_check(bench: Bench, spec: Spec, total: int, expected_rps: float) -> None
     first = 1000
 
     def drive(count: int) -> int:
-        # wrk stops the thread at ``count`` answers but runs out its -d: a margin, not a multiple
-        seconds = count / max(expected_rps, 1.0) * 1.3 + 2
+        # wrk stops at ``count`` answers (request.lua, then SIGINT): -d is only a bound
+        seconds = count / max(expected_rps, 1.0) * 3 + 10
         result, _ = bench.wrk(spec, seconds, {"BENCH_STOP_AFTER": str(count)})
         return result.requests
 
@@ -573,9 +602,12 @@ def rss_check(bench: Bench, spec: Spec, total: int, expected_rps: float) -> None
     print(f"worker RSS, token endpoint, fresh workers: after {first} requests vs after {done}:")
     for pid in after_first:
         a, b = after_first[pid], after_all.get(pid, 0)
+        if not b:  # gunicorn replaced it (its log says why): its growth is unknown
+            print(f"  worker {pid}: {a / 1024:6.1f} MiB -> replaced before the end; see {server.name}.log")
+            continue
         print(
             f"  worker {pid}: {a / 1024:6.1f} MiB -> {b / 1024:6.1f} MiB  ({(b - a) / 1024:+.1f} MiB, "
-            f"{b / a if a else 0:.3f}x)"
+            f"{b / a:.3f}x)"
         )
 
 
@@ -610,10 +642,14 @@ def rows_phase(bench: Bench, specs: list[Spec], count: int, rounds: int, seconds
     )
     for spec, full in zip(specs, both, strict=True):
         a, b = results[spec.key], results[full.key]
+        # each round measures the pair back to back: the median of those ratios is the paired figure
+        empty, filled = bench.rounds[spec.key][-rounds:], bench.rounds[full.key][-rounds:]
+        paired_ratios = [f.rps / e.rps for e, f in zip(empty, filled, strict=True)]
         print(
-            f"  {spec.key:16} empty {a.rps:8.1f} req/s   full {b.rps:8.1f} req/s   full/empty "
-            f"{b.rps / a.rps:.3f}   p50 {a.p50_ms:.2f} -> {b.p50_ms:.2f} ms   cpu {a.cpu_ms:.2f} -> "
-            f"{b.cpu_ms:.2f} ms/req"
+            f"  {spec.key:16} empty {a.rps:8.1f} req/s   full {b.rps:8.1f} req/s   full/empty: "
+            f"per round {' '.join(f'{r:.3f}' for r in paired_ratios)}, median "
+            f"{statistics.median(paired_ratios):.3f}   p50 {a.p50_ms:.2f} -> {b.p50_ms:.2f} ms   "
+            f"cpu {a.cpu_ms:.2f} -> {b.cpu_ms:.2f} ms/req"
         )
 
 
@@ -664,6 +700,12 @@ def main() -> None:
             server.stop()
         pg.drop_all()
         redis.release()
+        logs = Path(tempfile.gettempdir()) / f"uaa-bench-logs-{os.getpid()}"
+        for server_log in work.glob("*.log"):  # the servers' logs outlive the work dir (secrets do not)
+            logs.mkdir(exist_ok=True)
+            shutil.move(server_log, logs / server_log.name)
+        if logs.exists():
+            log(f"server logs kept in {logs}")
         shutil.rmtree(work, ignore_errors=True)
         log(f"done in {time.monotonic() - started:.0f} s")
 
