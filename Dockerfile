@@ -36,4 +36,4 @@ USER uaa
 # same container or pod); docker-compose.yml sets the backend network. Never '*'. --forwarder-headers= : no
 # header, not even the proxy's, sets SCRIPT_NAME or PATH_INFO (a SCRIPT_NAME the path lacked was a 500).
 ENV UAA_TRUSTED_PROXIES=127.0.0.1
-CMD ["sh", "-c", "exec gunicorn uaa.wsgi:application --config python:uaa.gunicorn_config --bind \"${UAA_BIND:-127.0.0.1:8000}\" --workers 4 --worker-class sync --timeout 30 --graceful-timeout 30 --forwarded-allow-ips \"$UAA_TRUSTED_PROXIES\" --forwarder-headers="]
+CMD ["sh", "-c", "exec gunicorn uaa.wsgi:application --config python:uaa.gunicorn_config --bind \"${UAA_BIND:-127.0.0.1:8000}\" --workers 4 --worker-class sync --timeout 30 --graceful-timeout 30 --limit-request-line 8190 --forwarded-allow-ips \"$UAA_TRUSTED_PROXIES\" --forwarder-headers="]
