@@ -9,7 +9,7 @@ one. Proofs are tokens/ledger/tree.py's, documents tokens/verifier.py checks off
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -116,7 +116,11 @@ def _time(name: str, value: str | None, errors: dict[str, list[str]]) -> datetim
     if parsed is None or parsed.tzinfo is None:
         errors[name] = ["An RFC 3339 date-time with its offset, e.g. 2026-01-31T12:00:00Z."]
         return None
-    return parsed
+    try:  # in UTC, as stored: PostgreSQL refuses offsets beyond ±15:59 (RFC 3339 allows ±23:59)
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        errors[name] = ["A date-time within years 1 to 9999 once in UTC."]
+        return None
 
 
 def _size(name: str, value: str | None, errors: dict[str, list[str]], *, required: bool) -> int | None:

@@ -178,6 +178,21 @@ class ClientChangeSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"allowed_scopes": [f"{sorted(admin)[0]} is for client-credentials clients only."]}
             )
+        # A person gives admin scopes and trust (the Django admin, manage.py create_client), never another
+        # client: a token with uaa.clients.write could otherwise give itself, or a client it registers,
+        # every admin scope (uaa.keys.write, uaa.users.write), or spare a client the consent page of every
+        # user, staff included. What an admin gave may stay, or go.
+        instance = self.instance if isinstance(self.instance, Client) else None
+        given = set(instance.allowed_scopes.split()) if instance else set()
+        added = sorted(admin - given)
+        if added:
+            raise serializers.ValidationError(
+                {"allowed_scopes": [f"{added[0]} is given in the Django admin, not through the API."]}
+            )
+        if attrs.get("trusted") and not (instance and instance.trusted):
+            raise serializers.ValidationError(
+                {"trusted": ["A client is made trusted in the Django admin, not through the API."]}
+            )
         return attrs
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -61,6 +62,14 @@ def _all_storable(value: Any) -> bool:
     return True
 
 
+def _finite(text: str) -> float:
+    """A number that overflows a double (``1e999``) parses as infinity, which no database column holds."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
 class StrictJSONParser(JSONParser):
     """RFC 8259 JSON, bounded: nothing past ``MAX_BODY`` is read; no string with NUL or a lone surrogate."""
 
@@ -70,7 +79,12 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"The body is larger than {MAX_BODY} bytes.")
         try:
             text = raw.decode("utf-8")
-            document = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+            document = json.loads(
+                text,
+                parse_constant=_refuse_constant,
+                parse_float=_finite,
+                object_pairs_hook=_no_duplicates,
+            )
             clean = _all_storable(document)
         except (ValueError, RecursionError):
             raise exceptions.ParseError("The body is not a JSON document in UTF-8.") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -23,6 +24,7 @@ router.register("audit", AuditViewSet, basename="audit")
 app_name = "api"
 
 
+@csrf_exempt  # any method: the API's JSON 404, not Django's HTML CSRF 403 (no session authenticates here)
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other path under /api/v1/: the API's JSON 404, not the HTML page."""
     body = {"error": "not_found", "error_description": "No such resource."}
