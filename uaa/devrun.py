@@ -83,7 +83,8 @@ def run(argv: Sequence[str]) -> int:
             ended = [child for child in children if child.poll() is not None]
             if ended:
                 status = ended[0].returncode
-                print(f"uaa.devrun: {ended[0].args[0]} ended ({status}); stopping the rest", file=sys.stderr)
+                name = Path(str(commands(argv[0])[children.index(ended[0])][0])).name
+                print(f"uaa.devrun: {name} ended ({status}); stopping the rest", file=sys.stderr)
                 break
             time.sleep(POLL)
     except _Stop:
