@@ -242,6 +242,15 @@ class UAAOAuth2Validator(OAuth2Validator):
             raise oauthlib_errors.InvalidGrantError(request=request)
         return True
 
+    def save_bearer_token(
+        self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        """DOT's, in the token request's own transaction (``TokenView``) without a savepoint of its own:
+        any failure here rolls the whole request back anyway, so the SAVEPOINT and its RELEASE were two
+        round trips for nothing. Outside a transaction (not UAA's path) it opens one, as DOT does."""
+        with transaction.atomic(savepoint=False):
+            self._save_bearer_token(token, request, *args, **kwargs)
+
     def _save_bearer_token(
         self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> None:

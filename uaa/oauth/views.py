@@ -28,6 +28,7 @@ from django.views.decorators.http import require_safe
 from oauth2_provider.exceptions import InvalidOIDCClientError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.signals import app_authorized
 from oauth2_provider.views import AuthorizationView, RPInitiatedLogoutView
 from oauth2_provider.views import TokenView as DOTTokenView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -93,6 +94,19 @@ class TokenView(DOTTokenView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with transaction.atomic():
             return self.authorization_flow_token_response(request, *args, **kwargs)
+
+    def authorization_flow_token_response(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        """django-oauth-toolkit's, without its SELECT of the token just written (issue 12): that read feeds
+        only the ``app_authorized`` signal, which UAA does not listen to; it is made for a listener only."""
+        if app_authorized.has_listeners():
+            return super().authorization_flow_token_response(request, *args, **kwargs)
+        url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
 
 
 class ConsentForm(AllowForm):
