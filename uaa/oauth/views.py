@@ -102,7 +102,7 @@ class TokenView(DOTTokenView):
         only the ``app_authorized`` signal, which UAA does not listen to; it is made for a listener only."""
         if app_authorized.has_listeners():
             return super().authorization_flow_token_response(request, *args, **kwargs)
-        url, headers, body, status = self.create_token_response(request)
+        _url, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value
