@@ -270,9 +270,26 @@ class UAAOAuth2Validator(OAuth2Validator):
     def _save_bearer_token(
         self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> None:
-        """Inside DOT's transaction (``save_bearer_token``): no token without its audit record."""
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        """Inside DOT's transaction (``save_bearer_token``): no token without its audit record. A refresh
+        rotates with updates where DOT deletes and inserts (uaa/oauth/refresh_tokens.py ``rotate``)."""
+        if refresh_tokens.rotates(request=request, token=token):
+            if "scope" not in token:
+                raise oauthlib_errors.FatalClientError("Failed to renew access token: missing scope")
+            self._check_and_set_request_resource(request)  # RFC 8707, as DOT's save does first
+            access_token, _ = refresh_tokens.rotate(
+                request=request, token=token, expires=self._access_token_expires(request), validator=self
+            )
+            grant_context(request).access_token_checksum = access_token.token_checksum
+        else:
+            super()._save_bearer_token(token, request, *args, **kwargs)
         audit.token_issued(token=token, request=request)
+
+    def _access_token_expires(self, request: OAuthlibRequest) -> datetime:
+        """RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it."""
+        context = grant_context(request)
+        if context.access_token_exp is None:  # noted by ACCESS_TOKEN_GENERATOR, which made the token
+            raise RuntimeError("the access token was not made by uaa.oauth.access_tokens")
+        return datetime.fromtimestamp(context.access_token_exp, UTC)
 
     def _create_access_token(
         self,
@@ -281,13 +298,9 @@ class UAAOAuth2Validator(OAuth2Validator):
         token: dict[str, Any],
         source_refresh_token: Any = None,
     ) -> Any:
-        # RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it.
-        context = grant_context(request)
-        if context.access_token_exp is None:  # noted by ACCESS_TOKEN_GENERATOR, which made the token
-            raise RuntimeError("the access token was not made by uaa.oauth.access_tokens")
-        expires = datetime.fromtimestamp(context.access_token_exp, UTC)
+        expires = self._access_token_expires(request)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
-        context.access_token_checksum = access_token.token_checksum
+        grant_context(request).access_token_checksum = access_token.token_checksum
         return access_token
 
     def _create_refresh_token(
@@ -313,7 +326,9 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        with transaction.atomic():  # a reuse revokes the family and is recorded together
+        # A reuse revokes the family and is recorded together, in the token request's transaction (no
+        # savepoint: nothing here is rolled back alone, and a failure rolls the whole request back).
+        with transaction.atomic(savepoint=False):
             # concurrent presentations of one refresh token queue up here: one rotates it, the rest are reuse
             refresh_tokens.lock_for_rotation(refresh_token=refresh_token)
             if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
