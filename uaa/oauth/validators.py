@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthlibRequest
@@ -16,8 +17,9 @@ from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 from tokens.formats.id_token import TYP as ID_TOKEN_TYP
 from tokens.formats.id_token import id_token_claims, sign_id_token
 from tokens.formats.rfc9068 import TYP as ACCESS_TOKEN_TYP
-from tokens.signing import verification_key, verify_jwt
+from tokens.signing import SigningKeyChanged, unconfirmed_kids, verification_key, verify_jwt
 from uaa.oauth import (
+    access_tokens,
     audit,
     claims,
     client_cache,
@@ -263,9 +265,37 @@ class UAAOAuth2Validator(OAuth2Validator):
     ) -> None:
         """DOT's, in the token request's own transaction (``TokenView``) without a savepoint of its own:
         any failure here rolls the whole request back anyway, so the SAVEPOINT and its RELEASE were two
-        round trips for nothing. Outside a transaction (not UAA's path) it opens one, as DOT does."""
+        round trips for nothing. Outside a transaction it opens one, as DOT does. Under
+        tokens.signing.optimistic (TokenView, client credentials) the token and its record are one
+        statement that confirms the signing key (``_store_confirmed``)."""
+        kids = unconfirmed_kids()
+        if kids is not None:
+            self._store_confirmed(token, request, kids)
+            return
         with transaction.atomic(savepoint=False):
             self._save_bearer_token(token, request, *args, **kwargs)
+
+    def _store_confirmed(self, token: dict[str, Any], request: OAuthlibRequest, kids: list[str]) -> None:
+        """A client-credentials token and its audit record in one statement, stored only if the key that
+        signed it is still active (uaa/oauth/access_tokens.py); else ``SigningKeyChanged``, and TokenView
+        answers the request again the locked way. DOT's ``_save_bearer_token`` minus what this grant never
+        has (a user, a refresh token, an ID token)."""
+        if request.grant_type != "client_credentials" or "scope" not in token or token.get("refresh_token"):
+            raise RuntimeError("only a client-credentials token is stored by _store_confirmed")
+        self._check_and_set_request_resource(request)  # RFC 8707, as DOT's save does first
+        request.user = None
+        access_token = get_access_token_model()(
+            user=None,
+            scope=token["scope"],
+            expires=self._access_token_expires(request),
+            application=request.client,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        statement = access_tokens.store_statement(access_token=access_token, kids=kids)
+        if not audit.token_issued(token=token, request=request, with_event=statement):
+            raise SigningKeyChanged(",".join(kids))  # nothing stored: the key moved on
+        grant_context(request).access_token_checksum = access_token.token_checksum
 
     def _save_bearer_token(
         self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any

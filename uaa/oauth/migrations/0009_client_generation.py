@@ -4,7 +4,7 @@ uaa/oauth/client_cache.py keeps clients per process and reads (id, generation) o
 use: a row changed in any way — by the admin, the API, ``QuerySet.update()`` in a shell, or plain SQL — has
 a new generation, so no process uses its old copy again; a deleted client has no row. The trigger, not
 ``save()``, does the counting, so that nothing that writes the row can leave it out. Like the ledger's
-triggers it does not stop the table's owner, who can drop it (docs/performance.md).
+triggers it does not stop the table's owner, who can drop it.
 """
 
 from django.db import migrations, models
