@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypedDict
+from typing import Any, TypedDict, overload
 
 from django.db import connection
 from django.http import HttpRequest
@@ -87,6 +87,18 @@ def build_record(
         "detail": dict(detail or {}),
     }
     return {name: value for name, value in record.items() if value not in ("", [], {}, None)}
+
+
+@overload
+def append_record(
+    *, event: str, at: datetime | None = None, with_event: None = None, **fields: Any
+) -> LedgerRecord: ...
+
+
+@overload
+def append_record(
+    *, event: str, at: datetime | None = None, with_event: tuple[str, list[Any]], **fields: Any
+) -> LedgerRecord | None: ...
 
 
 def append_record(
