@@ -127,7 +127,7 @@ def append_record(
         else:
             sql, event_params = with_event
             cursor.execute(
-                f"WITH {sql}, recorded AS ({insert_select_sql('event')}) SELECT id FROM recorded",  # noqa: S608
+                f"WITH {sql}, recorded AS ({insert_select_sql('event')}) SELECT id FROM recorded",  # noqa: S608 - our own tables  # nosec B608
                 [*event_params, *params],
             )
         found = cursor.fetchone()
@@ -164,7 +164,7 @@ def insert_select_sql(source: str) -> str:
     values = ", ".join(f"%s::{field.db_type(connection)}" for field in fields)
     columns = ", ".join(quote(name) for name in (*names, "leaf_hash"))
     return (
-        f"INSERT INTO {quote(LedgerRecord._meta.db_table)} ({columns})"  # noqa: S608 - our own table
+        f"INSERT INTO {quote(LedgerRecord._meta.db_table)} ({columns})"  # noqa: S608 - our own table  # nosec B608
         f" SELECT {values}, '' FROM {source} RETURNING {quote('id')}"
     )
 

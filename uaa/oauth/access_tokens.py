@@ -47,7 +47,7 @@ def _store_sql(kids: int) -> str:
     columns = ", ".join(quote(field.column) for field in fields)
     values = ", ".join(f"%s::{field.db_type(connection)}" for field in fields)
     return (  # our own tables and columns; every value is a parameter
-        f"confirmed AS ({confirmed_kids_sql(kids)}),"  # noqa: S608
+        f"confirmed AS ({confirmed_kids_sql(kids)}),"  # noqa: S608 - our own tables  # nosec B608
         f" event AS (INSERT INTO {quote(model._meta.db_table)} ({columns})"
         f" SELECT {values} WHERE (SELECT count(*) FROM confirmed) = %s RETURNING {quote('id')})"
     )

@@ -188,7 +188,7 @@ def _counters_sql(count: int) -> str:
     counters, clients = ThrottleCounter._meta.db_table, Client._meta.db_table
     columns = ", ".join(quote(name) for name in ("key", "failures", "locked_until", "window_started_at"))
     return (
-        f"SELECT {columns}, NULL FROM {quote(counters)}"  # noqa: S608 - our own tables
+        f"SELECT {columns}, NULL FROM {quote(counters)}"  # noqa: S608 - our own tables  # nosec B608
         f" WHERE {quote('key')} IN ({', '.join(['%s'] * count)})"
         f" UNION ALL SELECT NULL, {quote('id')}, NULL, NULL, {quote('generation')} FROM {quote(clients)}"
         f" WHERE {quote('client_id')} = %s"
