@@ -206,20 +206,28 @@ def _seconds(until: datetime | None, now: datetime) -> int:
     return math.ceil((until - now).total_seconds()) if until and until > now else 0
 
 
-def check_client(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> ClientThrottle:
-    """The counters for a client authentication naming ``client_id`` from ``ip``, before anything is
-    verified (one indexed query on the request path)."""
-    now = now or timezone.now()
+def client_counter_keys(*, client_id: str | None, ip: str | None) -> dict[str, str]:
+    """The counters a client authentication naming ``client_id`` from ``ip`` reads: key -> its kind."""
     keys = {client_ip_key(ip): "ip"}
     if client_id:
         keys[client_key(client_id)] = "client"
         keys[client_address_key(client_id, ip)] = "pair"
         keys[known_address_key(client_id, ip)] = "known"
+    return keys
+
+
+def client_throttle(
+    *,
+    keys: dict[str, str],
+    rows: Iterable[tuple[str, int, datetime | None, datetime]],
+    now: datetime,
+) -> ClientThrottle:
+    """What the counter ``rows`` (key, failures, locked_until, window_started_at) of ``keys``
+    (``client_counter_keys``) say about the attempt: the rule of ``check_client``, for a caller that read
+    the rows in a query of its own (uaa/oauth/clientauth.py reads the client's version with them)."""
     locks: dict[str, datetime] = {}
     pair_failures, known_since = 0, None
-    for key, count, locked, started in ThrottleCounter.objects.filter(key__in=list(keys)).values_list(
-        "key", "failures", "locked_until", "window_started_at"
-    ):
+    for key, count, locked, started in rows:
         kind = keys[key]
         if kind == "known":
             known_since = started if now - started < KNOWN_ADDRESS_FOR else None
@@ -234,6 +242,17 @@ def check_client(*, client_id: str | None, ip: str | None, now: datetime | None 
         pair_failures=pair_failures,
         known_since=known_since,
     )
+
+
+def check_client(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> ClientThrottle:
+    """The counters for a client authentication naming ``client_id`` from ``ip``, before anything is
+    verified (one indexed query on the request path)."""
+    now = now or timezone.now()
+    keys = client_counter_keys(client_id=client_id, ip=ip)
+    rows = ThrottleCounter.objects.filter(key__in=list(keys)).values_list(
+        "key", "failures", "locked_until", "window_started_at"
+    )
+    return client_throttle(keys=keys, rows=rows, now=now)
 
 
 def record_client_failure(*, client_id: str | None, ip: str | None, now: datetime | None = None) -> bool:

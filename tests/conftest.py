@@ -17,6 +17,7 @@ from django.test import Client as HttpClient
 from tests.factories import PASSWORD, UserFactory, totp_code
 from tests.oauth_client import AuthorizationRequest, authorize, basic_auth, exchange_code
 from tokens.keys import clear_key_cache, clear_public_key_cache
+from uaa.oauth import client_cache
 from uaa.oauth.models import Client
 from uaa.oauth.services import register_client
 
@@ -95,6 +96,7 @@ class RegisteredClient:
 def _fresh_key_caches() -> None:
     clear_key_cache()
     clear_public_key_cache()
+    client_cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -271,6 +271,37 @@ def _active_kid_sql(vendor: str) -> str:
     return sql + " FOR SHARE" if vendor == "postgresql" else sql
 
 
+def active_kid(algorithm: str) -> str | None:
+    """The active kid for ``algorithm`` without a lock (tokens.signing.optimistic: the statement that
+    stores the token confirms it under the lock); ``None`` if there is none or its row is contradicted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _active_kid_sql(connection.vendor).removesuffix(" FOR SHARE"),
+            [SigningKey.State.ACTIVE, algorithm],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def cached_signing_key(algorithm: str) -> LoadedKey | None:
+    """The private half this process holds for ``algorithm``'s active key (as of the last locked read or
+    confirmation), or ``None``; whether it is still active is for the caller to confirm."""
+    return _signing.get(algorithm)
+
+
+def confirmed_kids_sql(count: int) -> str:
+    """A subquery that share-locks the rows of ``count`` kids that are active and uncontradicted now (the
+    locked read's condition), for a statement storing a token signed with them: it stores the token only
+    if all ``count`` rows are there (tokens.signing.optimistic)."""
+    table = connection.ops.quote_name(SigningKey._meta.db_table)
+    placeholders = ", ".join(["%s"] * count)
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    return (
+        f"SELECT k.kid FROM {table} k WHERE k.kid IN ({placeholders}) AND k.state = 'active'"  # noqa: S608 - our own tables  # nosec B608
+        f" AND NOT {contradiction_sql('k')}{lock}"
+    )
+
+
 def locked_active_kid(algorithm: str) -> str | None:
     """The active kid for ``algorithm``, read under a shared lock held until the caller's transaction
     ends; ``None`` if there is none, or if its row is contradicted (tokens.rotation puts it back). One

@@ -11,14 +11,58 @@ the caller expects, so that one kind of JWT is never accepted in place of anothe
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.utils import timezone
 from jwcrypto import jws, jwt
 from jwcrypto.common import JWException
 
-from tokens.keys import LoadedKey, ProvenKey, locked_active_kid, private_signing_key, trusted_public_key
+from tokens.keys import (
+    LoadedKey,
+    ProvenKey,
+    cached_signing_key,
+    locked_active_kid,
+    private_signing_key,
+    trusted_public_key,
+)
 from tokens.rotation import lock_active_kid
+
+
+class SigningKeyChanged(Exception):
+    """A key signed with optimistically (:func:`optimistic`) is no longer the active one: the token it signed
+    must not be issued. The caller starts again without the optimism (tokens.keys.locked_active_kid)."""
+
+
+# The kids signed with optimistically in the current context, to be confirmed by the write that stores
+# the token (:func:`unconfirmed_kids`); None outside :func:`optimistic`.
+_unconfirmed: ContextVar[list[str] | None] = ContextVar("uaa_unconfirmed_signing_kids", default=None)
+
+
+@contextmanager
+def optimistic() -> Iterator[list[str]]:
+    """Sign with the active key this process has cached, without reading it under a lock first.
+
+    For a caller whose token is stored by one statement that confirms, under the shared lock, that every
+    kid in the list it gets is still active and uncontradicted, and stores nothing if one is not (the
+    token endpoint's client-credentials path: uaa/oauth/access_tokens.py ``store_statement``); it then
+    raises :class:`SigningKeyChanged` and starts again without this. The guarantee stays the locked read's:
+    no token is stored signed by a key whose revocation committed first, and a revocation waits for a
+    token being stored with the key; the lock is held for that one statement only, not for the request.
+    """
+    kids: list[str] = []
+    reset = _unconfirmed.set(kids)
+    try:
+        yield kids
+    finally:
+        _unconfirmed.reset(reset)
+
+
+def unconfirmed_kids() -> list[str] | None:
+    """The kids signed with under :func:`optimistic` so far, or ``None`` outside it."""
+    return _unconfirmed.get()
 
 
 def active_signing_key(algorithm: str) -> LoadedKey:
@@ -27,7 +71,16 @@ def active_signing_key(algorithm: str) -> LoadedKey:
     Which key is active is read from the database on every call, under a shared lock (see
     tokens.keys.locked_active_kid), so a rotation or a revocation takes effect on every process at once and
     never in the middle of a token; only the unwrapped, proven private half of the active key is cached.
+    Under :func:`optimistic` the cached key is used and noted for the storing statement to confirm; with
+    none cached, :class:`SigningKeyChanged` sends the request the locked way, which caches it.
     """
+    pending = _unconfirmed.get()
+    if pending is not None:
+        cached = cached_signing_key(algorithm)
+        if cached is None:  # nothing cached (a first token, or the key moved on): the locked read loads
+            raise SigningKeyChanged(algorithm)  # it, never a key a revocation may be destroying meanwhile
+        pending.append(cached.kid)
+        return cached
     kid = locked_active_kid(algorithm)
     if kid is None:  # no active key, or it was revoked while we waited: ask under the series lock
         kid = lock_active_kid(algorithm=algorithm, now=timezone.now())

@@ -11,12 +11,14 @@ import sys
 import uuid
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
+from django.utils.module_loading import import_string
 
 from tokens.clientip import Network, is_trusted_proxy, parse_trusted_proxies
 from uaa.oauth.errors import InvalidRequest, TemporarilyUnavailable, error_response
@@ -228,3 +230,54 @@ def refresh_jwks_copy() -> None:
     if response is not None and response.status_code != HTTPStatus.OK:
         response = None
     last_good_copies.invalidate(path, replacement=response)
+
+
+# --- what the JSON endpoints do without (issue 12 item 2) ------------------------------------------------
+# The token, introspection, revocation and userinfo endpoints and the /.well-known/ documents are called by
+# programs with credentials of their own (client authentication, a bearer token): no session, no CSRF token
+# (they are csrf_exempt), no signed-in user, no messages. The middleware below is Django's (and the session
+# timeout's), skipped on those paths only: every other page, the authorization and logout endpoints among
+# them, has all of it as before. A session cookie sent to an API path is neither read nor refreshed.
+API_URL_NAMES = ("oauth:token", "oauth:introspect", "oauth:revoke", "oauth:userinfo")
+API_PREFIX = "/.well-known/"
+
+
+@functools.cache
+def _api_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in API_URL_NAMES)
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    """Whether ``request`` is for one of the JSON endpoints or public documents (by its exact path)."""
+    path = request.path_info
+    return path.startswith(API_PREFIX) or path in _api_paths()
+
+
+def browser_only(middleware: str) -> type:
+    """``middleware`` (a dotted path) for every request but the API's (``is_api_request``), which go
+    straight on: its ``__call__``, ``process_view`` and ``process_exception`` are skipped there."""
+    base: Any = import_string(middleware)
+    namespace: dict[str, Any] = {"__doc__": f"{middleware}, skipped on the API paths (uaa.middleware)."}
+
+    def __call__(self: Any, request: HttpRequest) -> HttpResponse:
+        if is_api_request(request):
+            return self.get_response(request)  # type: ignore[no-any-return]
+        return base.__call__(self, request)  # type: ignore[no-any-return]
+
+    namespace["__call__"] = __call__
+    for hook in ("process_view", "process_exception"):
+        if hasattr(base, hook):
+
+            def skipped(self: Any, request: HttpRequest, *args: Any, _hook: str = hook) -> Any:
+                return None if is_api_request(request) else getattr(base, _hook)(self, request, *args)
+
+            namespace[hook] = skipped
+    return type(f"BrowserOnly{base.__name__}", (base,), namespace)
+
+
+SessionMiddleware = browser_only("django.contrib.sessions.middleware.SessionMiddleware")
+CsrfViewMiddleware = browser_only("django.middleware.csrf.CsrfViewMiddleware")
+AuthenticationMiddleware = browser_only("django.contrib.auth.middleware.AuthenticationMiddleware")
+OTPMiddleware = browser_only("django_otp.middleware.OTPMiddleware")
+SessionTimeoutMiddleware = browser_only("accounts.middleware.SessionTimeoutMiddleware")
+MessageMiddleware = browser_only("django.contrib.messages.middleware.MessageMiddleware")

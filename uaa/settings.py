@@ -82,13 +82,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "uaa.middleware.SecurityHeadersMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, CSRF, auth, OTP, session-timeout and messages middleware, skipped on the JSON
+    # endpoints and /.well-known/ only (uaa.middleware.browser_only): those need none of it (issue 12).
+    "uaa.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
-    "accounts.middleware.SessionTimeoutMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "uaa.middleware.CsrfViewMiddleware",
+    "uaa.middleware.AuthenticationMiddleware",
+    "uaa.middleware.OTPMiddleware",
+    "uaa.middleware.SessionTimeoutMiddleware",
+    "uaa.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

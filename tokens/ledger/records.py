@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypedDict
+from typing import Any, TypedDict, overload
 
 from django.db import connection
 from django.http import HttpRequest
@@ -89,36 +89,84 @@ def build_record(
     return {name: value for name, value in record.items() if value not in ("", [], {}, None)}
 
 
-def append_record(*, event: str, at: datetime | None = None, **fields: Any) -> LedgerRecord:
+@overload
+def append_record(
+    *, event: str, at: datetime | None = None, with_event: None = None, **fields: Any
+) -> LedgerRecord: ...
+
+
+@overload
+def append_record(
+    *, event: str, at: datetime | None = None, with_event: tuple[str, list[Any]], **fields: Any
+) -> LedgerRecord | None: ...
+
+
+def append_record(
+    *,
+    event: str,
+    at: datetime | None = None,
+    with_event: tuple[str, list[Any]] | None = None,
+    **fields: Any,
+) -> LedgerRecord | None:
     """Append one record: a single INSERT in the caller's transaction (``build_record`` names the fields).
 
     One plain indexed INSERT, written without the ORM: it runs for every token issued, and the ORM's
     query compilation would cost more than the INSERT itself (bench/token_endpoint.py).
+
+    ``with_event`` (PostgreSQL): the write of the event itself, as ``(sql, params)`` of data-modifying
+    WITH queries the last of which is named ``event`` and RETURNs a row if the event was written; the
+    event and its record are then one statement, and the record is written only with the event (None is
+    returned when it was not). uaa/oauth/access_tokens.py stores a client-credentials token so.
     """
     at = at or timezone.now()
-    record = build_record(event=event, at=at, **fields)
-    row = LedgerRecord(
-        event=record["event"],
-        at=at,
-        client_id=record.get("client_id", "")[:255],
-        actor=record.get("sub", "")[:255],
-        body=canonical_json(record).decode("utf-8"),
-    )
+    params = record_row(event=event, at=at, **fields)
+    row = LedgerRecord(event=params[0], at=at, client_id=params[2], actor=params[3], body=params[4])
     with connection.cursor() as cursor:
-        cursor.execute(
-            _insert_sql(),
-            [
-                row.event,
-                connection.ops.adapt_datetimefield_value(at),
-                row.client_id,
-                row.actor,
-                row.body,
-            ],
-        )
-        row.pk = cursor.fetchone()[0]
+        if with_event is None:
+            cursor.execute(_insert_sql(), params)
+        else:
+            sql, event_params = with_event
+            cursor.execute(
+                f"WITH {sql}, recorded AS ({insert_select_sql('event')}) SELECT id FROM recorded",  # noqa: S608 - our own tables  # nosec B608
+                [*event_params, *params],
+            )
+        found = cursor.fetchone()
+        if found is None:
+            return None  # the event was not written: neither is its record
+        row.pk = found[0]
     row._state.adding = False
     row._state.db = connection.alias
     return row
+
+
+def record_row(*, event: str, at: datetime | None = None, **fields: Any) -> list[Any]:
+    """The INSERT parameters of one record (event, at, client_id, actor, body), ``build_record``'s fields:
+    what ``append_record`` writes, and what :func:`insert_select_sql` takes."""
+    at = at or timezone.now()
+    record = build_record(event=event, at=at, **fields)
+    return [
+        record["event"],
+        connection.ops.adapt_datetimefield_value(at),
+        record.get("client_id", "")[:255],
+        record.get("sub", "")[:255],
+        canonical_json(record).decode("utf-8"),
+    ]
+
+
+@cache
+def insert_select_sql(source: str) -> str:
+    """PostgreSQL: an INSERT of one record (:func:`record_row`'s parameters) for each row of ``source`` (a
+    CTE of the caller's statement), ``RETURNING id``: the record written in the same statement as the event
+    it records, and only if that was (uaa/oauth/access_tokens.py). Still one plain INSERT of the record."""
+    quote = connection.ops.quote_name
+    names = ("event", "at", "client_id", "actor", "body")
+    fields = [LedgerRecord._meta.get_field(name) for name in names]
+    values = ", ".join(f"%s::{field.db_type(connection)}" for field in fields)
+    columns = ", ".join(quote(name) for name in (*names, "leaf_hash"))
+    return (
+        f"INSERT INTO {quote(LedgerRecord._meta.db_table)} ({columns})"  # noqa: S608 - our own table  # nosec B608
+        f" SELECT {values}, '' FROM {source} RETURNING {quote('id')}"
+    )
 
 
 @cache

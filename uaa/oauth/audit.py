@@ -54,9 +54,20 @@ def _evidence(request: OAuthlibRequest) -> dict[str, Any]:
     return {"client_assertion": assertion} if assertion else {}
 
 
-def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
-    """RFC 6749 §5.1: one record per token response, per grant type."""
-    metrics.token_issued(grant_type=request.grant_type)
+def token_issued(
+    *, token: dict[str, Any], request: OAuthlibRequest, with_event: tuple[str, list[Any]] | None = None
+) -> bool:
+    """RFC 6749 §5.1: one record per token response, per grant type. ``with_event``: the statement that
+    stores the token, to be one statement with its record (``ledger.append_record``); False if it stored
+    nothing (and so no record either, and no count in the metrics)."""
+    fields = _token_issued_fields(token=token, request=request)
+    stored = ledger.append_record(**fields, with_event=with_event) is not None
+    if stored:
+        metrics.token_issued(grant_type=request.grant_type)
+    return stored
+
+
+def _token_issued_fields(*, token: dict[str, Any], request: OAuthlibRequest) -> dict[str, Any]:
     access_token = token.get("access_token") or ""
     claims = _claims(access_token)
     hashes = {"access_token": ledger.sha256_hex(access_token)} if access_token else {}
@@ -75,21 +86,21 @@ def token_issued(*, token: dict[str, Any], request: OAuthlibRequest) -> None:
     if family:
         detail["refresh_token_family"] = str(family)
     aud = claims.get("aud", [])
-    ledger.append_record(
-        event=LedgerRecord.Event.TOKEN_ISSUED,
-        client_id=request.client.client_id,
-        sub=_sub(request.user),
-        grant_type=request.grant_type,
-        scope=str(token.get("scope", "")).split(),
-        aud=[aud] if isinstance(aud, str) else list(aud),
-        jti=str(claims.get("jti", "")),
-        hashes=hashes,
-        amr=list(context.amr),
-        acr=context.acr,
-        evidence=_evidence(request),
-        detail=detail,
+    return {
+        "event": LedgerRecord.Event.TOKEN_ISSUED,
+        "client_id": request.client.client_id,
+        "sub": _sub(request.user),
+        "grant_type": request.grant_type,
+        "scope": str(token.get("scope", "")).split(),
+        "aud": [aud] if isinstance(aud, str) else list(aud),
+        "jti": str(claims.get("jti", "")),
+        "hashes": hashes,
+        "amr": list(context.amr),
+        "acr": context.acr,
+        "evidence": _evidence(request),
+        "detail": detail,
         **_metadata(request),
-    )
+    }
 
 
 def authorization_granted(*, code: str, request: OAuthlibRequest) -> None:

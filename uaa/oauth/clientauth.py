@@ -23,19 +23,26 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from accounts import throttling
+from accounts.models import ThrottleCounter
 from tokens.clientip import client_address
 from uaa import metrics
 from uaa.oauth import audit, rfc7523
 from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
+from uaa.oauth.grant_context import grant_context
 from uaa.oauth.http import storable_text
 from uaa.oauth.models import Client
 
@@ -141,7 +148,7 @@ def begin(request: OAuthlibRequest) -> Attempt:
     method = used[0] if used else NONE
     claimed = _claimed(request, method)
     ip = client_address(request.headers or {})
-    throttle = throttling.check_client(client_id=claimed, ip=ip)
+    throttle = _read_counters(request, claimed=claimed, ip=ip)
     known = None
     retry_after = throttle.retry_after
     if not retry_after and throttle.client_retry_after and method in SECRET_METHODS:
@@ -155,6 +162,47 @@ def begin(request: OAuthlibRequest) -> Attempt:
         logger.debug("oauth.client_authentication_throttled", extra={"client_id": client_id})
         raise Throttled(retry_after=retry_after, request=request)
     return Attempt(method=method, claimed=claimed, ip=ip, throttle=throttle)
+
+
+def _read_counters(request: OAuthlibRequest, *, claimed: str | None, ip: str) -> throttling.ClientThrottle:
+    """The throttle counters (accounts/throttling.py) and, in the same query, the version of the client
+    ``claimed`` names (uaa/oauth/client_cache.py), which the validator's client lookup then uses: one
+    round trip for both on every client authentication."""
+    now = timezone.now()
+    keys = throttling.client_counter_keys(client_id=claimed, ip=ip)
+    with connection.cursor() as cursor:
+        cursor.execute(_counters_sql(len(keys)), [*keys, claimed or ""])
+        rows = cursor.fetchall()
+    counters = [
+        (key, failures, _aware(locked), _aware(started)) for key, failures, locked, started, _ in rows if key
+    ]
+    versions = [(int(pk), int(generation)) for key, pk, _, _, generation in rows if key is None]
+    if claimed:
+        grant_context(request).client_version = (claimed, versions[0] if versions else None)
+    return throttling.client_throttle(keys=keys, rows=counters, now=now)
+
+
+@cache
+def _counters_sql(count: int) -> str:
+    quote = connection.ops.quote_name
+    counters, clients = ThrottleCounter._meta.db_table, Client._meta.db_table
+    columns = ", ".join(quote(name) for name in ("key", "failures", "locked_until", "window_started_at"))
+    return (
+        f"SELECT {columns}, NULL FROM {quote(counters)}"  # noqa: S608 - our own tables  # nosec B608
+        f" WHERE {quote('key')} IN ({', '.join(['%s'] * count)})"
+        f" UNION ALL SELECT NULL, {quote('id')}, NULL, NULL, {quote('generation')} FROM {quote(clients)}"
+        f" WHERE {quote('client_id')} = %s"
+    )
+
+
+def _aware(value: Any) -> Any:
+    """A timestamp as the ORM would give it: SQLite's driver answers a raw query with text or a naive
+    datetime (stored in UTC, USE_TZ), PostgreSQL's with an aware one."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if isinstance(value, datetime) and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 def _has_guessable_secret(client: Client | None) -> bool:

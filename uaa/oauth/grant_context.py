@@ -50,6 +50,9 @@ class GrantContext:
     # The private_key_jwt assertion that authenticated the client (RFC 7523): the client's own signature
     # over the request, kept with the audit record as evidence.
     client_assertion: str = ""
+    # The client the request names and its row's (id, generation), read with the throttle counters
+    # (uaa/oauth/clientauth.py) for the client lookup (uaa/oauth/client_cache.py); None: no such client.
+    client_version: tuple[str, tuple[int, int] | None] | None = None
 
 
 def grant_context(request: OAuthlibRequest) -> GrantContext:

@@ -119,6 +119,11 @@ class Client(AbstractApplication):
     jwks_uri = models.URLField(
         "JWK Set URL", max_length=1000, blank=True, help_text="Where to fetch them instead (https)."
     )
+    generation = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Bumped by the database on every change of the row (uaa/oauth/client_cache.py).",
+    )
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"

@@ -8,17 +8,21 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors as oauthlib_errors
 
 from tokens.formats.id_token import TYP as ID_TOKEN_TYP
 from tokens.formats.id_token import id_token_claims, sign_id_token
 from tokens.formats.rfc9068 import TYP as ACCESS_TOKEN_TYP
-from tokens.signing import verification_key, verify_jwt
+from tokens.signing import SigningKeyChanged, unconfirmed_kids, verification_key, verify_jwt
 from uaa.oauth import (
+    access_tokens,
     audit,
     claims,
+    client_cache,
     clientauth,
     codes,
     consent,
@@ -30,6 +34,7 @@ from uaa.oauth import (
 )
 from uaa.oauth.grant_context import grant_context
 from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
+from uaa.oauth.models import Client
 from uaa.oauth.scopes import scopes_for_client
 
 logger = logging.getLogger(__name__)
@@ -124,10 +129,23 @@ class UAAOAuth2Validator(OAuth2Validator):
         rfc8707.settle_token_request(request)
 
     def _load_application(self, client_id: str | None, request: OAuthlibRequest) -> Any:
-        """DOT's lookup, minus the query: psycopg 3 answers a NUL in client_id with DataError (a 500)."""
+        """DOT's lookup from the per-process client cache (uaa/oauth/client_cache.py: every use checks the
+        row's generation, so a changed or deleted client is never used from an old copy); minus the query
+        for a NUL in client_id (psycopg 3 answers it with DataError, a 500). With CIMD on, DOT's own."""
         if client_id and "\x00" in client_id:
             return None
-        return super()._load_application(client_id, request)
+        if oauth2_settings.CIMD_ENABLED or not isinstance(client_id, str) or not client_id:
+            return super()._load_application(client_id, request)
+        held = request.client
+        if isinstance(held, Client) and held.client_id == client_id and held.is_usable(request):
+            return held  # loaded earlier in this request
+        prefetched = grant_context(request).client_version  # read with the throttle counters
+        if prefetched is not None and prefetched[0] == client_id:
+            client = client_cache.get_client(client_id, version=prefetched[1])
+        else:
+            client = client_cache.get_client(client_id)
+        request.client = client if client is not None and client.is_usable(request) else None
+        return request.client
 
     # --- scopes --------------------------------------------------------------------------------
     def validate_scopes(
@@ -242,12 +260,66 @@ class UAAOAuth2Validator(OAuth2Validator):
             raise oauthlib_errors.InvalidGrantError(request=request)
         return True
 
+    def save_bearer_token(
+        self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
+    ) -> None:
+        """DOT's, in the token request's own transaction (``TokenView``) without a savepoint of its own:
+        any failure here rolls the whole request back anyway, so the SAVEPOINT and its RELEASE were two
+        round trips for nothing. Outside a transaction it opens one, as DOT does. Under
+        tokens.signing.optimistic (TokenView, client credentials) the token and its record are one
+        statement that confirms the signing key (``_store_confirmed``)."""
+        kids = unconfirmed_kids()
+        if kids is not None:
+            self._store_confirmed(token, request, kids)
+            return
+        with transaction.atomic(savepoint=False):
+            self._save_bearer_token(token, request, *args, **kwargs)
+
+    def _store_confirmed(self, token: dict[str, Any], request: OAuthlibRequest, kids: list[str]) -> None:
+        """A client-credentials token and its audit record in one statement, stored only if the key that
+        signed it is still active (uaa/oauth/access_tokens.py); else ``SigningKeyChanged``, and TokenView
+        answers the request again the locked way. DOT's ``_save_bearer_token`` minus what this grant never
+        has (a user, a refresh token, an ID token)."""
+        if request.grant_type != "client_credentials" or "scope" not in token or token.get("refresh_token"):
+            raise RuntimeError("only a client-credentials token is stored by _store_confirmed")
+        self._check_and_set_request_resource(request)  # RFC 8707, as DOT's save does first
+        request.user = None
+        access_token = get_access_token_model()(
+            user=None,
+            scope=token["scope"],
+            expires=self._access_token_expires(request),
+            application=request.client,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        statement = access_tokens.store_statement(access_token=access_token, kids=kids)
+        if not audit.token_issued(token=token, request=request, with_event=statement):
+            raise SigningKeyChanged(",".join(kids))  # nothing stored: the key moved on
+        grant_context(request).access_token_checksum = access_token.token_checksum
+
     def _save_bearer_token(
         self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> None:
-        """Inside DOT's transaction (``save_bearer_token``): no token without its audit record."""
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        """Inside DOT's transaction (``save_bearer_token``): no token without its audit record. A refresh
+        rotates with updates where DOT deletes and inserts (uaa/oauth/refresh_tokens.py ``rotate``)."""
+        if refresh_tokens.rotates(request=request, token=token):
+            if "scope" not in token:
+                raise oauthlib_errors.FatalClientError("Failed to renew access token: missing scope")
+            self._check_and_set_request_resource(request)  # RFC 8707, as DOT's save does first
+            access_token, _ = refresh_tokens.rotate(
+                request=request, token=token, expires=self._access_token_expires(request), validator=self
+            )
+            grant_context(request).access_token_checksum = access_token.token_checksum
+        else:
+            super()._save_bearer_token(token, request, *args, **kwargs)
         audit.token_issued(token=token, request=request)
+
+    def _access_token_expires(self, request: OAuthlibRequest) -> datetime:
+        """RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it."""
+        context = grant_context(request)
+        if context.access_token_exp is None:  # noted by ACCESS_TOKEN_GENERATOR, which made the token
+            raise RuntimeError("the access token was not made by uaa.oauth.access_tokens")
+        return datetime.fromtimestamp(context.access_token_exp, UTC)
 
     def _create_access_token(
         self,
@@ -256,13 +328,9 @@ class UAAOAuth2Validator(OAuth2Validator):
         token: dict[str, Any],
         source_refresh_token: Any = None,
     ) -> Any:
-        # RFC 9068 §2.2: the record expires when the JWT's exp says, not when DOT got round to saving it.
-        context = grant_context(request)
-        if context.access_token_exp is None:  # noted by ACCESS_TOKEN_GENERATOR, which made the token
-            raise RuntimeError("the access token was not made by uaa.oauth.access_tokens")
-        expires = datetime.fromtimestamp(context.access_token_exp, UTC)
+        expires = self._access_token_expires(request)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
-        context.access_token_checksum = access_token.token_checksum
+        grant_context(request).access_token_checksum = access_token.token_checksum
         return access_token
 
     def _create_refresh_token(
@@ -288,7 +356,9 @@ class UAAOAuth2Validator(OAuth2Validator):
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any
     ) -> bool:
-        with transaction.atomic():  # a reuse revokes the family and is recorded together
+        # A reuse revokes the family and is recorded together, in the token request's transaction (no
+        # savepoint: nothing here is rolled back alone, and a failure rolls the whole request back).
+        with transaction.atomic(savepoint=False):
             # concurrent presentations of one refresh token queue up here: one rotates it, the rest are reuse
             refresh_tokens.lock_for_rotation(refresh_token=refresh_token)
             if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):

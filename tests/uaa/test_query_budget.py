@@ -1,0 +1,153 @@
+"""SQL round trips per request, for each grant and endpoint (issue 12 items 2 and 4).
+
+A ceiling per endpoint, counted with the real database (``CaptureQueriesContext``, BEGIN and COMMIT
+included: each is a round trip) after one warm-up request, as a worker serves it once its caches are
+warm. A change that adds a query to the hot path fails here with the statements listed; one that makes a
+path cheaper lowers the ceiling in the same commit. The figures hold on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
+
+from tests.conftest import REDIRECT_URI
+from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, form_post
+from tests.uaa.endpoints import introspect, refresh, revoke, token_request, userinfo
+
+API = "https://api.example.com"
+
+POSTGRESQL = connection.vendor == "postgresql"
+CEILINGS = {
+    # PostgreSQL: BEGIN, the counters with the client's version, then the token, its signing key's
+    # confirmation and its ledger record in one statement (uaa/oauth/access_tokens.py), COMMIT. SQLite (no
+    # data-modifying WITH): BEGIN, counters + client version, active kid, token, ledger record, COMMIT.
+    "client_credentials": 4 if POSTGRESQL else 6,
+    "authorization_code": 24,
+    "refresh_token": 15,  # was 29: rotation by two UPDATEs and an INSERT, no savepoints
+    "introspection": 4,  # counters + client version, signing key, access token, refresh token (by hint)
+    "userinfo": 4,  # signing key, access token, the user's not-before time, the code's claims request
+    "revocation": 9,
+    "jwks": 1,
+    "discovery": 0,
+}
+
+
+def statements(call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    return response, [query["sql"] for query in captured.captured_queries]
+
+
+def within_ceiling(name: str, call: Callable[[], Any], status: int = 200) -> list[str]:
+    call()  # warm-up: the client cache, the unwrapped signing key, the compiled statements
+    response, sql = statements(call)
+    assert response.status_code == status, response.content[:300]
+    listing = "\n".join(f"  {statement[:160]}" for statement in sql)
+    assert len(sql) <= CEILINGS[name], f"{name}: {len(sql)} statements > {CEILINGS[name]}:\n{listing}"
+    return sql
+
+
+@pytest.fixture
+def resource_server(client_factory):
+    return client_factory(
+        name="Resource server",
+        grant_type="client-credentials",
+        redirect_uris=[],
+        introspection_resources=[API],
+    )
+
+
+def _client_credentials(service_client):
+    return lambda: token_request(service_client, {"grant_type": "client_credentials"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_client_credentials_token_within_its_ceiling(service_client):
+    sql = within_ceiling("client_credentials", _client_credentials(service_client))
+    assert not [s for s in sql if s.startswith(("SAVEPOINT", "RELEASE"))], "no savepoint on this path"
+    reads = [s for s in sql if s.startswith("SELECT") and "oauth2_provider_accesstoken" in s]
+    assert reads == [], "the token just written is not read back"
+    assert not [s for s in sql if "django_session" in s], "no session on an API path"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_authorization_code_exchange_within_its_ceiling(browser, client_factory):
+    relying_party = client_factory(default_audience=[API])
+
+    def exchange() -> Any:
+        request = AuthorizationRequest(client_id=relying_party.client_id, redirect_uri=REDIRECT_URI)
+        code = authorize(browser, request)["code"]
+        return statements(
+            lambda: exchange_code(HttpClient(), code=code, request=request, auth=relying_party.basic)
+        )
+
+    exchange()
+    response, sql = exchange()
+    assert response.status_code == 200, response.content[:300]
+    assert len(sql) <= CEILINGS["authorization_code"], "\n".join(sql)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_within_its_ceiling(code_flow, confidential_client):
+    presented = [code_flow(confidential_client)["tokens"]["refresh_token"]]
+
+    def rotate() -> Any:
+        response = refresh(confidential_client, presented[-1])
+        presented.append(response.json().get("refresh_token", ""))
+        return response
+
+    sql = within_ceiling("refresh_token", rotate)
+    assert not [s for s in sql if s.startswith("DELETE")], "a rotation deletes nothing"
+    assert not [s for s in sql if s.startswith(("SAVEPOINT", "RELEASE"))], "no savepoint on this path"
+    # The rotated token is reuse, and still revokes the family (RFC 9700 §4.14.2).
+    assert refresh(confidential_client, presented[-2]).json()["error"] == "invalid_grant"
+    assert refresh(confidential_client, presented[-1]).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_introspection_within_its_ceiling(code_flow, client_factory, resource_server):
+    access_token = code_flow(client_factory(default_audience=[API]))["tokens"]["access_token"]
+    within_ceiling("introspection", lambda: introspect(resource_server, access_token))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_userinfo_within_its_ceiling(code_flow, confidential_client):
+    access_token = code_flow(confidential_client)["tokens"]["access_token"]
+    sql = within_ceiling("userinfo", lambda: userinfo(access_token))
+    assert not [s for s in sql if "django_session" in s], "no session on an API path"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revocation_within_its_ceiling(service_client):
+    issued = [_client_credentials(service_client)().json()["access_token"] for _ in range(2)]
+    within_ceiling("revocation", lambda: revoke(service_client, issued.pop()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jwks_and_discovery_within_their_ceilings(service_client):
+    _client_credentials(service_client)()  # an active key exists
+    within_ceiling("jwks", lambda: HttpClient().get("/.well-known/jwks.json"))
+    within_ceiling("discovery", lambda: HttpClient().get("/.well-known/openid-configuration"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_client_authentication_reads_the_client_as_a_success_does(service_client):
+    """The counters and the client's version are one query for a wrong secret and an unknown client too;
+    what a failure adds is its counting (accounts/throttling.py) and its tally (uaa/oauth/audit.py)."""
+    wrong = "Basic " + base64.b64encode(f"{service_client.client_id}:wrong".encode()).decode()
+    unknown = "Basic " + base64.b64encode(b"nobody:wrong").decode()
+    for auth in (wrong, unknown):
+        response, sql = statements(
+            lambda auth=auth: form_post(
+                HttpClient(), "/oauth/token", {"grant_type": "client_credentials"}, auth=auth
+            )
+        )
+        assert response.status_code == 401
+        assert sum("oauth_client" in s and "accounts_throttlecounter" in s for s in sql) == 1
