@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,15 +372,27 @@ def test_the_celery_units_start(
 # namespace in which every mount is read-only except the state directory (bound at /mnt, standing for
 # /var/lib/uaa) and a fresh tmpfs on /tmp.
 SANDBOX = """set -e
-state=$1; shift
+state=$1; keep=$2; shift 2
 mount --bind "$state" /mnt
 for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
   case $m in /mnt|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
+if [ -n "$keep" ]; then mkdir -p /mnt/.tmp && mount --bind /tmp /mnt/.tmp; fi
 mount -t tmpfs tmpfs /tmp
+for p in $keep; do
+  mkdir -p "$p" && mount --bind "/mnt/.tmp/${p#/tmp/}" "$p" && mount -o remount,bind,ro "$p"
+done
 exec "$@"
 """
+
+
+def _kept_under_tmp() -> str:
+    """The checkout and its virtualenv, where they live under /tmp (a CI clone): PrivateTmp's empty /tmp
+    would hide them, so the sandbox binds them back, read-only."""
+    paths = {ROOT.resolve(), Path(sys.prefix).resolve()}
+    under = sorted(str(p) for p in paths if p.is_relative_to("/tmp"))
+    return " ".join(p for p in under if not any(p != q and p.startswith(q + "/") for q in under))
 
 
 def sandboxed(state: Path, argv: list[str]) -> list[str]:
@@ -393,6 +406,7 @@ def sandboxed(state: Path, argv: list[str]) -> list[str]:
         SANDBOX,
         "sandbox",
         str(state),
+        _kept_under_tmp(),
         *argv,
     ]
 

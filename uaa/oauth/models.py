@@ -255,7 +255,9 @@ class Client(AbstractApplication):
             raise ValidationError({"jwks": "Not a JWK Set (RFC 7517 §5)."}) from exc
         if not list(keys) or any(key.has_private or key.get("kty") == "oct" for key in keys):
             # a symmetric key (kty oct) is a secret, not a public key (RFC 7523 §3 assertions are signed)
-            raise ValidationError({"jwks": "Give one or more public keys, and no private or symmetric key."})
+            raise ValidationError(
+                {"jwks": "Give one or more public keys, and no private key (nor a symmetric one)."}
+            )
 
     @property
     def audiences(self) -> list[str]:
