@@ -82,11 +82,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "uaa.middleware.SecurityHeadersMiddleware",
-    # Django's session, CSRF, auth, OTP, session-timeout and messages middleware, skipped on the JSON
-    # endpoints and /.well-known/ only (uaa.middleware.browser_only): those need none of it (issue 12).
+    # Django's session, auth, OTP, session-timeout and messages middleware, skipped on the JSON endpoints
+    # and /.well-known/ only (uaa.middleware.browser_only): those need none of it (issue 12). CSRF stays
+    # Django's own, on every path (manage.py check --deploy looks for it; on the csrf_exempt JSON views it
+    # returns at once).
     "uaa.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "uaa.middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "uaa.middleware.AuthenticationMiddleware",
     "uaa.middleware.OTPMiddleware",
     "uaa.middleware.SessionTimeoutMiddleware",
