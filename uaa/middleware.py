@@ -236,8 +236,9 @@ def refresh_jwks_copy() -> None:
 # The token, introspection, revocation and userinfo endpoints and the /.well-known/ documents are called by
 # programs with credentials of their own (client authentication, a bearer token): no session, no CSRF token
 # (they are csrf_exempt), no signed-in user, no messages. The middleware below is Django's (and the session
-# timeout's), skipped on those paths only (CSRF's stays whole: on a csrf_exempt view it returns at once): every other page, the authorization and logout endpoints among
-# them, has all of it as before. A session cookie sent to an API path is neither read nor refreshed.
+# timeout's), skipped on those paths only (CSRF's stays whole: on a csrf_exempt view it returns at once);
+# every other page, the authorization and logout endpoints among them, has all of it as before. A session
+# cookie sent to an API path is neither read nor refreshed.
 API_URL_NAMES = ("oauth:token", "oauth:introspect", "oauth:revoke", "oauth:userinfo")
 API_PREFIX = "/.well-known/"
 
