@@ -17,6 +17,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import pytest
+from django.conf import settings
 from django.test import Client as HttpClient
 
 from tests.api.conftest import call, client_credentials_token
@@ -24,15 +25,7 @@ from tests.uaa.endpoints import token_request
 from uaa.oauth.models import Client
 
 CLIENTS = "/api/v1/clients"
-ADMIN = [
-    "uaa.clients.read",
-    "uaa.clients.write",
-    "uaa.users.read",
-    "uaa.users.write",
-    "uaa.keys.read",
-    "uaa.keys.write",
-    "uaa.audit.read",
-]
+ADMIN = list(settings.UAA_ADMIN_SCOPES)  # every admin scope UAA offers
 
 
 @pytest.fixture
