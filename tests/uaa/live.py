@@ -1,7 +1,8 @@
 """Real processes for tests: the commands docker-compose.yml runs, an environment for them, free ports.
 
-Used by tests/uaa/test_processes.py, test_database_outage_live.py and test_slow_clients.py. Every command
-is read from docker-compose.yml, so that the file and what is tested cannot drift apart.
+Used by tests/uaa/test_processes.py, test_database_outage_live.py, test_slow_clients.py, test_scale_out.py
+and the certification OP. Every command is read from docker-compose.yml, so that the file and what is tested
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
 import yaml
 
@@ -77,14 +81,47 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str) -> str:
+def postgres_server() -> str | None:
+    """``postgres://user@host:port``: the server ``DATABASE_URL`` names, or ``None`` if not PostgreSQL."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url.rsplit("/", 1)[0] if url.startswith(("postgres://", "postgresql://")) else None
+
+
+@contextmanager
+def postgres_database(
+    server: str, *, prefix: str = "uaa_live"
+) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A fresh database ``<prefix>_<random>`` on ``server``; yields its URL, ``down()`` (no connections
+    allowed, every backend terminated: an outage) and ``up()``; dropped at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = server.replace("postgres://", "postgresql://", 1) + "/postgres"
+    admin = psycopg.connect(admin_url, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+
+    def down() -> None:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    def up() -> None:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    try:
+        yield f"{server}/{name}", down, up
+    finally:
+        up()
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> str:
     result = subprocess.run(
         [str(BIN / "python"), "manage.py", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,6 +33,8 @@ from tests.uaa.live import (
     free_port,
     healthy,
     manage,
+    postgres_database,
+    postgres_server,
     process_env,
     processes,
     start,
@@ -52,35 +52,6 @@ PUBLIC = [
     "/.well-known/openid-configuration",
     "/.well-known/oauth-authorization-server",
 ]
-
-
-def _postgres_server() -> str | None:
-    url = os.environ.get("DATABASE_URL", "")
-    return url.rsplit("/", 1)[0] if url.startswith(("postgres://", "postgresql://")) else None
-
-
-@contextmanager
-def postgres_database(server: str) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A fresh database on ``server``; yields its URL, ``down()`` and ``up()``; dropped at the end."""
-    name = f"uaa_robust_outage_{uuid.uuid4().hex[:8]}"
-    admin_url = server.replace("postgres://", "postgresql://", 1) + "/postgres"
-    admin = psycopg.connect(admin_url, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-
-    def down() -> None:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-
-    def up() -> None:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-    try:
-        yield f"{server}/{name}", down, up
-    finally:
-        up()
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 @contextmanager
@@ -108,13 +79,13 @@ def sqlite_database(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], C
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database(request, tmp_path):
     if request.param == "postgresql":
-        server = _postgres_server()
+        server = postgres_server()
         if server is None:
             pytest.skip("the PostgreSQL outage runs when DATABASE_URL names a PostgreSQL server")
-        with postgres_database(server) as found:
+        with postgres_database(server, prefix="uaa_robust_outage") as found:
             yield found
     else:
-        if _postgres_server() is not None:
+        if postgres_server() is not None:
             pytest.skip("the SQLite outage runs when the suite runs on SQLite")
         with sqlite_database(tmp_path) as found:
             yield found
@@ -244,10 +215,10 @@ def test_a_locked_table_holds_no_worker_beyond_the_lock_timeout(process_env, pro
     lock_timeout and statement_timeout (uaa/settings.py) end each wait: token requests are 503
     temporarily_unavailable with Retry-After within seconds (RFC 6749 §5.2, RFC 9110 §15.6.4), the JWKS is
     its last good copy, discovery and /healthz are answered, nothing is logged as an error."""
-    server = _postgres_server()
+    server = postgres_server()
     if server is None:
         pytest.skip("statement_timeout and lock_timeout are PostgreSQL's (DATABASE_URL=postgres://...)")
-    with postgres_database(server) as (url, _down, _up):
+    with postgres_database(server, prefix="uaa_robust_outage") as (url, _down, _up):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
@@ -310,10 +281,10 @@ def test_a_locked_table_holds_no_worker_beyond_the_lock_timeout(process_env, pro
 def test_the_time_limits_are_the_web_processs_only(process_env, tmp_path):
     """A migration or ``manage.py audit export`` may run for minutes: manage.py commands get no
     statement_timeout; TCP keepalives and tcp_user_timeout apply everywhere."""
-    server = _postgres_server()
+    server = postgres_server()
     if server is None:
         pytest.skip("PostgreSQL only")
-    with postgres_database(server) as (url, _down, _up):
+    with postgres_database(server, prefix="uaa_robust_outage") as (url, _down, _up):
         env = {**process_env, "DATABASE_URL": url}
         code = (
             "from django.db import connection; c = connection.cursor(); "
