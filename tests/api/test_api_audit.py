@@ -145,3 +145,27 @@ def test_bad_proof_requests_are_4xx_never_500(auditor, query):
     ledger.seal_tree_head(now=timezone.now())
     response = call("GET", f"{AUDIT}/{query}", auditor)
     assert response.status_code in (HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND), response.content
+
+
+@pytest.mark.parametrize(
+    ("query", "operation"),
+    [
+        ("head", "/api/v1/audit/head"),
+        ("inclusion?index=0", "/api/v1/audit/inclusion"),
+        ("consistency?first=1&second=2", "/api/v1/audit/consistency"),
+        ("export", "/api/v1/audit/export"),
+    ],
+)
+def test_each_404_of_the_audit_routes_is_in_the_document(auditor, query, operation):
+    """A status the document does not list breaks every client generated from it (schemathesis'
+    status_code_conformance): before any seal these routes answer 404, which only paths with an id
+    listed."""
+    import yaml
+
+    from tests.api.test_api_openapi import COMMITTED
+
+    response = call("GET", f"{AUDIT}/{query}", auditor)
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["error"] == "not_found"
+    document = yaml.safe_load(COMMITTED.read_text())
+    assert "404" in document["paths"][operation]["get"]["responses"]

@@ -159,7 +159,16 @@ def test_no_input_breaks_an_operation_or_its_schema(world, path, method, operati
         status = str(response.status_code)
         assert response.status_code < 500, (method, concrete, query, body, response.content[:300])
         assert status in documented, (method, concrete, status, body)
-        if response.status_code < 300 and response.content and "json" in response["Content-Type"]:
+        if response.status_code < 300 and response.get("Content-Type", "") != "application/json":
+            assert response.status_code == 204 or response["Content-Type"] in operation["responses"][
+                status
+            ].get("content", {}), (
+                method,
+                concrete,
+                response["Content-Type"],
+            )  # the export: application/zip, streamed
+            continue
+        if response.status_code < 300 and response.content:
             schema = operation["responses"][status]["content"]["application/json"]["schema"]
             _validate(schema, response.json())
 

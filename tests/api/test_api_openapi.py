@@ -63,7 +63,7 @@ def test_every_operation_documents_its_error_answers(db):
         for method, operation in operations.items():
             answers = set(operation["responses"])
             assert {"400", "401", "403"} <= answers, (method, path)
-            assert ("{" in path) == ("404" in answers), (method, path)
+            assert "{" not in path or "404" in answers, (method, path)  # routes without an id: their own
 
 
 def test_an_unknown_api_path_is_a_json_404(db):

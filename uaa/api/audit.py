@@ -1,9 +1,15 @@
 """/api/v1/audit: the ledger's records (filtered, cursor-paginated, newest first), the current signed tree
-head, and RFC 9162 inclusion and consistency proofs. Scope ``uaa.audit.read``; nothing here writes.
+head, RFC 9162 inclusion and consistency proofs, and the export. Scope ``uaa.audit.read``; nothing here
+writes (reads are not recorded in the ledger, as in the Django admin).
 
 The tree head is ``published_tree_head``'s, as ``/.well-known/audit-head.json`` serves it: only a head the
 sealer itself would extend (its signature verifies, it extends the witness); otherwise 503, never a stale
 one. Proofs are tokens/ledger/tree.py's, documents tokens/verifier.py checks offline.
+
+The export is ``manage.py audit export``'s four files in one ZIP archive, streamed batch by batch
+(tokens/ledger/export.py ``stream_export``): unzipped, it is the directory tokens/verifier.py verifies.
+Always the whole sealed ledger from its pruning point: the format verifies an export that starts at 0 or
+at a signed prune point and ends at a signed head, nothing in between, so there are no range parameters.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,9 +36,11 @@ from tokens import ledger
 from tokens.models import LedgerRecord, TreeHead
 from uaa.api.base import AdminViewSet
 from uaa.api.errors import NO_STORE
-from uaa.api.schema import nullable_links
+from uaa.api.schema import ErrorSerializer, nullable_links
 
 MAX_FILTER = 255
+EXPORT_TYPE = "application/zip"
+WHOLE_EXPORT = "The export has no parameters: it is always the whole sealed ledger (docs/api.md)."
 
 
 class NewestFirst(CursorPagination):
@@ -138,6 +149,30 @@ def _not_found(message: str) -> Response:
     return Response({"error": "not_found", "error_description": message}, status=404, headers=NO_STORE)
 
 
+def _unverifiable_head() -> Response:
+    body = {
+        "error": "temporarily_unavailable",
+        "error_description": "The latest tree head cannot be verified; try again later.",
+    }
+    return Response(body, status=HTTPStatus.SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
+
+
+def _missing(description: str) -> OpenApiResponse:
+    """A 404 of a route without a path id (the document lists 404 for those with one by itself)."""
+    return OpenApiResponse(response=ErrorSerializer, description=description)
+
+
+class AnyAccept(BaseContentNegotiation):
+    """The export answers a ZIP archive, and its errors JSON, whatever ``Accept`` asks for (RFC 9110
+    §12.5.1 lets a server disregard it): no 406 for ``Accept: application/zip``."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
 RECORD_FILTERS = [
     OpenApiParameter("event", OpenApiTypes.STR, description="an event name, e.g. token.issued"),
     OpenApiParameter("client_id", OpenApiTypes.STR),
@@ -188,18 +223,14 @@ class AuditViewSet(AdminViewSet):
 
     @extend_schema(
         summary="The current signed tree head (as /.well-known/audit-head.json)",
-        responses={200: TreeHeadSerializer},
+        responses={200: TreeHeadSerializer, 404: _missing("not_found: no tree head has been signed yet")},
     )
     @action(detail=False, methods=["get"])
     def head(self, request: Request) -> Response:
         try:
             head = ledger.published_tree_head()
         except ledger.SealRefused:
-            body = {
-                "error": "temporarily_unavailable",
-                "error_description": "The latest tree head cannot be verified; try again later.",
-            }
-            return Response(body, status=HTTPStatus.SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
+            return _unverifiable_head()
         if head is None:
             return _not_found("No tree head has been signed yet.")
         return Response(head)
@@ -210,7 +241,10 @@ class AuditViewSet(AdminViewSet):
             OpenApiParameter("index", OpenApiTypes.INT, required=True),
             OpenApiParameter("tree_size", OpenApiTypes.INT, description="a signed head's size; latest"),
         ],
-        responses={200: InclusionSerializer},
+        responses={
+            200: InclusionSerializer,
+            404: _missing("not_found: no such sealed record or signed head"),
+        },
     )
     @action(detail=False, methods=["get"])
     def inclusion(self, request: Request) -> Response:
@@ -230,7 +264,7 @@ class AuditViewSet(AdminViewSet):
             OpenApiParameter("first", OpenApiTypes.INT, required=True),
             OpenApiParameter("second", OpenApiTypes.INT, required=True),
         ],
-        responses={200: ConsistencySerializer},
+        responses={200: ConsistencySerializer, 404: _missing("not_found: not two signed sizes, or pruned")},
     )
     @action(detail=False, methods=["get"])
     def consistency(self, request: Request) -> Response:
@@ -251,3 +285,38 @@ class AuditViewSet(AdminViewSet):
         except (LookupError, ValueError):
             return _not_found("That range was pruned: prove it from the export that holds it.")
         return Response({"first": first, "second": second, "consistency": proof})
+
+    @extend_schema(
+        summary="The sealed ledger as one ZIP archive: the export an auditor verifies offline",
+        description="The four files `manage.py audit export` writes (manifest.json, records.jsonl, "
+        "tree-heads.jsonl, audit-keys.json), byte for byte, in a ZIP archive streamed as it is read from "
+        "the database: unzip it and run tokens/verifier.py on the directory. Everything sealed up to the "
+        "latest signed tree head, from record 0 or the last prune point; records not sealed yet are not "
+        "in it. No parameters: a partial export would not verify.",
+        parameters=[],
+        responses={
+            (200, EXPORT_TYPE): OpenApiResponse(
+                response=OpenApiTypes.BINARY,
+                description="the archive (Content-Disposition: attachment; chunked, no Content-Length)",
+            ),
+            404: _missing("not_found: nothing sealed yet"),
+        },
+    )
+    @action(detail=False, methods=["get"], content_negotiation_class=AnyAccept)
+    def export(self, request: Request) -> HttpResponse | StreamingHttpResponse | Response:
+        if request.query_params:
+            refused = {str(name)[:64]: [WHOLE_EXPORT] for name in request.query_params}
+            raise serializers.ValidationError(refused)
+        try:
+            plan = ledger.plan_export(now=timezone.now())
+        except ledger.ExportRefused:
+            return _unverifiable_head()  # as /head: nothing is exported from a ledger cut back or rewritten
+        if plan is None:
+            return _not_found("No tree head has been signed yet.")
+        response: HttpResponse | StreamingHttpResponse
+        if request.method == "HEAD":
+            response = HttpResponse(content_type=EXPORT_TYPE)  # the headers, without reading the ledger
+        else:
+            response = StreamingHttpResponse(ledger.stream_export(plan), content_type=EXPORT_TYPE)
+        response["Content-Disposition"] = f'attachment; filename="{plan.filename}"'
+        return response
