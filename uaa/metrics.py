@@ -69,6 +69,16 @@ CLIENT_AUTH_FAILURES = Counter(
     "Failed (or throttled) client authentications at the token, revocation and introspection endpoints.",
     ["method", "reason"],
 )
+RATE_LIMITED = Counter(
+    "uaa_rate_limited_total",
+    "Requests refused with 429 by a rate limit (uaa/oauth/ratelimit.py), by endpoint and limit (client, ip).",
+    ["endpoint", "limit"],
+)
+RATE_LIMIT_UNAVAILABLE = Counter(
+    "uaa_ratelimit_unavailable_total",
+    "Requests served without a rate-limit check because the counters (Redis) could not be reached.",
+    ["endpoint"],
+)
 SIGN_INS = Counter("uaa_sign_ins_total", "Completed sign-ins (a session started).")
 SIGN_IN_FAILURES = Counter(
     "uaa_sign_in_failures_total",
@@ -112,6 +122,8 @@ LOCK_SCOPES = {  # accounts/throttling.py's key prefixes
     "client-ip": "client_ip",
 }
 FACTORS = frozenset({"password", "otp", "hwk"})
+RATE_LIMITED_ENDPOINTS = frozenset({"token", "introspection", "revocation", "userinfo"})
+RATE_LIMITS = frozenset({"client", "ip"})
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -155,6 +167,16 @@ def client_authentication_failed(*, method: object, reason: object) -> None:
     if not label:
         label = "assertion_rejected" if method == "private_key_jwt" else OTHER
     CLIENT_AUTH_FAILURES.labels(method=_bounded(method, AUTH_METHODS), reason=label).inc()
+
+
+def rate_limited(*, endpoint: object, limit: object) -> None:
+    RATE_LIMITED.labels(
+        endpoint=_bounded(endpoint, RATE_LIMITED_ENDPOINTS), limit=_bounded(limit, RATE_LIMITS)
+    ).inc()
+
+
+def rate_limit_unavailable(*, endpoint: object) -> None:
+    RATE_LIMIT_UNAVAILABLE.labels(endpoint=_bounded(endpoint, RATE_LIMITED_ENDPOINTS)).inc()
 
 
 @receiver(user_logged_in, dispatch_uid="uaa.metrics.sign_in")

@@ -300,6 +300,27 @@ UAA_THROTTLE_CLIENT_FAILURES = env.int("UAA_THROTTLE_CLIENT_FAILURES", default=1
 UAA_THROTTLE_CLIENT_IP_FAILURES = env.int("UAA_THROTTLE_CLIENT_IP_FAILURES", default=50)
 UAA_CLIENT_LOCKOUT_SECONDS = env.int("UAA_CLIENT_LOCKOUT_SECONDS", default=300)
 
+# Request rate limits (uaa/oauth/ratelimit.py, docs/operations.md "Rate limits"): requests per window of
+# UAA_RATELIMIT_WINDOW seconds per client (its successes; Client.rate_limit overrides) and per client address
+# (all requests, IPv6: the /64), at each endpoint; 0: that limit is off. Counters in Redis when
+# UAA_RATELIMIT_REDIS_URL names one (default: REDIS_URL, else a redis:// CACHE_URL), else in the database;
+# Redis down: the limits fail open.
+UAA_RATELIMIT_WINDOW = env.int("UAA_RATELIMIT_WINDOW", default=10)
+UAA_RATELIMIT_TOKEN_CLIENT = env.int("UAA_RATELIMIT_TOKEN_CLIENT", default=500)  # 50/s
+UAA_RATELIMIT_TOKEN_IP = env.int("UAA_RATELIMIT_TOKEN_IP", default=1000)  # 100/s
+UAA_RATELIMIT_INTROSPECTION_CLIENT = env.int("UAA_RATELIMIT_INTROSPECTION_CLIENT", default=2000)  # 200/s
+UAA_RATELIMIT_INTROSPECTION_IP = env.int("UAA_RATELIMIT_INTROSPECTION_IP", default=4000)  # 400/s
+UAA_RATELIMIT_REVOCATION_CLIENT = env.int("UAA_RATELIMIT_REVOCATION_CLIENT", default=500)
+UAA_RATELIMIT_REVOCATION_IP = env.int("UAA_RATELIMIT_REVOCATION_IP", default=1000)
+UAA_RATELIMIT_USERINFO_CLIENT = env.int("UAA_RATELIMIT_USERINFO_CLIENT", default=1000)  # 100/s
+UAA_RATELIMIT_USERINFO_IP = env.int("UAA_RATELIMIT_USERINFO_IP", default=2000)  # 200/s
+_CACHE_REDIS = env.str("CACHE_URL", default="")
+UAA_RATELIMIT_REDIS_URL = env.str(
+    "UAA_RATELIMIT_REDIS_URL",
+    default=env.str("REDIS_URL", default="") or (_CACHE_REDIS if _CACHE_REDIS.startswith("redis") else ""),
+)
+UAA_RATELIMIT_REDIS_TIMEOUT = env.float("UAA_RATELIMIT_REDIS_TIMEOUT", default=0.25)  # then: fail open
+
 # private_key_jwt (uaa/oauth/rfc7523.py). An assertion's aud must be the issuer identifier alone
 # (draft-ietf-oauth-rfc7523bis); True also accepts the token endpoint URL and the URL of the endpoint called.
 UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD = env.bool("UAA_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUD", default=False)

@@ -24,12 +24,16 @@ admin.site.login = admin_login  # type: ignore[method-assign]
 oauth_patterns = (
     [
         path("authorize", views.AuthorizeView.as_view(), name="authorize"),
-        path("token", oauth_endpoint()(views.TokenView.as_view()), name="token"),
-        path("revoke", oauth_endpoint()(dot.RevokeTokenView.as_view()), name="revoke"),
-        path("introspect", oauth_endpoint()(views.introspect_view), name="introspect"),
+        path("token", oauth_endpoint(rate_limit="token")(views.TokenView.as_view()), name="token"),
+        path("revoke", oauth_endpoint(rate_limit="revocation")(dot.RevokeTokenView.as_view()), name="revoke"),
+        path(
+            "introspect", oauth_endpoint(rate_limit="introspection")(views.introspect_view), name="introspect"
+        ),
         path(
             "userinfo",
-            oauth_endpoint(methods=("GET", "POST"), form_body=False, bearer=True)(dot.UserInfoView.as_view()),
+            oauth_endpoint(methods=("GET", "POST"), form_body=False, bearer=True, rate_limit="userinfo")(
+                dot.UserInfoView.as_view()
+            ),
             name="userinfo",
         ),
         path("logout", views.LogoutView.as_view(), name="logout"),

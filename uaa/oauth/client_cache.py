@@ -87,6 +87,16 @@ def get_client(client_id: str, *, version: tuple[int, int] | bool | None = True)
     return client
 
 
+def peek(client_id: str, name: str) -> tuple[bool, Any]:
+    """Whether the client is cached, and its field ``name`` as this process last read it from the database
+    (no query, so it may be a request behind: uaa/oauth/ratelimit.py's per-client limit, never a secret or
+    anything that authenticates)."""
+    held = _cached.get(client_id)
+    if held is None:
+        return False, None
+    return True, held[2][_fields().index(name)]
+
+
 def forget(client_id: str) -> None:
     with _lock:
         _cached.pop(client_id, None)

@@ -65,6 +65,22 @@ class ClientLockedOut(OAuthError):
         self.retry_after = retry_after
 
 
+class RateLimited(OAuthError):
+    """Too many requests from one address or one client (uaa/oauth/ratelimit.py): RFC 6585 §4 429 with
+    Retry-After. RFC 6749 §5.2 has no code for it. ``slow_down`` is a registered token-endpoint code (RFC
+    8628 §7.3) whose meaning is what the client must do: send less often (§3.5: a device-flow client adds
+    5 s to its polling interval). ``temporarily_unavailable`` is an authorization-endpoint code for an
+    overloaded server (UAA's 503), and ``invalid_request`` would tell the client its request is malformed."""
+
+    code = "slow_down"
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    description = "Too many requests. Retry after the Retry-After delay."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class InvalidToken(OAuthError):
     code = "invalid_token"
     status = HTTPStatus.UNAUTHORIZED
@@ -120,7 +136,7 @@ def error_response(exc: Exception, request: HttpRequest | None = None) -> JsonRe
         body["request_id"] = request_id
     response = JsonResponse(body, status=exc.status, headers=NO_STORE)
     challenge(response, exc.code)
-    if isinstance(exc, ClientLockedOut):
+    if isinstance(exc, ClientLockedOut | RateLimited):
         response["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, TemporarilyUnavailable):
         mark_unavailable(response)

@@ -211,18 +211,31 @@ def _finish(response: HttpResponse) -> HttpResponse:
 
 
 def oauth_endpoint(
-    *, methods: tuple[str, ...] = ("POST",), form_body: bool = True, bearer: bool = False
+    *,
+    methods: tuple[str, ...] = ("POST",),
+    form_body: bool = True,
+    bearer: bool = False,
+    rate_limit: str | None = None,
 ) -> Callable[[View], View]:
     """Wrap a JSON OAuth endpoint: hygiene checks first, RFC-shaped errors always, ``no-store`` on all.
-    ``bearer``: a protected resource, which takes a form-body access token too (``bearer_from_form``)."""
+    ``bearer``: a protected resource, which takes a form-body access token too (``bearer_from_form``).
+    ``rate_limit``: the endpoint's limits (uaa/oauth/ratelimit.py ``Endpoint``), checked after the hygiene
+    checks and before the view; a success is counted against its client after the view."""
 
     def decorate(view: View) -> View:
+        from uaa.oauth import ratelimit  # here: it imports modules that import this one
+
+        limited = ratelimit.Endpoint(rate_limit) if rate_limit else None
+
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            admission = None
             try:
                 check_request(request, methods=methods, form_body=form_body)
                 if bearer:
                     bearer_from_form(request)
+                if limited is not None:
+                    admission = ratelimit.admit(request, endpoint=limited)
                 response = view(request, *args, **kwargs)
             except MethodNotAllowed as exc:
                 response = error_response(exc, request)
@@ -236,6 +249,7 @@ def oauth_endpoint(
                 return error_response(exc, request)
             if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
                 return error_response(RuntimeError("endpoint answered 5xx"), request)
+            ratelimit.settle(admission, response)
             return _finish(response)
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]

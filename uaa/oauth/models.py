@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from jwcrypto import jwk
 from jwcrypto.common import JWException
@@ -118,6 +119,15 @@ class Client(AbstractApplication):
     )
     jwks_uri = models.URLField(
         "JWK Set URL", max_length=1000, blank=True, help_text="Where to fetch them instead (https)."
+    )
+    rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(2**31 - 1)],
+        help_text="Requests this client may make per UAA_RATELIMIT_WINDOW (10 s by default) at each of the "
+        "token, introspection, revocation and userinfo endpoints, counting the ones that succeed. Empty: the "
+        "defaults (UAA_RATELIMIT_TOKEN_CLIENT and the others); 0: no limit for this client. The per-address "
+        "limits apply whatever this says (docs/operations.md, Rate limits).",
     )
     generation = models.BigIntegerField(
         default=0,
@@ -328,6 +338,18 @@ class ClientAuthenticationTally(models.Model):
 
     def __str__(self) -> str:
         return f"failed client authentication of {self.client_id or 'unknown'} from {self.ip}"
+
+
+class RateLimitCounter(models.Model):
+    """One rate-limit counter's current window, when no Redis is configured (uaa/oauth/ratelimit.py): the
+    key (endpoint, what it counts, whom), the epoch second its window ends, the requests counted in it."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    window_end = models.BigIntegerField()
+    hits = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"rate limit {self.key}: {self.hits} until {self.window_end}"
 
 
 class RedeemedCode(models.Model):

@@ -1,0 +1,374 @@
+"""Request rate limits at the token, introspection, revocation and userinfo endpoints (issue 13 item 4).
+
+accounts/throttling.py limits credential *guessing* (failures); this limits request *volume*, so that one
+address or one client cannot take a whole node, whatever its requests carry. Two counters per endpoint:
+
+- **per client address** (an IPv4 address, an IPv6 /64: ``accounts.throttling.address_bucket``, behind
+  ``UAA_TRUSTED_PROXIES`` as tokens/clientip.py computes it): every request counts, and the count is
+  checked before the view runs, before any secret is hashed, signature verified or row read;
+- **per client**: only requests that *proved* they are that client count, after they succeeded (a 2xx):
+  the client authenticated at the token, introspection or revocation endpoint (a public client: a code or
+  refresh token of its own redeemed at the token endpoint; its unauthenticated revocations prove nothing),
+  or, at userinfo, a valid access token of that client. So a flood that names someone else's client_id with
+  wrong secrets (or none) costs that flood's own address quota and never the client's. The count is read
+  before the view (in the same round trip as the address's) and refuses a client that has used its quota.
+
+Windows are fixed: ``UAA_RATELIMIT_WINDOW`` seconds, offset per counter by a hash of its key so that the
+windows of different clients and addresses do not all end at the same second (and the clients told to
+retry then do not all come back at once). A fixed window lets up to twice a limit through within one
+window's length across a boundary (a limit at the end of one window, a limit at the start of the next);
+over any longer time the average never exceeds the limit. A refused request is answered 429 with
+``Retry-After`` (seconds to the end of the window that refused it) and the ``slow_down`` error.
+
+Where the counters live: Redis when ``UAA_RATELIMIT_REDIS_URL`` is set (by default ``REDIS_URL``, else a
+``redis://`` ``CACHE_URL``): one round trip for the check (a pipeline: INCR and EXPIREAT of the address's
+key, GET of the client's) and one for a success's count, and no SQL. Otherwise the database, table
+``oauth_ratelimitcounter``: one statement for the check (an ``INSERT ... ON CONFLICT DO UPDATE ...
+RETURNING`` of both rows, PostgreSQL and SQLite alike) and one for the count, each outside the request's
+transaction (a counter row is never locked for longer than its statement). Never process memory: every
+worker and every node shares them.
+
+Redis down: the limits fail **open** (docs/operations.md, "Rate limits"). The requests are served
+unlimited, the credential-guessing limits (in the database) still apply, each such request counts in
+``uaa_ratelimit_unavailable_total``, and the process logs ``oauth.ratelimit_unavailable`` and leaves Redis
+alone for ``REDIS_RETRY_SECONDS`` before it tries again (so a Redis that does not answer costs a request
+``UAA_RATELIMIT_REDIS_TIMEOUT`` once per interval, not every request). The database backend cannot fail on
+its own: a request that cannot reach the database fails anyway (503, uaa/outage.py).
+
+A client's own limit (``Client.rate_limit``) is read from this worker's client cache
+(uaa/oauth/client_cache.py, no query): a changed limit applies in each worker from the client's next
+token, introspection or revocation request there.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from types import SimpleNamespace
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse
+
+from accounts.throttling import address_bucket
+from tokens.clientip import client_address
+from uaa import metrics
+from uaa.oauth import client_cache, rfc7523
+from uaa.oauth.clientauth import basic_credentials
+from uaa.oauth.errors import RateLimited
+from uaa.oauth.http import storable_text
+from uaa.oauth.models import RateLimitCounter
+
+logger = logging.getLogger(__name__)
+
+REDIS_PREFIX = "uaa:rl:"
+REDIS_RETRY_SECONDS = 5.0  # after Redis failed, this process serves unlimited this long before trying again
+MAX_TOKEN_PAYLOAD = 8192  # the longest JWT payload read for its client_id (base64url characters)
+
+
+class Endpoint(StrEnum):
+    TOKEN = "token"
+    INTROSPECTION = "introspection"
+    REVOCATION = "revocation"
+    USERINFO = "userinfo"
+
+
+def limits(endpoint: Endpoint) -> tuple[int, int]:
+    """``(per client, per address)`` requests per window at ``endpoint`` (settings; 0: no limit)."""
+    name = endpoint.value.upper()
+    per_client = getattr(settings, f"UAA_RATELIMIT_{name}_CLIENT")
+    per_address = getattr(settings, f"UAA_RATELIMIT_{name}_IP")
+    return max(0, int(per_client)), max(0, int(per_address))
+
+
+def window_seconds() -> int:
+    return max(1, int(settings.UAA_RATELIMIT_WINDOW))
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One counter's current window: its key (the endpoint, what it counts, whom) and the epoch second
+    the window ends (the windows of a key are [end - window, end))."""
+
+    key: str
+    window_end: int
+
+    def retry_after(self, now: float) -> int:
+        return max(1, math.ceil(self.window_end - now))
+
+
+def counter(endpoint: Endpoint, kind: str, subject: str, *, now: float) -> Counter:
+    key = f"{endpoint.value}:{kind}:{subject}"
+    window = window_seconds()
+    offset = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % window
+    return Counter(key=key, window_end=(math.floor((now + offset) / window) + 1) * window - offset)
+
+
+def client_subject(client_id: str) -> str:
+    """A client in a counter's key: a digest (a client_id may be 255 characters of anything)."""
+    return hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+# --- the stores -----------------------------------------------------------------------------------------
+class Unavailable(Exception):
+    """The counters cannot be reached: the request is served without a limit (fail open)."""
+
+
+class Store(Protocol):
+    def hit(self, *, add: Counter | None, read: Counter | None) -> tuple[int, int]:
+        """Count one request against ``add`` and read ``read``, in one round trip: their counts."""
+
+    def count(self, key: Counter) -> None:
+        """Count one request against ``key`` (a success of its client)."""
+
+
+class DatabaseStore:
+    """Rows of ``RateLimitCounter``: ``(key, window_end, hits)``, one row per key, its window rolled over
+    in place. Every statement runs on its own (autocommit): never inside the request's transaction."""
+
+    def hit(self, *, add: Counter | None, read: Counter | None) -> tuple[int, int]:
+        rows = [(c.key, c.window_end, delta) for c, delta in ((add, 1), (read, 0)) if c is not None]
+        counts = self._upsert(rows)
+        return (counts.get(add.key, 0) if add else 0), (counts.get(read.key, 0) if read else 0)
+
+    def count(self, key: Counter) -> None:
+        self._upsert([(key.key, key.window_end, 1)])
+
+    def _upsert(self, rows: list[tuple[str, int, int]]) -> dict[str, int]:
+        if not rows:
+            return {}
+        with connection.cursor() as cursor:
+            cursor.execute(_upsert_sql(len(rows)), [value for row in rows for value in row])
+            return {str(key): int(hits) for key, hits in cursor.fetchall()}
+
+
+@cache
+def _upsert_sql(rows: int) -> str:
+    """The one statement of a check (PostgreSQL and SQLite >= 3.35 alike): a key in the same window adds its
+    delta, a key in an older window starts the new one at its delta (a read adds 0: it resets an old
+    window, and answers the current count); a row a node with a faster clock already rolled on is kept."""
+    quote = connection.ops.quote_name
+    table = quote(RateLimitCounter._meta.db_table)
+    key, end, hits = quote("key"), quote("window_end"), quote("hits")
+    values = ", ".join(["(%s, %s, %s)"] * rows)
+    return (
+        f"INSERT INTO {table} ({key}, {end}, {hits}) VALUES {values}"  # noqa: S608 - our own table  # nosec B608
+        f" ON CONFLICT ({key}) DO UPDATE SET"
+        f" {hits} = CASE WHEN {table}.{end} >= excluded.{end} THEN {table}.{hits} + excluded.{hits}"
+        f" ELSE excluded.{hits} END,"
+        f" {end} = CASE WHEN {table}.{end} > excluded.{end} THEN {table}.{end} ELSE excluded.{end} END"
+        f" RETURNING {key}, {hits}"
+    )
+
+
+class RedisStore:
+    """One Redis key per counter and window (``uaa:rl:<key>:<window end>``), expiring after its window."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a failure is answered by failing open, not by waiting more
+            health_check_interval=0,
+        )
+        self.down_until = 0.0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def name(key: Counter) -> str:
+        return f"{REDIS_PREFIX}{key.key}:{key.window_end}"
+
+    def hit(self, *, add: Counter | None, read: Counter | None) -> tuple[int, int]:
+        def commands(pipe: Any) -> None:
+            if add is not None:
+                pipe.incr(self.name(add))
+                pipe.expireat(self.name(add), add.window_end + 1)
+            if read is not None:
+                pipe.get(self.name(read))
+
+        results = self._run(commands)
+        added = int(results[0]) if add is not None else 0
+        value = results[-1] if read is not None else None
+        return added, int(value) if value is not None else 0
+
+    def count(self, key: Counter) -> None:
+        def commands(pipe: Any) -> None:
+            pipe.incr(self.name(key))
+            pipe.expireat(self.name(key), key.window_end + 1)
+
+        self._run(commands)
+
+    def _run(self, commands: Any) -> list[Any]:
+        if time.monotonic() < self.down_until:
+            raise Unavailable("redis: retrying later")
+        pipe = self.client.pipeline(transaction=False)
+        commands(pipe)
+        try:
+            return list(pipe.execute())
+        except self.errors as exc:
+            with self.lock:
+                first = time.monotonic() >= self.down_until
+                self.down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            if first:
+                logger.warning(
+                    "oauth.ratelimit_unavailable",
+                    extra={"store": "redis", "error": type(exc).__name__, "retry_in": REDIS_RETRY_SECONDS},
+                )
+            raise Unavailable(type(exc).__name__) from exc
+
+
+_stores: dict[tuple[str, float], RedisStore] = {}
+_stores_lock = threading.Lock()
+DATABASE = DatabaseStore()
+
+
+def store() -> Store:
+    """Redis when ``UAA_RATELIMIT_REDIS_URL`` names one (one client and connection pool per process and
+    URL), else the database."""
+    url = settings.UAA_RATELIMIT_REDIS_URL
+    if not url:
+        return DATABASE
+    key = (url, float(settings.UAA_RATELIMIT_REDIS_TIMEOUT))
+    found = _stores.get(key)
+    if found is None:
+        with _stores_lock:
+            found = _stores.setdefault(key, RedisStore(*key))
+    return found
+
+
+def prune(*, now: float | None = None) -> int:
+    """Delete the database counters whose window has ended (the hourly cleanup task); Redis keys expire."""
+    ended = int(now if now is not None else time.time())
+    deleted, _ = RateLimitCounter.objects.filter(window_end__lt=ended).delete()
+    return deleted
+
+
+# --- who a request says it is (unverified: it only picks the counter) ------------------------------------
+def _usable(value: object) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 255 and storable_text(value):
+        return value
+    return None
+
+
+def _basic_client_id(token68: str) -> str | None:
+    try:
+        decoded = base64.b64decode(token68, validate=False).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    client_id, colon, _ = decoded.partition(":")
+    return unquote_plus(client_id) if colon else None
+
+
+def _token_client(header: str) -> str | None:
+    """The ``client_id`` claim (RFC 9068 §2.2) of a JWT access token, unverified: userinfo verifies it, and
+    only a verified token's success is counted."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("bearer", "dpop"):
+        return None
+    parts = token.strip().split(".")
+    if len(parts) != 3 or len(parts[1]) > MAX_TOKEN_PAYLOAD:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    return _usable(payload.get("client_id")) if isinstance(payload, dict) else None
+
+
+def claimed_client(request: HttpRequest, endpoint: Endpoint) -> tuple[str | None, bool]:
+    """The client_id the request names, and whether its success proves it is that client (a public
+    client's revocation, with its client_id alone, proves nothing)."""
+    if endpoint is Endpoint.USERINFO:
+        return _token_client(request.META.get("HTTP_AUTHORIZATION", "")), True
+    basic = basic_credentials(request.META.get("HTTP_AUTHORIZATION", ""))
+    if basic is not None:
+        return _usable(_basic_client_id(basic)), True
+    form = request.POST
+    assertion = form.get("client_assertion")
+    if assertion:
+        return _usable(rfc7523.claimed_client_id(SimpleNamespace(client_assertion=assertion))), True
+    with_secret = form.get("client_secret") is not None
+    return _usable(form.get("client_id")), with_secret or endpoint is not Endpoint.REVOCATION
+
+
+def client_limit(client_id: str, default: int) -> int:
+    """The client's own limit (``Client.rate_limit``) as this worker last read it, else ``default``."""
+    found, own = client_cache.peek(client_id, "rate_limit")
+    return max(0, int(own)) if found and own is not None else default
+
+
+# --- the endpoints' hooks (uaa.oauth.http.oauth_endpoint) ------------------------------------------------
+@dataclass(frozen=True)
+class Admission:
+    """A request let through: the client counter a success of it counts against (``settle``)."""
+
+    endpoint: Endpoint
+    client: Counter | None
+
+
+def admit(request: HttpRequest, *, endpoint: Endpoint) -> Admission | None:
+    """Count the request against its address and read its client's count, in one round trip; raise
+    ``RateLimited`` if either is over its limit. ``None``: nothing to count (every limit is off)."""
+    per_client, per_address = limits(endpoint)
+    now = time.time()
+    client_id, provable = claimed_client(request, endpoint)
+    own_limit = client_limit(client_id, per_client) if client_id else 0
+    address = (
+        counter(endpoint, "ip", address_bucket(client_address(request.META)), now=now)
+        if per_address
+        else None
+    )
+    client = (
+        counter(endpoint, "client", client_subject(client_id), now=now) if client_id and own_limit else None
+    )
+    if address is None and client is None:
+        return None
+    admission = Admission(endpoint=endpoint, client=client if provable else None)
+    try:
+        address_hits, client_hits = store().hit(add=address, read=client)
+    except Unavailable:
+        metrics.rate_limit_unavailable(endpoint=endpoint.value)
+        return admission
+    waits: dict[str, int] = {}
+    if address is not None and address_hits > per_address:
+        waits["ip"] = address.retry_after(now)
+    if client is not None and client_hits >= own_limit:
+        waits["client"] = client.retry_after(now)
+    if waits:
+        for limit in waits:
+            metrics.rate_limited(endpoint=endpoint.value, limit=limit)
+        logger.debug(
+            "oauth.rate_limited",
+            extra={"endpoint": endpoint.value, "limits": sorted(waits), "client_id": client_id or ""},
+        )
+        raise RateLimited(max(waits.values()))
+    return admission
+
+
+def settle(admission: Admission | None, response: HttpResponse) -> None:
+    """A success counts against the client it proved to be; nothing else does. A count that cannot be
+    made is left out (the answer stands): Redis's failure was logged and counted by the check's store."""
+    if admission is None or admission.client is None or not 200 <= response.status_code < 300:
+        return
+    try:
+        store().count(admission.client)
+    except Unavailable:
+        pass
+    except DatabaseError:  # the answer is given (a token issued): it stands, uncounted
+        logger.warning("oauth.ratelimit_unavailable", extra={"store": "database"})
