@@ -37,9 +37,13 @@ from prometheus_client import REGISTRY
 
 from accounts import throttling
 from accounts.models import ThrottleCounter
+from tests.factories import UserFactory
 from tests.oauth_client import basic_auth, form_post
+from tests.staff import ledger_records
 from tests.uaa.endpoints import introspect, revoke, userinfo
+from tests.uaa.test_client_admin import CHANGELIST, client_form
 from tests.uaa.test_database_outage import _closed_port
+from tokens.models import LedgerRecord
 from uaa.oauth import client_cache, ratelimit
 from uaa.oauth.models import Client, RateLimitCounter
 from uaa.oauth.services import update_client
@@ -464,3 +468,33 @@ def test_windows_of_different_keys_end_at_different_seconds(settings):
         ratelimit.counter(ratelimit.Endpoint.TOKEN, "ip", f"192.0.2.{n}", now=0).window_end for n in range(50)
     }
     assert len(ends) > 5  # not one herd at the same second
+
+
+# --- the Django admin -----------------------------------------------------------------------------------
+@pytest.fixture
+def admin_browser(db: Any) -> HttpClient:
+    staff: Any = UserFactory(is_staff=True, is_superuser=True)
+    http = HttpClient()
+    http.force_login(staff)
+    return http
+
+
+def test_the_admin_sets_a_clients_limit_and_the_change_is_recorded(admin_browser, service_client):
+    pk = service_client.client.pk
+    page = admin_browser.get(f"{CHANGELIST}{pk}/change/")
+    assert page.status_code == 200 and b'name="rate_limit"' in page.content
+    form = client_form(
+        name="Service",
+        default_audience="https://api.example.com",
+        allowed_resources="https://api.example.com",
+        rate_limit="25",
+    )
+    response = admin_browser.post(f"{CHANGELIST}{pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    assert Client.objects.get(pk=pk).rate_limit == 25
+    [record] = [
+        r for r in ledger_records(LedgerRecord.Event.ADMIN_CHANGE) if r["subject"] == f"oauth.client:{pk}"
+    ]
+    assert record["detail"]["fields"] == ["Rate limit"], record  # Django's change message names the label
+    assert admin_browser.post(f"{CHANGELIST}{pk}/change/", {**form, "rate_limit": "-1"}).status_code == 200
+    assert Client.objects.get(pk=pk).rate_limit == 25  # a negative limit is refused by the form

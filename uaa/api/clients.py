@@ -24,6 +24,7 @@ from uaa.api.base import AdminViewSet, Pages, created, field_errors
 from uaa.api.fields import (
     StrictBooleanField,
     StrictCharField,
+    StrictIntegerField,
     StrictListField,
     StrictSerializer,
     uri_list,
@@ -60,8 +61,13 @@ PLAIN_FIELDS = (
     "token_endpoint_auth_method",
     "jwks",
     "jwks_uri",
+    "rate_limit",
 )
 MODEL_NAMES = {"authorization_grant_type": "grant_type"}
+RATE_LIMIT_HELP = (
+    "Requests per UAA_RATELIMIT_WINDOW this client may make at each of the token, introspection, revocation "
+    "and userinfo endpoints (its successes are counted); null: the defaults; 0: no limit for this client."
+)
 
 
 def _no_spaces(value: str) -> str:
@@ -104,6 +110,7 @@ class ClientSerializer(serializers.Serializer):
     token_endpoint_auth_method = serializers.ChoiceField(choices=AUTH_METHODS)
     jwks = serializers.JSONField()
     jwks_uri = serializers.CharField()
+    rate_limit = serializers.IntegerField(allow_null=True, help_text=RATE_LIMIT_HELP)
     created = serializers.DateTimeField(read_only=True)
     updated = serializers.DateTimeField(read_only=True)
 
@@ -156,6 +163,9 @@ class ClientChangeSerializer(StrictSerializer):
     token_endpoint_auth_method = serializers.ChoiceField(choices=AUTH_METHODS, required=False)
     jwks = JWKSField(required=False)
     jwks_uri = StrictCharField(max_length=1000, required=False, allow_blank=True)
+    rate_limit = StrictIntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**31 - 1, help_text=RATE_LIMIT_HELP
+    )
 
     def grant_type_of(self, attrs: dict[str, Any]) -> str:
         instance = self.instance

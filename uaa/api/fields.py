@@ -33,6 +33,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only (DRF's IntegerField also takes "12", 12.0 and true)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 class StrictListField(serializers.ListField):
     """A JSON array only (DRF's ListField also takes a form's repeated values)."""
 

@@ -62,6 +62,7 @@ class ClientForm(forms.ModelForm):
             "token_endpoint_auth_method",
             "jwks",
             "jwks_uri",
+            "rate_limit",
         ]
 
 
@@ -117,6 +118,7 @@ class ClientAdmin(admin.ModelAdmin):
             {"fields": ("introspection_resources",)},
         ),
         ("Client authentication", {"fields": ("token_endpoint_auth_method", "jwks", "jwks_uri")}),
+        ("Rate limit (docs/operations.md, Rate limits)", {"fields": ("rate_limit",)}),
         ("Dates", {"fields": ("created", "updated")}),
     )
 

@@ -37,6 +37,7 @@ def register_client(
     allowed_resources: list[str] | None = None,
     allowed_scopes: list[str] | None = None,
     allowed_origins: list[str] | None = None,
+    rate_limit: int | None = None,
     actor: str = "",
 ) -> IssuedCredentials:
     """Register a client. ``allowed_resources`` (RFC 8707: the resource servers it may get tokens for)
@@ -63,6 +64,7 @@ def register_client(
         allowed_resources=" ".join(requestable),
         allowed_scopes=" ".join(allowed_scopes or []),
         allowed_origins=" ".join(allowed_origins or []),
+        rate_limit=rate_limit,
     )
     client.full_clean(exclude=["client_secret", "client_id"])
     return save_registration(client=client, actor=actor)
@@ -92,6 +94,7 @@ def save_registration(*, client: Client, actor: str = "") -> IssuedCredentials:
             "introspection_resources": client.served_resources,
             "allowed_resources": client.requestable_resources,
             "allowed_scopes": client.requestable_scopes,
+            "rate_limit": client.rate_limit,
         },
     )
     confidential = client.client_type == Client.CLIENT_CONFIDENTIAL
