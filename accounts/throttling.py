@@ -18,7 +18,9 @@ attempt that could guess a secret, and only from an address the client has not a
 last ``KNOWN_ADDRESS_FOR`` (OWASP's device cookies, keyed by address): strangers cannot lock a client out
 of the addresses it works from, and a guesser spread over many addresses still gets
 ``UAA_THROTTLE_CLIENT_FAILURES`` guesses per lock. Unknown client_ids count against the address only, so
-invented ids leave no rows behind. Locks are checked before any credential is, in one query.
+invented ids leave no rows behind. Locks are checked before any credential is, in one query, and a failure
+is counted in one statement, of the same shape whether the client_id is registered or not (issue 12: the
+time a failure takes does not tell a caller whether a client_id is registered).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
@@ -259,19 +263,74 @@ def record_client_failure(*, client_id: str | None, ip: str | None, now: datetim
     """Count a failed client authentication against the address, and against ``client_id`` when it names
     a registered client (the caller says so by passing it; unknown ids are passed as ``None``): against
     that client from this address, and against the client from everywhere. True when this failure
-    started a client-wide lock (the caller raises the alarm)."""
-    lockout = settings.UAA_CLIENT_LOCKOUT_SECONDS
-    limit = settings.UAA_THROTTLE_CLIENT_FAILURES
-    count_failure(
-        key=client_ip_key(ip),
-        limit=settings.UAA_THROTTLE_CLIENT_IP_FAILURES,
-        lockout_seconds=lockout,
-        now=now,
+    started a client-wide lock (the caller raises the alarm).
+
+    One statement (``_count_client_failures``) whoever is named: the client's two counters are in it for an
+    unknown id too, filtered out by a parameter, so an invented id writes the address's row alone and costs
+    what a registered one does."""
+    now = now or timezone.now()
+    named = client_id or ""
+    rows = [
+        (client_ip_key(ip), settings.UAA_THROTTLE_CLIENT_IP_FAILURES, True),
+        (client_address_key(named, ip), settings.UAA_THROTTLE_CLIENT_FAILURES, bool(client_id)),
+        (client_key(named), settings.UAA_THROTTLE_CLIENT_FAILURES, bool(client_id)),
+    ]
+    started = _count_client_failures(rows, lockout_seconds=settings.UAA_CLIENT_LOCKOUT_SECONDS, now=now)
+    for key in started:
+        signals.lockout_started.send(sender=ThrottleCounter, key=key)
+    return bool(client_id) and client_key(named) in started
+
+
+def _count_client_failures(
+    rows: list[tuple[str, int, bool]], *, lockout_seconds: int, now: datetime
+) -> list[str]:
+    """``count_failure`` for each (key, limit, counted) of ``rows`` that is ``counted``, as one upsert: a new
+    key starts a window with one failure; a locked key is left alone (a lock is not extended by further
+    tries); a key whose window ended starts a new one; the ``limit``-th failure of a window locks the key
+    for ``lockout_seconds``. The row lock the upsert takes serialises concurrent failures of one key as
+    ``count_failure``'s SELECT ... FOR UPDATE does. The keys whose lock this failure started."""
+    ops = connection.ops
+    params: dict[str, Any] = {
+        "now": ops.adapt_datetimefield_value(now),
+        "window_from": ops.adapt_datetimefield_value(now - timedelta(seconds=settings.UAA_THROTTLE_WINDOW)),
+        "lock_until": ops.adapt_datetimefield_value(now + timedelta(seconds=lockout_seconds)),
+    }
+    for index, (key, limit, counted) in enumerate(rows):
+        params.update({f"k{index}": key, f"l{index}": limit, f"c{index}": 1 if counted else 0})
+    with connection.cursor() as cursor:
+        cursor.execute(_client_failures_sql(len(rows)), params)
+        return [key for key, started in cursor.fetchall() if started]
+
+
+@cache
+def _client_failures_sql(count: int) -> str:
+    quote = connection.ops.quote_name
+    table = quote(ThrottleCounter._meta.db_table)
+    key, failures, started, locked = (
+        f"{table}.{quote(name)}" for name in ("key", "failures", "window_started_at", "locked_until")
     )
-    if not client_id:
-        return False
-    count_failure(key=client_address_key(client_id, ip), limit=limit, lockout_seconds=lockout, now=now)
-    return count_failure(key=client_key(client_id), limit=limit, lockout_seconds=lockout, now=now)
+    stamp = "::timestamp with time zone" if connection.vendor == "postgresql" else ""
+    now, window_from, lock_until = (f"%({name})s{stamp}" for name in ("now", "window_from", "lock_until"))
+    values = ", ".join(f"(%(k{i})s, %(l{i})s, %(c{i})s)" for i in range(count))
+    limit = "CASE " + " ".join(f"WHEN {key} = %(k{i})s THEN %(l{i})s" for i in range(count)) + " END"
+    running = f"({locked} IS NOT NULL AND {locked} > {now})"
+    ended = f"({started} < {window_from})"
+    counted = f"((CASE WHEN {ended} THEN 0 ELSE {failures} END) + 1)"
+    locks = f"({counted} >= {limit})"
+    columns = ", ".join(quote(name) for name in ("key", "failures", "window_started_at", "locked_until"))
+    return (  # our own table and columns; every value is a parameter
+        f"INSERT INTO {table} ({columns})"  # noqa: S608 - our own table  # nosec B608
+        f" SELECT v.column1, CASE WHEN v.column2 <= 1 THEN 0 ELSE 1 END, {now},"
+        f" CASE WHEN v.column2 <= 1 THEN {lock_until} END"
+        f" FROM (VALUES {values}) AS v WHERE v.column3 = 1"
+        f" ON CONFLICT ({quote('key')}) DO UPDATE SET"
+        f" {quote('failures')} = CASE WHEN {running} THEN {failures} WHEN {locks} THEN 0 ELSE {counted} END,"
+        f" {quote('window_started_at')} = CASE WHEN {running} THEN {started}"
+        f" WHEN {ended} OR {locks} THEN {now} ELSE {started} END,"
+        f" {quote('locked_until')} = CASE WHEN {running} THEN {locked} WHEN {locks} THEN {lock_until}"
+        f" ELSE {locked} END"
+        f" RETURNING {quote('key')}, CASE WHEN {quote('locked_until')} = {lock_until} THEN 1 ELSE 0 END"
+    )
 
 
 def record_client_success(

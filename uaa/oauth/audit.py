@@ -12,10 +12,11 @@ import base64
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauthlib.common import Request as OAuthlibRequest
@@ -290,24 +291,124 @@ def client_authentication_failed(
     now = now or timezone.now()
     meta = headers or {}
     ip = client_address(meta)
+    bucket = address_bucket(ip)
+    first: dict[str, Any] = {  # the window's first failure's record
+        "event": LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
+        "at": now,
+        "client_id": client_id,
+        "hashes": {"client_assertion": ledger.sha256_hex(assertion)} if assertion else {},
+        "detail": {"method": method, "reason": reason},
+        "ip": ip,
+        "user_agent": meta.get("HTTP_USER_AGENT", "")[:USER_AGENT_KEPT],
+    }
+    if _counted_in_one_statement(client_id=client_id, ip=bucket, method=method, reason=reason, first=first):
+        return
     with transaction.atomic():
-        tally, opened = _tally(client_id=client_id, ip=address_bucket(ip), now=now)
+        tally, opened = _tally(client_id=client_id, ip=bucket, now=now)
         if opened:
-            ledger.append_record(
-                event=LedgerRecord.Event.CLIENT_AUTHENTICATION_FAILED,
-                at=now,
-                client_id=tally.client_id,
-                hashes={"client_assertion": ledger.sha256_hex(assertion)} if assertion else {},
-                detail={"method": method, "reason": reason},
-                ip=ip,
-                user_agent=meta.get("HTTP_USER_AGENT", "")[:USER_AGENT_KEPT],
-            )
+            ledger.append_record(**first)
             return
         tally.failures += 1
         tally.reasons = _count(tally.reasons, reason)
         tally.methods = _count(tally.methods, method)
         tally.last_at = max(tally.last_at, now)
         tally.save(update_fields=["failures", "reasons", "methods", "last_at"])
+
+
+def _counted_in_one_statement(
+    *, client_id: str, ip: str, method: str, reason: str, first: dict[str, Any]
+) -> bool:
+    """The failure counted into the (client_id, ip) tally of the open window, opening it if there is none
+    (and the client's cap of addresses leaves room), in one upsert: the same statement, with no savepoint
+    and no read first, for an unknown client_id (``""``) and a registered one, opening or counting (issue
+    12: the time does not tell which). A tally it opens is the window's first failure: its record (``first``,
+    ``ledger.append_record``'s fields) is appended, on PostgreSQL in the same statement.
+
+    False, with nothing written, when the tally's window ended (it is summarised first), the cap sends
+    this address to the overflow tally, or a key is not one the statement can name: the caller's locked
+    path does those."""
+    if not all(_plain_key(key) for key in (method, reason)):
+        return False
+    ops = connection.ops
+    now = first["at"]
+    postgresql = connection.vendor == "postgresql"
+    params: dict[str, Any] = {
+        "client_id": client_id,
+        "ip": ip,
+        "overflow": OVERFLOW,
+        "cap": ADDRESSES_PER_CLIENT if client_id else SUMMARY_KEYS_PER_WINDOW,
+        "now": ops.adapt_datetimefield_value(now),
+        "window_from": ops.adapt_datetimefield_value(now - _window()),
+        "reason": reason if postgresql else f'$."{reason}"',
+        "method": method if postgresql else f'$."{method}"',
+    }
+    with connection.cursor() as cursor:
+        if postgresql:
+            record = ledger.record_row(**first)
+            params.update({f"record{index}": value for index, value in enumerate(record)})
+            cursor.execute(_count_into_tally_sql(with_record=True), params)
+            return cursor.fetchone() is not None
+        cursor.execute(_count_into_tally_sql(with_record=False), params)
+        counted = cursor.fetchone()
+    if counted is None:
+        return False
+    if counted[0]:  # opened: SQLite has no data-modifying WITH, so the record is a statement of its own
+        ledger.append_record(**first)
+    return True
+
+
+def _plain_key(key: str) -> bool:
+    """A reason or method the tally statement can name in a JSON path: printable, without quotes."""
+    return key.isprintable() and not {'"', "\\"} & set(key) and len(key) <= 200
+
+
+@cache
+def _count_into_tally_sql(*, with_record: bool) -> str:
+    quote = connection.ops.quote_name
+    table = quote(ClientAuthenticationTally._meta.db_table)
+    names = ("client_id", "ip", "window_started_at", "last_at", "failures", "throttled", "reasons", "methods")
+    client_id, ip, started, last_at, failures, throttled, reasons, methods = (quote(name) for name in names)
+    if connection.vendor == "postgresql":
+        stamp, empty = "::timestamp with time zone", "'{}'::jsonb"
+
+        def counted(column: str, key: str) -> str:
+            column = f"{table}.{column}"
+            return (
+                f"jsonb_set({column}, ARRAY[%({key})s]::text[],"
+                f" to_jsonb(COALESCE(({column} ->> %({key})s)::integer, 0) + 1))"
+            )
+
+        latest = f"GREATEST({table}.{last_at}, %(now)s{stamp})"
+    else:
+        stamp, empty = "", "'{}'"
+
+        def counted(column: str, key: str) -> str:
+            column = f"{table}.{column}"
+            return f"json_set({column}, %({key})s, COALESCE(json_extract({column}, %({key})s), 0) + 1)"
+
+        latest = f"MAX({table}.{last_at}, %(now)s)"
+    now = f"%(now)s{stamp}"
+    columns = ", ".join((client_id, ip, started, last_at, failures, throttled, reasons, methods))
+    upsert = (  # our own table and columns; every value is a parameter
+        f"INSERT INTO {table} ({columns})"  # noqa: S608 - our own table  # nosec B608
+        f" SELECT %(client_id)s, %(ip)s, {now}, {now}, 0, 0, {empty}, {empty}"
+        f" WHERE EXISTS (SELECT 1 FROM {table} WHERE {client_id} = %(client_id)s AND {ip} = %(ip)s)"
+        f" OR (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {client_id} = %(client_id)s"
+        f" AND {ip} <> %(overflow)s LIMIT %(cap)s) AS held) < %(cap)s"
+        f" ON CONFLICT ({client_id}, {ip}) DO UPDATE SET {failures} = {table}.{failures} + 1,"
+        f" {reasons} = {counted(reasons, 'reason')}, {methods} = {counted(methods, 'method')},"
+        f" {last_at} = {latest}"
+        f" WHERE {table}.{started} > %(window_from)s{stamp}"
+        f" RETURNING CASE WHEN {failures} = 0 THEN 1 ELSE 0 END AS opened"
+    )
+    if not with_record:
+        return upsert
+    pieces = ledger.insert_select_sql("event").split("%s")  # its five parameters, by name here
+    recorded = "".join(f"{piece}%(record{index})s" for index, piece in enumerate(pieces[:-1])) + pieces[-1]
+    return (
+        f"WITH tally AS ({upsert}), event AS (SELECT 1 FROM tally WHERE opened = 1),"  # noqa: S608  # nosec B608
+        f" recorded AS ({recorded}) SELECT opened FROM tally"
+    )
 
 
 def client_authentication_throttled(

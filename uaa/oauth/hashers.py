@@ -18,11 +18,11 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.hashers import BasePasswordHasher, get_hashers, mask_hash
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.crypto import get_random_string
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.crypto import get_random_string
 
 ALGORITHM = "uaa_sha256"
 
@@ -33,6 +33,12 @@ def _digest(secret: str, salt: str) -> str:
 
 def is_client_secret_hash(encoded: str) -> bool:
     return encoded.startswith(f"{ALGORITHM}$") and encoded.count("$") == 2
+
+
+# What a client_id no client has is verified against (``UAAOAuth2Validator.authenticate_client``): a hash of
+# a random secret by this hasher with a salt as long as a real one's, so that an unknown client_id costs the
+# hash and the comparison a wrong secret costs (issue 12: the time does not tell a caller which it was).
+UNKNOWN_CLIENT_SECRET = _digest(get_random_string(128), get_random_string(22))
 
 
 def verify_client_secret(*, provided: str, stored: str) -> bool:

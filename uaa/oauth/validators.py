@@ -33,7 +33,7 @@ from uaa.oauth import (
     rfc8707,
 )
 from uaa.oauth.grant_context import grant_context
-from uaa.oauth.hashers import is_client_secret_hash, verify_client_secret
+from uaa.oauth.hashers import UNKNOWN_CLIENT_SECRET, is_client_secret_hash, verify_client_secret
 from uaa.oauth.models import Client
 from uaa.oauth.scopes import scopes_for_client
 
@@ -83,6 +83,9 @@ class UAAOAuth2Validator(OAuth2Validator):
             authenticated = self._authenticate_basic_auth(request)
         else:
             authenticated = self._authenticate_request_body(request)
+        if not isinstance(request.client, Client):  # no such client: the hash a wrong secret costs (issue 12)
+            presented = clientauth.presented_secret(request, attempt.method)
+            verify_client_secret(provided=presented, stored=UNKNOWN_CLIENT_SECRET)
         reason = None
         if authenticated and request.client.token_endpoint_auth_method == request.client.PRIVATE_KEY_JWT:
             authenticated, reason = False, clientauth.USE_ASSERTION  # its secret does not authenticate it
