@@ -3,6 +3,7 @@
 Run:  make bench                        (3 interleaved rounds of 10 s per figure, about 10 minutes)
       make bench ARGS="--smoke"          (1 round of 2 s per figure: does everything still start and answer?)
       make bench ARGS="--rows 1000000"   (also: token and introspection before/after 1e6 rows in the tables)
+      make bench ARGS="--only auth-timing" (the failed-client-authentication timing alone, about 1 minute)
       .venv/bin/python bench/run.py --help
 
 What it starts, all on 127.0.0.1, each under gunicorn with the same flags (2 sync workers: one per core):
@@ -581,6 +582,25 @@ def failed_authentication(bench: Bench, cc: dict[str, str], rounds: int, seconds
         )
 
 
+def auth_timing_only(
+    bench: Bench, args: argparse.Namespace, env: dict[str, str], port: int, database: str, cc: dict[str, str]
+) -> None:
+    """``--only auth-timing``: the UAA server alone, warmed up, then ``failed_authentication``."""
+    bench.servers = {"uaa": Server("uaa", VENV, "uaa.wsgi", env, port=port, database=database)}
+    bench.servers["uaa"].start(bench.work)
+    token = Spec(
+        "uaa_token",
+        "uaa",
+        "/oauth/token",
+        {"BENCH_METHOD": "POST", "BENCH_BODY": "grant_type=client_credentials"}
+        | {"BENCH_AUTH": basic(cc["client_id"], cc["client_secret"])},
+    )
+    if not args.smoke:
+        log("warm-up: 2 s of token requests (imports, key unwrapping, connections in both workers)")
+        bench.wrk(token, 2.0)
+    failed_authentication(bench, cc, args.rounds, min(args.seconds, 3.0))
+
+
 def rss_check(bench: Bench, spec: Spec, total: int, expected_rps: float) -> None:
     """Fresh workers, then ``total`` token requests: worker RSS after 1,000 of them and after all."""
     server = bench.servers[spec.server]
@@ -678,6 +698,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0, help="also measure with this many extra rows")
     parser.add_argument("--rss-requests", type=int, default=25000, help="token requests of the RSS check")
     parser.add_argument("--no-jose", action="store_true", help="skip the JOSE library microbenchmark")
+    parser.add_argument(
+        "--only",
+        choices=["auth-timing"],
+        help="auth-timing: only the failed-client-authentication timing (UAA alone, no seeding, no DOT)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.rss_requests = 1, 2.0, 3000
@@ -756,6 +781,9 @@ def run(bench: Bench, args: argparse.Namespace, work: Path, pg: Postgres, redis:
         ),
     }
     credentials = {name: json.loads(out.strip().splitlines()[-1]) for name, out in clients.items()}
+    if args.only == "auth-timing":
+        auth_timing_only(bench, args, env, uaa_port, uaa_db, credentials["cc"])
+        return
     clients_file = work / "clients.json"
     clients_file.write_text(json.dumps(credentials))
     clients_file.chmod(0o600)
