@@ -68,7 +68,7 @@ def requests(service_client: RegisteredClient) -> dict[str, str]:
     sent = {
         "unknown client_id": basic("no-such-client", "x" * 43),
         "wrong secret": basic(service_client.client_id, "x" * 43),
-        "right secret": basic(service_client.client_id, service_client.secret),
+        "right secret": basic(service_client.client_id, service_client.secret or ""),
     }
     for auth in sent.values():
         attempt(auth)
