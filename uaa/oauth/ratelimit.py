@@ -36,8 +36,9 @@ alone for ``REDIS_RETRY_SECONDS`` before it tries again (so a Redis that does no
 its own: a request that cannot reach the database fails anyway (503, uaa/outage.py).
 
 A client's own limit (``Client.rate_limit``) is read from this worker's client cache
-(uaa/oauth/client_cache.py, no query): a changed limit applies in each worker from the client's next
-token, introspection or revocation request there.
+(uaa/oauth/client_cache.py, no query), which the client's authentication refreshes when the row changed: a
+changed limit applies in each worker once the client has made a token, introspection or revocation request
+there since the change (until a worker has seen the client at all, it uses the default).
 """
 
 from __future__ import annotations
