@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from tokens.keys import forget_private_key, generate_signing_key, locked_active_kid, note_tampered
 from tokens.models import KeySeries, LedgerRecord, SigningKey
@@ -297,7 +298,9 @@ def request_rotation(*, algorithm: str, now: datetime, actor: str = "") -> Rotat
     return report
 
 
-def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str = "") -> SigningKey:
+def revoke_signing_key(
+    *, kid: str, now: datetime | None = None, reason: str = "", actor: str = ""
+) -> SigningKey:
     """Emergency revocation: out of the JWKS at once; if it was signing, the standby signs at once.
 
     The standby (the ``next`` key) has normally been published for far longer than ``UAA_JWKS_MAX_AGE``,
@@ -312,12 +315,20 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str 
     hold it FOR SHARE, tokens.keys.locked_active_kid): those tokens commit, and their ledger records,
     before the revocation; no token signed by the key is issued after it. ``actor`` is the ``sub`` of
     the admin who revoked it, named by the revocation's records.
+
+    Without ``now`` (the command, the API: the real clock), the revocation's time is read once the key
+    row is locked, after every token transaction that held it has committed: the recorded ``revoked_at``
+    and the ``key.revoked`` record's time come after the last token the key signed, as the ledger's
+    order does. ``now`` is for simulated clocks (tests, drills).
     """
     algorithm, state = SigningKey.objects.values_list("algorithm", "state").get(kid=kid)
     needs_key = state in {SigningKey.State.ACTIVE, SigningKey.State.NEXT}  # a new standby, at least
-    spare = generate_signing_key(algorithm=algorithm, now=now) if needs_key else None
+    spare = generate_signing_key(algorithm=algorithm, now=now or timezone.now()) if needs_key else None
     with transaction.atomic():
         _lock(algorithm)
+        # The row lock waits for every token transaction signing with the key; the time is read after it.
+        SigningKey.objects.select_for_update().filter(kid=kid).values_list("pk", flat=True).first()
+        now = now or timezone.now()
         _restore_tampered(algorithm, now, actor=actor)
         key = SigningKey.objects.select_for_update().get(kid=kid)
         if key.state == SigningKey.State.REVOKED:
@@ -336,7 +347,7 @@ def revoke_signing_key(*, kid: str, now: datetime, reason: str = "", actor: str 
     return key
 
 
-def revoke_published_keys(*, now: datetime, reason: str = "") -> list[SigningKey]:
+def revoke_published_keys(*, now: datetime | None = None, reason: str = "") -> list[SigningKey]:
     """Revoke every published key (next, retired, then active) of every algorithm; a fresh key, wrapped
     under the current KEK, signs for each. What a KEK compromise calls for (docs/key-rotation.md): whoever
     holds the KEK and a copy of the database holds every private key it wrapped.

@@ -12,6 +12,7 @@ happen there; on PostgreSQL the token transaction reads the active key with ``SE
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from http import HTTPStatus
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client as HttpClient
 from django.utils import timezone
@@ -214,3 +216,33 @@ def test_a_token_started_while_a_revocation_is_underway_is_signed_by_the_new_key
     thread.join(timeout=30)
     assert got and got[0] != key.kid
     assert SigningKey.objects.get(kid=got[0]).state == SigningKey.State.ACTIVE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recorded_revocation_time_is_after_every_token_the_key_signed():
+    """A red team's find: the command (and the API) took the revocation's time before the locks, so a
+    token that held the key while the revocation waited was stamped after the key's ``revoked_at`` and
+    its ``key.revoked`` record's time. Auditors compare times: the revocation is recorded when it took
+    effect, after the last token the key signed."""
+    key = ensure_active_key(algorithm="ES256", now=timezone.now())
+    done = threading.Event()
+
+    def revoke() -> None:
+        try:
+            call_command("revoke_signing_key", key.kid, reason="leaked", stdout=io.StringIO())
+            done.set()
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert active_signing_key("ES256").kid == key.kid
+        thread = threading.Thread(target=revoke)
+        thread.start()
+        assert not done.wait(0.5), "the revocation did not wait for the token transaction"
+        signed_at = timezone.now()  # what a token signed now carries as iat, and its record as its time
+    thread.join(timeout=30)
+    assert done.is_set()
+    key.refresh_from_db()
+    assert key.revoked_at is not None and key.revoked_at >= signed_at
+    record = LedgerRecord.objects.filter(event=LedgerRecord.Event.KEY_REVOKED).order_by("-pk").first()
+    assert record is not None and record.at >= signed_at

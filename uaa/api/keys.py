@@ -154,10 +154,11 @@ class SigningKeyViewSet(AdminViewSet):
         key = self.get_object()
         form = RevocationRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        now = timezone.now()
+        # No time passed in: the revocation reads the clock once it holds the key (tokens.rotation).
         revoked = revoke_signing_key(
-            kid=key.kid, now=now, reason=form.validated_data["reason"], actor=self.caller.actor
+            kid=key.kid, reason=form.validated_data["reason"], actor=self.caller.actor
         )
+        now = timezone.now()
         active = SigningKey.objects.active().for_algorithm(revoked.algorithm).first()
         gap = active_key_cache_gap(algorithm=revoked.algorithm, now=now).seconds if active else 0
         return Response(

@@ -33,14 +33,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if bool(options["kid"]) == options["all_published"]:
             raise CommandError("Name one kid, or pass --all-published (and no kid).")
-        now = timezone.now()
+        # No time passed in: each revocation reads the clock once it holds the key (tokens.rotation).
         if options["all_published"]:
-            keys = revoke_published_keys(now=now, reason=options["reason"])
+            keys = revoke_published_keys(reason=options["reason"])
         else:
             try:
-                keys = [revoke_signing_key(kid=options["kid"], now=now, reason=options["reason"])]
+                keys = [revoke_signing_key(kid=options["kid"], reason=options["reason"])]
             except SigningKey.DoesNotExist as exc:
                 raise CommandError(f"No signing key with kid {options['kid']!r}.") from exc
+        now = timezone.now()
         for key in keys:
             self.stdout.write(f"revoked: {key.kid}")
         for algorithm in sorted({key.algorithm for key in keys} or set(algorithms_in_use())):
