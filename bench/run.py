@@ -118,6 +118,13 @@ class Server:
     database: str = ""  # whose PostgreSQL backends count as this server's
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    flags: list[str] = field(
+        default_factory=lambda: list(GUNICORN_FLAGS)
+    )  # bench/gunicorn_configs.py: others
+
+    @property
+    def expected_workers(self) -> int:
+        return int(self.flags[self.flags.index("--workers") + 1])
 
     @property
     def base(self) -> str:
@@ -128,7 +135,7 @@ class Server:
         command = [str(self.python_bin / "gunicorn"), self.module, "--bind", f"127.0.0.1:{self.port}"]
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                command + GUNICORN_FLAGS + ["--chdir", str(ROOT)],
+                command + self.flags + ["--chdir", str(ROOT)],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -145,7 +152,7 @@ class Server:
             except OSError:
                 time.sleep(0.2)
                 continue
-            if len(self.workers()) == WORKERS:
+            if len(self.workers()) == self.expected_workers:
                 log(f"{self.name}: gunicorn {self.process.pid} on {self.base}, workers {self.workers()}")
                 return
             time.sleep(0.2)
@@ -428,6 +435,13 @@ def uaa_environment(database: str, port: int, work: Path, cache_url: str | None)
         UAA_THROTTLE_CLIENT_IP_FAILURES="1000000000",
         UAA_THROTTLE_IP_FAILURES="1000000000",
         UAA_THROTTLE_ACCOUNT_FAILURES="1000000000",
+        # The rate limits (uaa/oauth/ratelimit.py) would cap a one-address run at 100 tokens/s: raised the
+        # same way, so that every request still pays for its counters (Redis here) but none is refused.
+        **{
+            f"UAA_RATELIMIT_{endpoint}_{per}": "1000000000"
+            for endpoint in ("TOKEN", "INTROSPECTION", "REVOCATION", "USERINFO")
+            for per in ("CLIENT", "IP")
+        },
     )
     if cache_url:
         env.update(CACHE_URL=cache_url, CELERY_BROKER_URL=cache_url)
