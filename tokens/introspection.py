@@ -16,11 +16,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_refresh_token_model
 
 from tokens.checksum import sha256_hex
 from tokens.formats import rfc9068
 from tokens.signing import verify_jwt
+from tokens.stored_tokens import load_access_token
 
 INACTIVE: dict[str, Any] = {"active": False}
 EMAIL_SCOPE = "email"  # OIDC Core §5.4: the scope that releases the e-mail address
@@ -51,12 +52,7 @@ def _access_token(
     claims = verify_jwt(token, typ=rfc9068.TYP)
     if claims is None:
         return None
-    record = (
-        get_access_token_model()
-        .objects.select_related("application", "user")
-        .filter(token_checksum=sha256_hex(token))
-        .first()
-    )
+    record = load_access_token(token)  # with its client and user, in one plain statement
     if record is None or record.is_expired() or not _user_is_active(record) or refused(record):
         return None
     if record.application_id != caller.pk and not _audiences(claims) & set(serves):

@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from accounts import revocation
+from tokens.stored_tokens import LOADED_WITH_USER
 from uaa.oauth.models import RedeemedCode
 
 
@@ -57,9 +58,14 @@ def refresh_refused(*, token: Any, lock: bool) -> bool:
 
 
 def access_token_refused(*, token: Any) -> bool:
-    """An access token stored before the user's not-before time (client-credentials tokens have no user)."""
+    """An access token stored before the user's not-before time (client-credentials tokens have no user).
+
+    A token loaded by tokens.stored_tokens came with its user's row in the same statement, read now: its
+    ``not_before`` is the committed one, and is not read a second time."""
     if token.user_id is None:
         return False
+    if getattr(token, LOADED_WITH_USER, False) and token.user is not None:
+        return revocation.of(token.user).refuses_grant(token.created)
     return revocation.grant_refused(user_id=token.user_id, granted_at=token.created, lock=False)
 
 
