@@ -46,6 +46,7 @@ from tokens.envelope import (
     wrap_private_key,
 )
 from tokens.models import SigningKey, contradiction_sql
+from tokens.rows import RowShape, database
 
 logger = logging.getLogger(__name__)
 
@@ -329,16 +330,18 @@ PUBLISHED_STATES = (SigningKey.State.NEXT, SigningKey.State.ACTIVE, SigningKey.S
 
 
 @cache
-def _trusted_key_sql(vendor: str) -> str:
+def _trusted_key_statement(vendor: str) -> tuple[str, RowShape]:
     """The row of a kid in a published state, and whether it is contradicted: plain SQL, written once
-    (the ORM would compile the check again for every verification)."""
-    quote = connection.ops.quote_name
-    fields = SigningKey._meta.concrete_fields
-    columns = ", ".join(f"k.{quote(field.column or field.name)}" for field in fields)
-    return (
-        f"SELECT {columns}, {contradiction_sql('k')} AS contradicted"  # noqa: S608 - our own table  # nosec B608
+    (the ORM would compile the check again for every verification), read with a plain cursor (a raw
+    queryset asks the cursor for its columns and maps them to fields again on every call)."""
+    db = database()
+    quote = db.ops.quote_name
+    shape = RowShape(db, (SigningKey, "k"))
+    sql = (
+        f"SELECT {shape.select}, {contradiction_sql('k')} AS contradicted"  # noqa: S608 - our own table  # nosec B608
         f" FROM {quote(SigningKey._meta.db_table)} k WHERE k.kid = %s AND k.state IN (%s, %s, %s)"
     )
+    return sql, shape
 
 
 def trusted_public_key(kid: str) -> ProvenKey | None:
@@ -348,14 +351,19 @@ def trusted_public_key(kid: str) -> ProvenKey | None:
     One query per verification reads the row and checks it; the state is never cached, only the proof
     (a "not revoked" kept in memory is what a process would go on trusting after a revoked row was
     written back exactly as it stood)."""
-    rows = SigningKey.objects.raw(_trusted_key_sql(connection.vendor), [kid, *PUBLISHED_STATES])
-    row = next(iter(rows), None)
+    db = database()
+    sql, shape = _trusted_key_statement(db.vendor)
+    with db.cursor() as cursor:
+        cursor.execute(sql, [kid, *PUBLISHED_STATES])
+        row = cursor.fetchone()
     if row is None:
         return None
-    if getattr(row, "contradicted", True):  # the query's own column; missing would mean untrusted
-        note_tampered(row.kid)
+    (key,) = shape.instances(db, row)
+    contradicted = row[shape.width]  # the query's own column; NULL would mean untrusted
+    if contradicted is None or contradicted:
+        note_tampered(key.kid)
         return None
-    return proven_key(row)
+    return proven_key(key)  # type: ignore[no-any-return]
 
 
 def published_public_key(kid: str) -> jwk.JWK | None:
