@@ -162,6 +162,13 @@ _cache_lock = threading.Lock()
 _proven: dict[tuple[str, str, str, str], ProvenKey | None] = {}  # row identity → proof (None: failed)
 _signing: dict[str, LoadedKey] = {}  # algorithm → the private half of its active key, nothing else
 _tampered: set[str] = set()  # kids already logged as tokens.key_state_tampered by this process
+_epoch = 0  # moved by clear_key_cache: what was built from the proofs before it is out of date
+
+
+def proof_epoch() -> int:
+    """Which proofs this process holds: it changes whenever they are all forgotten (``clear_key_cache``);
+    between changes a row's proof, once made, stays what it is (tokens/jwks.py keys its copy by it)."""
+    return _epoch
 
 
 def _identity(key: WrappedKey) -> tuple[str, str, str, str]:
@@ -219,7 +226,9 @@ def require_proven(keys: Iterable[WrappedKey]) -> int:
 
 def clear_key_cache() -> None:
     """Forget every proof and private key of this process (tests; a KEK change in place)."""
+    global _epoch
     with _cache_lock:
+        _epoch += 1
         _proven.clear()
         _signing.clear()
         _tampered.clear()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from http import HTTPStatus
 
 from django.conf import settings
@@ -12,10 +11,9 @@ from django.utils import timezone
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_safe
 
-from tokens.jwks import build_jwks
+from tokens.jwks import published_key_set
 from tokens.ledger import SealRefused, published_tree_head
 from tokens.ledger.audit_keys import audit_jwks
-from tokens.models import SigningKey
 from tokens.rotation import algorithms_in_use, ensure_active_key
 from tokens.verifier import canonical_json
 
@@ -30,16 +28,13 @@ def jwks_response(request: HttpRequest, *, heal: bool) -> HttpResponse:
     """The JWKS answer. With ``heal``, a database without an active key for an algorithm in use makes one
     first (a fresh or broken database heals itself rather than serving an empty JWKS); without, it only
     reads (the last good copy refreshed after a key change, uaa/middleware.py)."""
-    keys = list(SigningKey.objects.publishable().order_by("created_at"))
-    signing = {key.algorithm for key in keys if key.state == SigningKey.State.ACTIVE}
-    missing = [algorithm for algorithm in algorithms_in_use() if algorithm not in signing]
+    key_set = published_key_set()  # read now; built again only when the rows differ (tokens/jwks.py)
+    missing = [algorithm for algorithm in algorithms_in_use() if algorithm not in key_set.signing]
     if missing and heal:
         for algorithm in missing:
             ensure_active_key(algorithm=algorithm, now=timezone.now())
-        keys = list(SigningKey.objects.publishable().order_by("created_at"))
-    document = build_jwks(keys)
-    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        key_set = published_key_set()
+    body, etag = key_set.body, key_set.etag
     headers = {
         "Cache-Control": f"public, max-age={settings.UAA_JWKS_MAX_AGE}",
         "ETag": etag,
