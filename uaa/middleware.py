@@ -173,6 +173,7 @@ class LastGoodCopyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self._paths: frozenset[str] | None = None
+        self._jwks: str | None = None
 
     def paths(self) -> frozenset[str]:
         if self._paths is None:
@@ -189,16 +190,17 @@ class LastGoodCopyMiddleware:
         path = request.path_info
         if request.method not in ("GET", "HEAD") or path not in self.paths():
             return self.get_response(request)
-        generational = path == jwks_path()
-        generation = last_good_copies.generation(path) if generational else None  # before the keys are read
+        if self._jwks is None:
+            self._jwks = jwks_path()
+        generational = path == self._jwks
+        # Read before the keys are (a recent read will do: uaa/outage.py, LastGoodCopies.generation).
+        generation = last_good_copies.generation(path, recent=True) if generational else None
         response = self.get_response(request)
         if response.status_code == HTTPStatus.OK and not response.streaming:
-            # A generational copy is kept only if no key changed while it was made (that change's own
-            # replacement, made after its commit, is the copy to keep), and never untagged.
-            if not generational or (
-                generation is not None and last_good_copies.generation(path) == generation
-            ):
-                last_good_copies.remember(path, response, generation=generation)
+            # A generational copy is never kept untagged, nor in place of the shared copy if a key changed
+            # while it was made (LastGoodCopies.remember).
+            if not generational or generation is not None:
+                last_good_copies.remember(path, response, generation=generation, generational=generational)
         elif is_outage_response(response):
             return last_good_copies.response(path, request, generational=generational) or response
         return response

@@ -45,6 +45,7 @@ UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "57014", "55P
 UNAVAILABLE_SQLITE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB")
 COPY_MAX_AGE = 60  # Cache-Control max-age of a last good copy: clients come back soon after recovery
 CACHE_REFRESH = 60  # a copy that has not changed is re-written to the shared cache this often
+GENERATION_REREAD = 1.0  # seconds: how long a process tags its JWKS copies with the generation it last read
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -183,6 +184,7 @@ class LastGoodCopies:
         self._lock = threading.Lock()
         self._copies: dict[str, Copy] = {}
         self._cached_at: dict[str, float] = {}
+        self._read: dict[str, tuple[str, float]] = {}  # path -> (generation, time.monotonic() of its read)
 
     @staticmethod
     def _key(path: str) -> str:
@@ -192,9 +194,20 @@ class LastGoodCopies:
     def _generation_key(path: str) -> str:
         return f"uaa:last-good-generation:{path}"
 
-    def generation(self, path: str) -> str | None:
+    def generation(self, path: str, *, recent: bool = False) -> str | None:
         """The current generation of ``path`` (started when there is none yet); None when the shared cache
-        cannot be asked. Read it before reading the document, and pass it to ``remember``."""
+        cannot be asked. Read it before reading the document, and pass it to ``remember``.
+
+        ``recent``: the value this process read within the last ``GENERATION_REREAD`` seconds will do (the
+        JWKS endpoint's tag, uaa/middleware.py). Any value read before the document is a safe tag: a copy
+        is never tagged newer than what it holds, and one tagged older is only unservable; ``remember``
+        asks the shared cache itself before it replaces the shared copy."""
+        if recent:
+            with self._lock:
+                held = self._read.get(path)
+            if held is not None and time.monotonic() - held[1] < GENERATION_REREAD:
+                return held[0]
+        read_at = time.monotonic()
         key = self._generation_key(path)
         try:
             current = cache.get(key)
@@ -204,20 +217,33 @@ class LastGoodCopies:
         except Exception:  # the cache is a second copy, never a reason to fail
             logger.debug("uaa.last_good_generation_unreadable", exc_info=True)
             return None
-        return str(current) if current is not None else None
+        if current is None:
+            return None
+        with self._lock:
+            self._read[path] = (str(current), read_at)
+        return str(current)
 
-    def remember(self, path: str, response: HttpResponse, *, generation: str | None = None) -> None:
+    def remember(
+        self, path: str, response: HttpResponse, *, generation: str | None = None, generational: bool = False
+    ) -> None:
+        """Keep ``response`` as the copy of ``path``. ``generational``: tagged with ``generation``, read
+        before the document; if the shared copy is due to be replaced, and the generation has moved on
+        since (a key changed while the document was made: that change's own replacement, made after its
+        commit, is the copy to keep), nothing is kept."""
         headers = tuple((n, v) for n, v in response.items() if n.lower() not in SKIPPED_HEADERS)
         copy = Copy(
             stored_at=time.time(), content=bytes(response.content), headers=headers, generation=generation
         )
         with self._lock:
             previous = self._copies.get(path)
-            self._copies[path] = copy
             changed = (
                 previous is None or previous.content != copy.content or previous.generation != generation
             )
             due = changed or copy.stored_at - self._cached_at.get(path, 0.0) > CACHE_REFRESH
+        if due and generational and (generation is None or self.generation(path) != generation):
+            return
+        with self._lock:
+            self._copies[path] = copy
             if due:
                 self._cached_at[path] = copy.stored_at
         if due:
@@ -234,6 +260,7 @@ class LastGoodCopies:
         with self._lock:
             self._copies.pop(path, None)
             self._cached_at.pop(path, None)
+            self._read.pop(path, None)
         try:
             cache.set(self._generation_key(path), generation, timeout=None)
             if replacement is None:
@@ -241,8 +268,10 @@ class LastGoodCopies:
         except Exception:
             logger.warning("uaa.last_good_copy_not_invalidated", extra={"path": path}, exc_info=True)
             return
+        with self._lock:
+            self._read[path] = (generation, time.monotonic())
         if replacement is not None:
-            self.remember(path, replacement, generation=generation)
+            self.remember(path, replacement, generation=generation, generational=True)
 
     def _servable(self, copy: Copy, *, generational: bool, current: str | None, now: float) -> bool:
         age = now - copy.stored_at
@@ -298,6 +327,7 @@ class LastGoodCopies:
             paths = list(self._copies)
             self._copies.clear()
             self._cached_at.clear()
+            self._read.clear()
         for path in paths:
             try:
                 cache.delete_many([self._key(path), self._generation_key(path)])

@@ -10,10 +10,12 @@ registered member (RFC 9068 defines none): a resource server takes it from the J
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
+from django.core.signals import setting_changed
+from django.urls import get_script_prefix, reverse
 
 from accounts.mfa.policy import ACR_VALUES_SUPPORTED
 from tokens.models import SigningKey
@@ -25,8 +27,27 @@ SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523 §2.2, OIDC Core §9 (uaa/oauth/rfc7523.py)
 
 
+@functools.cache
+def _reversed(name: str, prefix: str) -> str:
+    return reverse(name)  # under ``prefix``, the script prefix of the request asking (the key)
+
+
+def _path(name: str) -> str:
+    """``reverse(name)``, once per process and script prefix: the documents are asked for constantly, and
+    the URLconf is fixed (a test that changes ``ROOT_URLCONF`` clears it: ``_urlconf_changed``)."""
+    return _reversed(name, get_script_prefix())
+
+
+def _urlconf_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "ROOT_URLCONF":
+        _reversed.cache_clear()
+
+
+setting_changed.connect(_urlconf_changed, dispatch_uid="uaa.oauth.discovery.urlconf_changed")
+
+
 def _url(name: str) -> str:
-    return settings.UAA_ISSUER + reverse(name)
+    return settings.UAA_ISSUER + _path(name)
 
 
 def authorization_server_metadata() -> dict[str, Any]:
