@@ -104,6 +104,7 @@ def generate_signing_key(*, algorithm: str, now: datetime, state: str = SigningK
 # --- proof: a stored key is trusted only once its private half shows it is ours --------------------
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class ProvenKey:
     kid: str
     algorithm: str
     public: dict[str, Any]  # RFC 7517 public members only, derived from the private half
-    jwk: jwk.JWK  # the public key, for verification
+    public_key: PublicKey  # the same key as a ``cryptography`` object: what tokens.signing verifies with
+    jwk: jwk.JWK  # the same key again, for django-oauth-toolkit's ID token hook (a jwcrypto JWK)
 
 
 def _fits(private: object, algorithm: str) -> bool:
@@ -146,16 +148,24 @@ def _prove(key: WrappedKey) -> tuple[ProvenKey, PrivateKey]:
     if {name: value for name, value in stored.items() if name in PUBLIC_MEMBERS} != derived:
         raise UntrustedKey(f"Key {key.kid}: the stored public_jwk is not the key's public half.")
     proven = ProvenKey(
-        purpose=key.purpose, kid=key.kid, algorithm=key.algorithm, public=derived, jwk=jwk.JWK(**derived)
+        purpose=key.purpose,
+        kid=key.kid,
+        algorithm=key.algorithm,
+        public=derived,
+        public_key=private.public_key(),
+        jwk=jwk.JWK(**derived),
     )
     return proven, private
 
 
 @dataclass(frozen=True)
 class LoadedKey:
+    """The proven private half of an active signing key, as the ``cryptography`` object tokens.signing
+    signs with: unwrapped and loaded once per process, never per token."""
+
     kid: str
     algorithm: str
-    jwk: jwk.JWK
+    private: PrivateKey
 
 
 _cache_lock = threading.Lock()
@@ -329,7 +339,7 @@ def private_signing_key(*, kid: str, algorithm: str) -> LoadedKey:
     if loaded is not None and loaded.kid == kid:
         return loaded
     private = load_proven_private_key(SigningKey.objects.get(kid=kid))
-    loaded = LoadedKey(kid=kid, algorithm=algorithm, jwk=jwk.JWK.from_pyca(private))
+    loaded = LoadedKey(kid=kid, algorithm=algorithm, private=private)
     with _cache_lock:
         _signing[algorithm] = loaded
     return loaded

@@ -5,11 +5,20 @@ A token is signed by the active key of its algorithm, read under a shared lock h
 transaction ends (:func:`active_signing_key`). Verification follows RFC 8725 §3.1 and §3.11: the algorithm
 is the one the key was made for (the stored key's, never the token header's choice), the key is one
 published and proven right now (tokens.keys.trusted_public_key), and the token's ``typ`` must be the one
-the caller expects, so that one kind of JWT is never accepted in place of another.
+the caller expects, so that one kind of JWT is never accepted in place of another. A header that names a
+``crit`` extension (RFC 7515 §4.1.11: UAA understands none) or ``b64`` (RFC 7797) is refused, and so is
+anything but the compact serialization (RFC 7519 §7.2).
+
+The JWS itself is PyJWT's (its JWS layer only: the claims are tokens/formats/'s, and expiry is the token
+record's), with the ``cryptography`` key objects tokens.keys loads once per process; docs/performance.md
+("The JOSE libraries") says why PyJWT and not jwcrypto, which UAA keeps for JWK import, export and
+thumbprints.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +26,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.utils import timezone
-from jwcrypto import jws, jwt
-from jwcrypto.common import JWException
+from jwt.api_jws import PyJWS
+from jwt.exceptions import PyJWTError
 
 from tokens.keys import (
     LoadedKey,
@@ -28,7 +37,12 @@ from tokens.keys import (
     private_signing_key,
     trusted_public_key,
 )
+from tokens.models import SigningKey
 from tokens.rotation import lock_active_kid
+
+# PyJWT's JWS layer, knowing only the algorithms UAA's keys are made for: "none" and HS* are not even
+# registered with it. Which one verifies a token is still the stored key's: verify_jwt allows that one alone.
+_jws = PyJWS(algorithms=list(SigningKey.Algorithm.values))
 
 
 class SigningKeyChanged(Exception):
@@ -94,11 +108,8 @@ def sign_jwt(*, claims: dict[str, Any], algorithm: str, typ: str) -> str:
     until that transaction ends (:func:`active_signing_key`).
     """
     key = active_signing_key(algorithm)
-    token = jwt.JWT(
-        header={"alg": algorithm, "kid": key.kid, "typ": typ}, claims=json.dumps(claims, default=str)
-    )
-    token.make_signed_token(key.jwk)
-    return token.serialize()
+    payload = json.dumps(claims, default=str).encode()
+    return _jws.encode(payload, key.private, algorithm=algorithm, headers={"kid": key.kid, "typ": typ})
 
 
 def _media_type(value: object) -> str | None:
@@ -119,19 +130,21 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def _parse(token: str) -> tuple[jws.JWS, dict[str, Any]] | None:
-    """The compact JWS and its protected header; ``None`` for anything else (RFC 7519 §7.2)."""
+def _header(token: object) -> dict[str, Any] | None:
+    """The protected header of a compact JWS (RFC 7515 §7.1); ``None`` for anything else (RFC 7519 §7.2: a
+    JSON serialization, a JWE, an extra or a missing segment), for a header that is not a JSON object,
+    and for one naming an extension: ``crit`` (RFC 7515 §4.1.11; UAA understands no extension, so it
+    must refuse every one) or ``b64`` (RFC 7797, an unencoded payload; UAA never makes one)."""
     if not isinstance(token, str) or token.count(".") != 2:
         return None
-    parsed = jws.JWS()
+    segment = token.split(".", 1)[0]
     try:
-        parsed.deserialize(token)
-        # jwcrypto checks the header when it is read: a "crit" it does not understand (RFC 7515 §4.1.11)
-        # raises InvalidJWSObject here, and JSON nested past the recursion limit raises RecursionError.
-        header = parsed.jose_header
-    except (JWException, ValueError, TypeError, KeyError, RecursionError):
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError, binascii.Error, RecursionError):  # RecursionError: JSON nested too deep
         return None
-    return (parsed, header) if isinstance(header, dict) else None
+    if not isinstance(header, dict) or "crit" in header or "b64" in header:
+        return None
+    return header
 
 
 def _key_for(header: dict[str, Any], *, typ: str) -> ProvenKey | None:
@@ -147,30 +160,31 @@ def _key_for(header: dict[str, Any], *, typ: str) -> ProvenKey | None:
 
 def verification_key(token: str, *, typ: str) -> Any:
     """The JWK that verifies ``token``, if its header names a published key by that key's own
-    algorithm and carries ``typ``; ``None`` otherwise (django-oauth-toolkit's ID token hint lookup)."""
-    parsed = _parse(token)
-    key = _key_for(parsed[1], typ=typ) if parsed else None
+    algorithm and carries ``typ``; ``None`` otherwise (django-oauth-toolkit's ID token hint lookup, which
+    verifies with jwcrypto: the JWK is one)."""
+    header = _header(token)
+    key = _key_for(header, typ=typ) if header is not None else None
     return key.jwk if key is not None else None
 
 
 def verify_jwt(token: str, *, typ: str) -> dict[str, Any] | None:
     """Claims of ``token`` if it is a JWT of type ``typ`` with a valid signature by a published key,
-    made with that key's algorithm; ``None`` otherwise.
+    made with that key's algorithm; ``None`` otherwise, never an exception.
 
     ``typ`` is tokens.formats.rfc9068.TYP for access tokens (RFC 9068 §4), tokens.formats.id_token.TYP for
     ID tokens.
     Expiry is not checked here: callers hold the token record and check it there.
     """
-    parsed = _parse(token)
-    if parsed is None:
-        return None
-    signed, header = parsed
-    key = _key_for(header, typ=typ)
+    header = _header(token)
+    key = _key_for(header, typ=typ) if header is not None else None
     if key is None:
         return None
     try:
-        signed.verify(key.jwk, alg=key.algorithm)
-        claims = json.loads(signed.payload)
-    except (JWException, ValueError, TypeError, KeyError, RecursionError):
+        # PyJWT reads the header again and checks the signature with the stored key's algorithm alone.
+        decoded = _jws.decode_complete(token, key.public_key, algorithms=[key.algorithm])
+        claims = json.loads(decoded["payload"].decode("utf-8"))  # RFC 8259 §8.1: UTF-8, strictly
+    except (PyJWTError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if decoded["header"] != header:  # what was checked above is what was verified
         return None
     return claims if isinstance(claims, dict) else None
