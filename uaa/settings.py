@@ -341,7 +341,9 @@ UAA_JWKS_MAX_AGE = env.int("UAA_JWKS_MAX_AGE", default=600)
 # database, so a sealer never extends a history the database rewrote. Every process that seals (worker, web
 # for Seal now and manage.py audit) must see the same file: a volume of its own, never the database's.
 UAA_AUDIT_WITNESS = env("UAA_AUDIT_WITNESS", default=str(VAR_DIR / "audit-witness.json"))
-UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="RS256")  # RS256, ES256 or EdDSA (uaa.E003)
+# Access tokens' algorithm: ES256 (a P-256 signature costs a fraction of an RSA one: docs/performance.md),
+# RS256 or EdDSA (uaa.E003). ID tokens follow each client's registered algorithm (RS256 unless it asks).
+UAA_ACCESS_TOKEN_ALG = env("UAA_ACCESS_TOKEN_ALG", default="ES256")
 
 # Key lifecycle (tokens/rotation.py): next → active → retired → expired.
 UAA_KEY_ROTATION_PERIOD = env.int("UAA_KEY_ROTATION_PERIOD", default=30 * 24 * 3600)

@@ -25,6 +25,7 @@ import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core.util import create_half_hash
+from django.conf import settings
 from joserfc import jwt as jose_jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
@@ -34,6 +35,7 @@ from tests.conftest import REDIRECT_URI, RegisteredClient
 from tests.factories import PASSWORD, totp_code
 
 SCOPE = "openid profile email offline_access"
+KEY_TYPES = {"RS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}  # RFC 7518 §6.1, RFC 8037 §2
 API = "https://api.example.com"
 TIMEOUT = 10
 
@@ -210,12 +212,12 @@ def verify_access_token(
     """RFC 9068 §4 with PyJWT: typ at+jwt, signature by a JWKS key, iss, aud and exp."""
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "at+jwt"  # RFC 9068 §2.1
-    assert header["alg"] == "RS256"
+    assert header["alg"] == settings.UAA_ACCESS_TOKEN_ALG  # ES256 unless configured otherwise
     signing_key = jwks_client.get_signing_key_from_jwt(token)
     return jwt.decode(
         token,
         signing_key,
-        algorithms=["RS256"],
+        algorithms=[settings.UAA_ACCESS_TOKEN_ALG],
         issuer=issuer,
         audience=audience,
         options={"require": ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]},
@@ -394,11 +396,13 @@ def test_token_header_kid_names_a_key_in_the_published_jwks(
     """RFC 7515 §4.1.4 / RFC 7517 §4.5: the kid in each token's header selects a key of the JWK Set."""
     _rp, _location, token = run_code_flow(confidential_client, auth_method="client_secret_basic")
     published = {key["kid"]: key for key in jwks["keys"]}
-    for name in ("access_token", "id_token"):
+    expected = {"access_token": settings.UAA_ACCESS_TOKEN_ALG, "id_token": "RS256"}  # the client's default
+    for name, alg in expected.items():
         header = jwt.get_unverified_header(token[name])
         assert header["kid"] in published, name
         key = published[header["kid"]]
-        assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", header["alg"])
+        assert header["alg"] == alg, name
+        assert (key["kty"], key["use"], key["alg"]) == (KEY_TYPES[alg], "sig", alg), name
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)  # only the public half is published
 
     # The key PyJWT selects from the set by that kid is the one whose signature verifies.
@@ -408,7 +412,7 @@ def test_token_header_kid_names_a_key_in_the_published_jwks(
     claims = jwt.decode(
         token["access_token"],
         selected,
-        algorithms=["RS256"],
+        algorithms=[settings.UAA_ACCESS_TOKEN_ALG],
         issuer=discovery["issuer"],
         audience=discovery["issuer"],
     )

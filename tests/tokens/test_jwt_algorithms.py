@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+from http import HTTPStatus
 from typing import Any
 
 import jwt as pyjwt
@@ -31,7 +32,8 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from jwcrypto import jwk as jc_jwk
 
-from tests.oauth_client import verify_with_jwks
+from tests.conftest import REDIRECT_URI
+from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, form_post, verify_with_jwks
 from tests.tokens.forgery import forge_token, inject_signing_key
 from tokens import keys
 from tokens.keys import create_signing_key
@@ -473,3 +475,104 @@ def test_a_lone_surrogate_in_the_payload_or_signature_segment_is_refused(active)
     head, payload, signature = genuine(active["ES256"]).split(".")
     for token in (f"{head}.{payload}\ud800.{signature}", f"{head}.{payload}.{signature}\x00"):
         assert verify_jwt(token, typ="at+jwt") is None
+
+
+# --- ES256 access tokens by default; ID tokens RS256 unless the client registered another ---------------
+
+
+def access_token_header_and_member(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    jwks = HttpClient().get(JWKS).json()
+    header, _ = verify_with_jwks(token, jwks)
+    (member,) = [member for member in jwks["keys"] if member["kid"] == header["kid"]]
+    return header, member
+
+
+def client_credentials(registered: Any) -> str:
+    response = form_post(
+        HttpClient(), "/oauth/token", {"grant_type": "client_credentials"}, auth=registered.basic
+    )
+    assert response.status_code == HTTPStatus.OK, response.content
+    return response.json()["access_token"]
+
+
+def test_a_default_server_signs_access_tokens_with_es256_on_a_published_p256_key(settings, service_client):
+    """Issue 12 item 3: UAA_ACCESS_TOKEN_ALG defaults to ES256; the kid names an EC P-256 key of the JWKS made
+    for ES256 (RFC 7518 §3.4, RFC 7517 §4.4), and a resource server verifies with that key alone."""
+    assert settings.UAA_ACCESS_TOKEN_ALG == "ES256"  # the default: nothing in the test settings sets it
+    token = client_credentials(service_client)
+    header, member = access_token_header_and_member(token)
+    assert header == {"alg": "ES256", "kid": member["kid"], "typ": "at+jwt"}
+    assert {k: member[k] for k in ("kty", "crv", "alg", "use")} == {
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ES256",
+        "use": "sig",
+    }
+    assert SigningKey.objects.active().for_algorithm("ES256").get().kid == header["kid"]
+    claims = pyjwt.decode(
+        token, pyjwt.PyJWK(member).key, algorithms=["ES256"], audience="https://api.example.com"
+    )
+    assert claims["client_id"] == service_client.client_id
+    introspected = form_post(HttpClient(), "/oauth/introspect", {"token": token}, auth=service_client.basic)
+    assert introspected.json()["active"] is True
+
+
+def code_flow_tokens(browser: HttpClient, registered: Any) -> dict[str, Any]:
+    request = AuthorizationRequest(client_id=registered.client_id, redirect_uri=REDIRECT_URI)
+    params = authorize(browser, request)
+    response = exchange_code(HttpClient(), code=params["code"], request=request, auth=registered.basic)
+    assert response.status_code == HTTPStatus.OK, response.content
+    return response.json()
+
+
+def test_id_tokens_stay_rs256_while_access_tokens_are_es256(browser, confidential_client):
+    """OIDC Core §15.1: RS256 for ID tokens, which every relying party can verify; a client that registered
+    nothing else (the default algorithm, django-oauth-toolkit's ``algorithm`` field) gets RS256."""
+    assert confidential_client.client.algorithm == "RS256"
+    tokens = code_flow_tokens(browser, confidential_client)
+    id_header, id_member = access_token_header_and_member(tokens["id_token"])
+    assert id_header["alg"] == "RS256" and id_member["kty"] == "RSA" and id_member["alg"] == "RS256"
+    access_header, access_member = access_token_header_and_member(tokens["access_token"])
+    assert access_header["alg"] == "ES256" and access_member["crv"] == "P-256"
+    userinfo = HttpClient().get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == HTTPStatus.OK
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
+def test_a_client_that_registered_another_id_token_algorithm_gets_it(browser, client_factory, algorithm):
+    """OIDC Registration §2 id_token_signed_response_alg (the client's ``algorithm``): the ID token follows
+    it; the access token still follows UAA_ACCESS_TOKEN_ALG."""
+    registered = client_factory(name=f"{algorithm} RP", algorithm=algorithm)
+    tokens = code_flow_tokens(browser, registered)
+    assert access_token_header_and_member(tokens["id_token"])[0]["alg"] == algorithm
+    assert access_token_header_and_member(tokens["access_token"])[0]["alg"] == "ES256"
+
+
+def test_rs256_access_tokens_still_work_when_configured(
+    settings, browser, confidential_client, service_client
+):
+    """UAA_ACCESS_TOKEN_ALG=RS256 (docs/operations.md): access tokens of every grant are RS256 again, verify,
+    introspect and reach userinfo."""
+    settings.UAA_ACCESS_TOKEN_ALG = "RS256"
+    token = client_credentials(service_client)
+    header, member = access_token_header_and_member(token)
+    assert header["alg"] == "RS256" and member["kty"] == "RSA"
+    introspected = form_post(HttpClient(), "/oauth/introspect", {"token": token}, auth=service_client.basic)
+    assert introspected.json()["active"] is True
+    tokens = code_flow_tokens(browser, confidential_client)
+    assert access_token_header_and_member(tokens["access_token"])[0]["alg"] == "RS256"
+    userinfo = HttpClient().get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == HTTPStatus.OK
+
+
+def test_readyz_needs_the_es256_key_by_default(client, db):
+    """/readyz (uaa/health.py) asks for an active key of UAA_ACCESS_TOKEN_ALG: ES256 now; RS256 alone is not
+    enough any more, and is again when configured."""
+    create_signing_key(algorithm="RS256", now=timezone.now(), state=SigningKey.State.ACTIVE)
+    response = client.get("/readyz")
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["checks"]["signing_keys"] == {
+        "ok": False,
+        "critical": True,
+        "detail": "no active ES256 key (run manage.py bootstrap)",
+    }

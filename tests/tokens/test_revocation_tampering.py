@@ -102,7 +102,8 @@ def flip(kid: str, state: str, saved: dict[str, Any] | None, **columns: Any) -> 
     active and one next key per algorithm): the attacker moves the key holding it to ``retired``.
     """
     if state in {SigningKey.State.ACTIVE, SigningKey.State.NEXT}:
-        sql_update(where="algorithm = %s AND state = %s", args=("RS256", state), state="retired")
+        algorithm = SigningKey.objects.filter(kid=kid).values_list("algorithm", flat=True).get()
+        sql_update(where="algorithm = %s AND state = %s", args=(algorithm, state), state="retired")
     restored = {name: saved[name] for name in BLOBS} if saved is not None else {}
     sql_update(kid, state=state, **restored, **columns)
 
@@ -241,13 +242,14 @@ def test_expiry_destroys_the_private_half(keys):
     assert bytes(stored.wrapped_private_key) == b"" and bytes(stored.wrapped_data_key) == b""
 
 
-def test_an_unretired_key_does_not_sign_again(keys, service_client, caplog):
+def test_an_unretired_key_does_not_sign_again(keys, service_client, caplog, settings):
     """A retired key made active again by SQL (its ``key.retired`` record stands) signs nothing: its
     row goes back to ``retired`` and another key signs."""
-    key = SigningKey.objects.active().for_algorithm("RS256").get()
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG  # the key that would sign the access token
+    key = SigningKey.objects.active().for_algorithm(algorithm).get()
     key.retire(now=keys)  # what a rotation does, with its record
     ledger.append_record(event=LedgerRecord.Event.KEY_RETIRED, at=keys, subject=key.kid)
-    replacement = ensure_active_key(algorithm="RS256", now=keys)
+    replacement = ensure_active_key(algorithm=algorithm, now=keys)
     sql_update(replacement.kid, state="retired")
     sql_update(key.kid, state="active", retired_at=None)
     caplog.clear()
@@ -278,10 +280,10 @@ def test_a_deleted_revocation_record_is_evident_to_the_audit_verifier(keys):
     assert not ledger.verify_stored_ledger(now=timezone.now()).ok
 
 
-def test_the_state_check_is_one_query_on_an_index(keys, django_assert_max_num_queries):
+def test_the_state_check_is_one_query_on_an_index(keys, django_assert_max_num_queries, settings):
     """Verification reads the key row and its ledger records in one query (the partial index on key
     records keeps the ledger side small however many tokens were issued)."""
-    token_key = SigningKey.objects.active().for_algorithm("RS256").get()
+    token_key = SigningKey.objects.active().for_algorithm(settings.UAA_ACCESS_TOKEN_ALG).get()
     assert proven_key(token_key) is not None
     from tokens.keys import trusted_public_key
 

@@ -149,18 +149,20 @@ def test_an_empty_key_table_heals_itself_on_the_first_jwks_request(client, db):
     assert SigningKey.objects.active().for_algorithm("RS256").count() == 1  # and only once
 
 
-def test_an_empty_key_table_heals_itself_on_the_first_token_request(service_client):
-    """DESIGN (keys): the first token request finds no key, creates one active RS256 key and signs."""
+def test_an_empty_key_table_heals_itself_on_the_first_token_request(service_client, settings):
+    """DESIGN (keys): the first token request finds no key, creates one active key of the access tokens'
+    algorithm (UAA_ACCESS_TOKEN_ALG) and signs."""
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG
     assert not SigningKey.objects.exists()
     response = form_post(
         HttpClient(), "/oauth/token", {"grant_type": "client_credentials"}, auth=service_client.basic
     )
     assert response.status_code == HTTPStatus.OK, response.content
-    assert SigningKey.objects.active().for_algorithm("RS256").count() == 1
+    assert SigningKey.objects.active().for_algorithm(algorithm).count() == 1
     jwks = HttpClient().get(JWKS).json()
     header, _ = verify_with_jwks(response.json()["access_token"], jwks)
-    assert header["kid"] == SigningKey.objects.active().for_algorithm("RS256").get().kid
-    assert SigningKey.objects.active().for_algorithm("RS256").count() == 1
+    assert header["kid"] == SigningKey.objects.active().for_algorithm(algorithm).get().kid
+    assert SigningKey.objects.active().for_algorithm(algorithm).count() == 1
 
 
 @pytest.mark.parametrize(("algorithm", "kty"), [("ES256", "EC"), ("EdDSA", "OKP"), ("RS256", "RSA")])

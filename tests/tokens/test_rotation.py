@@ -167,10 +167,12 @@ def test_revocation_promotes_the_already_published_next_key(db, policy):
     assert SigningKey.objects.get(kid=incoming).state == "active"
 
 
-def test_tokens_signed_by_a_revoked_key_fail_introspection_and_userinfo(db, code_flow, confidential_client):
+def test_tokens_signed_by_a_revoked_key_fail_introspection_and_userinfo(
+    db, code_flow, confidential_client, settings
+):
     """The issue's promise: after an emergency revocation, every token the key signed is rejected."""
     tokens = code_flow(confidential_client)["tokens"]
-    kid = SigningKey.objects.active().for_algorithm("RS256").get().kid
+    kid = SigningKey.objects.active().for_algorithm(settings.UAA_ACCESS_TOKEN_ALG).get().kid
     http = HttpClient()
     auth = {"HTTP_AUTHORIZATION": confidential_client.basic}  # RFC 7662 §4: its own token
     from tests.oauth_client import form_post

@@ -305,11 +305,11 @@ def test_signing_key_age_and_next_rotation_are_read_from_the_database_at_scrape_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unsealed_records_and_the_tree_head_age_are_read_at_scrape_time(service_client):
+def test_unsealed_records_and_the_tree_head_age_are_read_at_scrape_time(service_client, settings):
     from tokens.ledger.sealing import seal_tree_head
     from tokens.rotation import ensure_active_key
 
-    ensure_active_key(algorithm="RS256", now=timezone.now())
+    ensure_active_key(algorithm=settings.UAA_ACCESS_TOKEN_ALG, now=timezone.now())  # the tokens' key
     seal_tree_head(now=timezone.now(), force=True)
     for _ in range(2):
         assert token_request(service_client, {"grant_type": "client_credentials"}).status_code == 200

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import pytest
+from django.conf import settings
 from django.test import Client as HttpClient
 from freezegun import freeze_time
 
@@ -110,7 +111,7 @@ def test_access_token_follows_the_rfc9068_jwt_profile(request, browser, user, ki
     header, claims = verified(tokens["access_token"])
     _, id_claims = verified(tokens["id_token"])
     assert header["typ"] == "at+jwt"
-    assert header["alg"] == "RS256"
+    assert header["alg"] == settings.UAA_ACCESS_TOKEN_ALG
     assert header["kid"]
     assert claims["iss"] == "http://testserver"
     assert claims["sub"] == str(user.pk)

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import jwt as pyjwt
 import pytest
+from django.conf import settings
 from django.test import Client as HttpClient
 from freezegun import freeze_time
 
@@ -32,11 +33,13 @@ def _resource_server_verifies(token: str, *, audience: str) -> dict:
     header = pyjwt.get_unverified_header(token)
     assert header["typ"] == "at+jwt"
     keys = {key["kid"]: key for key in jwks()["keys"]}
-    public = pyjwt.PyJWK(keys[header["kid"]]).key
+    published = keys[header["kid"]]
+    assert published["alg"] in {"RS256", "ES256", "EdDSA"}  # the allow-list; the key names its own
+    public = pyjwt.PyJWK(published).key
     return pyjwt.decode(
         token,
         public,
-        algorithms=["RS256"],
+        algorithms=[published["alg"]],
         audience=audience,
         issuer="http://testserver",
         options={"require": ["exp", "iat", "iss", "aud", "sub", "client_id", "jti"]},
@@ -92,7 +95,7 @@ def test_header_names_a_published_key_and_the_at_jwt_type(code_flow, confidentia
     """RFC 9068 §2.1: typ is "at+jwt"; RFC 7515 §4.1.4: kid names a key in the JWKS."""
     header, _ = verified(code_flow(confidential_client)["tokens"]["access_token"])
     assert header["typ"] == "at+jwt"
-    assert header["alg"] == "RS256"
+    assert header["alg"] == settings.UAA_ACCESS_TOKEN_ALG
     assert header["kid"] in {key["kid"] for key in jwks()["keys"]}
 
 
@@ -200,7 +203,7 @@ def test_refresh_cannot_widen_the_audience(browser, client_factory):
     assert response.json()["error"] == "invalid_target"
 
 
-@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA"])
 def test_access_tokens_follow_the_configured_algorithm(settings, service_client, algorithm):
     """RFC 9068 §2.1: signed with an asymmetric algorithm; UAA_ACCESS_TOKEN_ALG picks which."""
     settings.UAA_ACCESS_TOKEN_ALG = algorithm
