@@ -115,7 +115,7 @@ def test_revoke_needs_a_reason_and_nothing_else(admin):
 
 
 def test_revoking_the_key_that_signed_the_callers_token_ends_that_token(admin):
-    """The admin token itself was signed by the UAA_ACCESS_TOKEN_ALG key its kid names: revoking it ends it."""
+    """The admin token was signed by the UAA_ACCESS_TOKEN_ALG key its kid names: revoking that key ends it."""
     _caller, token = admin
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     response = call("POST", f"{KEYS}/{header['kid']}/revoke", token, {"reason": "drill"})
