@@ -58,3 +58,59 @@ def test_the_cached_copy_is_not_used_after_a_change(service_client):
 @pytest.mark.parametrize("client_id", ["", "nobody", "x" * 300])
 def test_an_unknown_client_id_is_no_client(db, client_id):
     assert client_cache.get_client(client_id) is None
+
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="the row version (xmin) is PostgreSQL's; SQLite is the single-machine default, whose file's "
+    "writer can do anything (docs/security.md)",
+)
+
+
+def _status(service_client, secret: str) -> int:
+    registered = type(service_client)(client=service_client.client, secret=secret)
+    return token_request(registered, {"grant_type": "client_credentials"}).status_code
+
+
+@postgres_only
+def test_a_row_deleted_and_inserted_again_with_its_generation_is_not_the_cached_copy(service_client):
+    """Red team C8: a database writer deletes the client row and inserts it again, same id and same
+    generation (the trigger counts UPDATEs only), with the secret and grant replaced: the cached copy
+    went on authenticating the old secret until a restart."""
+    old = service_client.secret or ""
+    assert _status(service_client, old) == HTTPStatus.OK  # cached now
+    generation = _generation(service_client.client)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE held AS SELECT * FROM oauth_client WHERE id = %s", [service_client.client.pk]
+        )
+        cursor.execute(
+            "DELETE FROM oauth2_provider_accesstoken WHERE application_id = %s", [service_client.client.pk]
+        )
+        cursor.execute("DELETE FROM oauth_client WHERE id = %s", [service_client.client.pk])
+        cursor.execute("UPDATE held SET client_secret = '!disabled'")
+        cursor.execute("INSERT INTO oauth_client SELECT * FROM held")
+        cursor.execute("DROP TABLE held")
+    assert _generation(service_client.client) == generation  # the same (id, generation) as the cached copy
+    assert _status(service_client, old) == HTTPStatus.UNAUTHORIZED
+
+
+@postgres_only
+def test_an_update_with_the_trigger_switched_off_is_not_missed(service_client):
+    """Red team C9: the table's owner turns the generation trigger off (or a superuser sets
+    session_replication_role = replica), plants a secret, and writes the original hash back: the
+    generation never moved, and every worker's cached copy kept the planted secret until a restart."""
+    old = service_client.secret or ""
+    assert _status(service_client, old) == HTTPStatus.OK  # cached now
+    generation = _generation(service_client.client)
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")  # no trigger fires (a superuser's switch)
+        try:
+            cursor.execute(
+                "UPDATE oauth_client SET client_secret = '!disabled' WHERE id = %s",
+                [service_client.client.pk],
+            )
+        finally:
+            cursor.execute("SET session_replication_role = origin")
+    assert _generation(service_client.client) == generation  # the trigger never ran
+    assert _status(service_client, old) == HTTPStatus.UNAUTHORIZED

@@ -189,9 +189,13 @@ def _read_counters(request: OAuthlibRequest, *, claimed: str | None, ip: str) ->
         cursor.execute(_counters_sql(len(keys)), [*keys, claimed or ""])
         rows = cursor.fetchall()
     counters = [
-        (key, failures, _aware(locked), _aware(started)) for key, failures, locked, started, _ in rows if key
+        (key, failures, _aware(locked), _aware(started))
+        for key, failures, locked, started, _, _ in rows
+        if key
     ]
-    versions = [(int(pk), int(generation)) for key, pk, _, _, generation in rows if key is None]
+    versions = [
+        (int(pk), int(generation), str(row or "")) for key, pk, _, _, generation, row in rows if key is None
+    ]
     if claimed:
         grant_context(request).client_version = (claimed, versions[0] if versions else None)
     return throttling.client_throttle(keys=keys, rows=counters, now=now)
@@ -203,9 +207,10 @@ def _counters_sql(count: int) -> str:
     counters, clients = ThrottleCounter._meta.db_table, Client._meta.db_table
     columns = ", ".join(quote(name) for name in ("key", "failures", "locked_until", "window_started_at"))
     return (
-        f"SELECT {columns}, NULL FROM {quote(counters)}"  # noqa: S608 - our own tables  # nosec B608
+        f"SELECT {columns}, NULL, NULL FROM {quote(counters)}"  # noqa: S608 - our own tables  # nosec B608
         f" WHERE {quote('key')} IN ({', '.join(['%s'] * count)})"
-        f" UNION ALL SELECT NULL, {quote('id')}, NULL, NULL, {quote('generation')} FROM {quote(clients)}"
+        f" UNION ALL SELECT NULL, {quote('id')}, NULL, NULL, {quote('generation')},"
+        f" {client_cache.row_version_sql(connection.vendor)} FROM {quote(clients)}"
         f" WHERE {quote('client_id')} = %s"
     )
 

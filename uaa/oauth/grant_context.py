@@ -52,7 +52,7 @@ class GrantContext:
     client_assertion: str = ""
     # The client the request names and its row's (id, generation), read with the throttle counters
     # (uaa/oauth/clientauth.py) for the client lookup (uaa/oauth/client_cache.py); None: no such client.
-    client_version: tuple[str, tuple[int, int] | None] | None = None
+    client_version: tuple[str, tuple[int, int, str] | None] | None = None
 
 
 def grant_context(request: OAuthlibRequest) -> GrantContext:
