@@ -10,6 +10,7 @@ from uaa import health
 from uaa.metrics_view import metrics_view
 from uaa.oauth import views
 from uaa.oauth.http import oauth_endpoint
+from uaa.oauth.ratelimit import limiter
 
 handler400 = "uaa.oauth.views.bad_request"
 handler403 = "uaa.oauth.views.permission_denied"
@@ -24,16 +25,22 @@ admin.site.login = admin_login  # type: ignore[method-assign]
 oauth_patterns = (
     [
         path("authorize", views.AuthorizeView.as_view(), name="authorize"),
-        path("token", oauth_endpoint(rate_limit="token")(views.TokenView.as_view()), name="token"),
-        path("revoke", oauth_endpoint(rate_limit="revocation")(dot.RevokeTokenView.as_view()), name="revoke"),
+        path("token", oauth_endpoint(rate_limit=limiter("token"))(views.TokenView.as_view()), name="token"),
         path(
-            "introspect", oauth_endpoint(rate_limit="introspection")(views.introspect_view), name="introspect"
+            "revoke",
+            oauth_endpoint(rate_limit=limiter("revocation"))(dot.RevokeTokenView.as_view()),
+            name="revoke",
+        ),
+        path(
+            "introspect",
+            oauth_endpoint(rate_limit=limiter("introspection"))(views.introspect_view),
+            name="introspect",
         ),
         path(
             "userinfo",
-            oauth_endpoint(methods=("GET", "POST"), form_body=False, bearer=True, rate_limit="userinfo")(
-                dot.UserInfoView.as_view()
-            ),
+            oauth_endpoint(
+                methods=("GET", "POST"), form_body=False, bearer=True, rate_limit=limiter("userinfo")
+            )(dot.UserInfoView.as_view()),
             name="userinfo",
         ),
         path("logout", views.LogoutView.as_view(), name="logout"),

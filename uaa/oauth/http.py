@@ -11,6 +11,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from django.conf import settings
@@ -210,22 +211,29 @@ def _finish(response: HttpResponse) -> HttpResponse:
     return response
 
 
+class Limiter(Protocol):
+    """An endpoint's rate limits (uaa/oauth/ratelimit.py ``limiter``; passed in, so that this module, which
+    the limiter's own imports use, never imports it)."""
+
+    def admit(self, request: HttpRequest) -> object: ...
+
+    def settle(self, admission: object, response: HttpResponse) -> None: ...
+
+
 def oauth_endpoint(
     *,
     methods: tuple[str, ...] = ("POST",),
     form_body: bool = True,
     bearer: bool = False,
-    rate_limit: str | None = None,
+    rate_limit: Limiter | None = None,
 ) -> Callable[[View], View]:
     """Wrap a JSON OAuth endpoint: hygiene checks first, RFC-shaped errors always, ``no-store`` on all.
     ``bearer``: a protected resource, which takes a form-body access token too (``bearer_from_form``).
-    ``rate_limit``: the endpoint's limits (uaa/oauth/ratelimit.py ``Endpoint``), checked after the hygiene
+    ``rate_limit``: the endpoint's limits (uaa/oauth/ratelimit.py ``limiter``), checked after the hygiene
     checks and before the view; a success is counted against its client after the view."""
 
     def decorate(view: View) -> View:
-        from uaa.oauth import ratelimit  # here: it imports modules that import this one
-
-        limited = ratelimit.Endpoint(rate_limit) if rate_limit else None
+        limited = rate_limit
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
@@ -235,7 +243,7 @@ def oauth_endpoint(
                 if bearer:
                     bearer_from_form(request)
                 if limited is not None:
-                    admission = ratelimit.admit(request, endpoint=limited)
+                    admission = limited.admit(request)
                 response = view(request, *args, **kwargs)
             except MethodNotAllowed as exc:
                 response = error_response(exc, request)
@@ -249,7 +257,8 @@ def oauth_endpoint(
                 return error_response(exc, request)
             if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
                 return error_response(RuntimeError("endpoint answered 5xx"), request)
-            ratelimit.settle(admission, response)
+            if limited is not None:
+                limited.settle(admission, response)
             return _finish(response)
 
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]

@@ -373,3 +373,21 @@ def settle(admission: Admission | None, response: HttpResponse) -> None:
         pass
     except DatabaseError:  # the answer is given (a token issued): it stands, uncounted
         logger.warning("oauth.ratelimit_unavailable", extra={"store": "database"})
+
+
+@dataclass(frozen=True)
+class EndpointLimiter:
+    """What uaa.oauth.http.oauth_endpoint checks and counts for one endpoint (``limiter``)."""
+
+    endpoint: Endpoint
+
+    def admit(self, request: HttpRequest) -> Admission | None:
+        return admit(request, endpoint=self.endpoint)
+
+    def settle(self, admission: object, response: HttpResponse) -> None:
+        settle(admission if isinstance(admission, Admission) else None, response)
+
+
+def limiter(endpoint: str) -> EndpointLimiter:
+    """The limits of ``endpoint`` (an ``Endpoint`` value), for uaa/urls.py's ``oauth_endpoint``."""
+    return EndpointLimiter(Endpoint(endpoint))
