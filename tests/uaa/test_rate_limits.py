@@ -323,6 +323,33 @@ def test_the_counts_outlive_every_cache_of_the_process(settings, service_client,
     assert statuses([token_from(ATTACKER_ADDRESS, service_client.basic) for _ in range(2)]) == [200, 429]
 
 
+def test_an_empty_secret_does_not_make_a_public_clients_revocations_count_against_it(
+    settings, public_client, backend
+):
+    """Red team, row 4: ``client_secret=`` (empty) passed for proof, and a public client authenticates with
+    it, so anyone's revocations naming the client used up its quota, and every revocation naming it, a
+    real user's from elsewhere included, was refused: logout stopped for the whole application."""
+    settings.UAA_RATELIMIT_REVOCATION_CLIENT = 2
+    attacker = HttpClient(REMOTE_ADDR=ATTACKER_ADDRESS)
+    data = {"client_id": public_client.client_id, "client_secret": "", "token": "unknown-token"}
+    assert statuses([form_post(attacker, "/oauth/revoke", data) for _ in range(5)]) == [200] * 5
+    user = HttpClient(REMOTE_ADDR=VICTIM_ADDRESS)
+    answer = form_post(user, "/oauth/revoke", {"client_id": public_client.client_id, "token": "mine"})
+    assert answer.status_code == HTTPStatus.OK
+
+
+def test_invented_client_ids_leave_no_counter_rows(settings, service_client):
+    """Red team, row 14: the check's read of the client's count was an upsert adding 0, so every invented
+    client_id left a row: one address could write a row per request, beyond what the cleanup bounds."""
+    settings.UAA_RATELIMIT_REDIS_URL = ""
+    http = HttpClient(REMOTE_ADDR=ATTACKER_ADDRESS)
+    for n in range(5):
+        data = {"client_id": f"invented-{n}", "client_secret": "x", "token": "t"}
+        assert form_post(http, "/oauth/introspect", data).status_code == HTTPStatus.UNAUTHORIZED
+    keys = set(RateLimitCounter.objects.values_list("key", flat=True))
+    assert keys == {f"introspection:ip:{ATTACKER_ADDRESS}"}
+
+
 def test_on_the_database_the_counters_are_rows(settings, service_client):
     settings.UAA_RATELIMIT_REDIS_URL = ""
     token_from(ATTACKER_ADDRESS, service_client.basic)

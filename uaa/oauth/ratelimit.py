@@ -68,7 +68,7 @@ from uaa.oauth import client_cache, rfc7523
 from uaa.oauth.clientauth import basic_credentials
 from uaa.oauth.errors import RateLimited
 from uaa.oauth.http import storable_text
-from uaa.oauth.models import RateLimitCounter
+from uaa.oauth.models import Client, RateLimitCounter
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +138,22 @@ class DatabaseStore:
     in place. Every statement runs on its own (autocommit): never inside the request's transaction."""
 
     def hit(self, *, add: Counter | None, read: Counter | None) -> tuple[int, int]:
-        rows = [(c.key, c.window_end, delta) for c, delta in ((add, 1), (read, 0)) if c is not None]
-        counts = self._upsert(rows)
-        return (counts.get(add.key, 0) if add else 0), (counts.get(read.key, 0) if read else 0)
+        """Add one to ``add``'s count and read ``read``'s, in one statement; ``read``'s row is never written
+        here (an invented client_id leaves no row, red team row 14)."""
+        if add is None:
+            return 0, (self._read(read) if read is not None else 0)
+        if read is None:
+            return self._upsert([(add.key, add.window_end, 1)]).get(add.key, 0), 0
+        with connection.cursor() as cursor:
+            cursor.execute(_hit_and_read_sql(), [add.key, add.window_end, 1, read.window_end, read.key])
+            row = cursor.fetchone()
+        return (int(row[1]), int(row[2] or 0)) if row else (0, 0)
+
+    def _read(self, key: Counter) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(_read_sql(), [key.window_end, key.key])
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
 
     def count(self, key: Counter) -> None:
         self._upsert([(key.key, key.window_end, 1)])
@@ -169,6 +182,29 @@ def _upsert_sql(rows: int) -> str:
         f" ELSE excluded.{hits} END,"
         f" {end} = CASE WHEN {table}.{end} > excluded.{end} THEN {table}.{end} ELSE excluded.{end} END"
         f" RETURNING {key}, {hits}"
+    )
+
+
+@cache
+def _read_sql() -> str:
+    """A key's count in the window ending at the parameter (a row of an older window counts 0)."""
+    quote = connection.ops.quote_name
+    key, end, hits = quote("key"), quote("window_end"), quote("hits")
+    return (
+        f"SELECT CASE WHEN {end} >= %s THEN {hits} ELSE 0 END"  # noqa: S608 - our own table  # nosec B608
+        f" FROM {quote(RateLimitCounter._meta.db_table)} WHERE {key} = %s"
+    )
+
+
+@cache
+def _hit_and_read_sql() -> str:
+    """The address's upsert, returning also the client's count read by a subquery (PostgreSQL and SQLite
+    alike): one statement, and no row written for the client."""
+    quote = connection.ops.quote_name
+    key, end, hits = quote("key"), quote("window_end"), quote("hits")
+    return (
+        f"{_upsert_sql(1)}, (SELECT CASE WHEN c.{end} >= %s THEN c.{hits} ELSE 0 END"  # noqa: S608 - our own table  # nosec B608
+        f" FROM {quote(RateLimitCounter._meta.db_table)} c WHERE c.{key} = %s)"
     )
 
 
@@ -304,8 +340,15 @@ def claimed_client(request: HttpRequest, endpoint: Endpoint) -> tuple[str | None
     assertion = form.get("client_assertion")
     if assertion:
         return _usable(rfc7523.claimed_client_id(SimpleNamespace(client_assertion=assertion))), True
-    with_secret = form.get("client_secret") is not None
-    return _usable(form.get("client_id")), with_secret or endpoint is not Endpoint.REVOCATION
+    client_id = _usable(form.get("client_id"))
+    if endpoint is not Endpoint.REVOCATION:
+        return client_id, True
+    # RFC 7009 §2.1: a public client revokes with its client_id alone (an empty client_secret authenticates
+    # it too, red team row 4), and an unknown token is a 200: only a confidential client's secret proves
+    # who sent a revocation. The type as this worker last read it; not yet read: unproven.
+    found, client_type = client_cache.peek(client_id, "client_type") if client_id else (False, None)
+    confidential = found and client_type == Client.CLIENT_CONFIDENTIAL
+    return client_id, bool(form.get("client_secret")) and confidential
 
 
 def client_limit(client_id: str, default: int) -> int:
@@ -335,12 +378,16 @@ def admit(request: HttpRequest, *, endpoint: Endpoint) -> Admission | None:
         if per_address
         else None
     )
+    # An unproven request is neither counted against the client it names nor refused by its count: only
+    # the address's count limits it (a flood naming a client never shuts that client's users out).
     client = (
-        counter(endpoint, "client", client_subject(client_id), now=now) if client_id and own_limit else None
+        counter(endpoint, "client", client_subject(client_id), now=now)
+        if client_id and own_limit and provable
+        else None
     )
     if address is None and client is None:
         return None
-    admission = Admission(endpoint=endpoint, client=client if provable else None)
+    admission = Admission(endpoint=endpoint, client=client)
     try:
         address_hits, client_hits = store().hit(add=address, read=client)
     except Unavailable:
