@@ -372,6 +372,11 @@ class RedeemedCode(models.Model):
     redeemed_at = models.DateTimeField(auto_now_add=True)
     expires = models.DateTimeField(db_index=True)
 
+    class Meta:
+        # userinfo looks the token's redemption up by its checksum on every request (uaa/oauth/codes.py):
+        # a plain B-tree, no pattern-ops twin (equality only, migration 0010's reasoning)
+        indexes = [models.Index(fields=["access_token_checksum"], name="redeemed_code_token_checksum")]
+
     def __str__(self) -> str:
         return f"redeemed code {self.code_checksum[:8]}"
 
