@@ -95,9 +95,10 @@ def _revoke_loop(rounds: int, pause: float, prepublish: bool, out: list[Revocati
     try:
         for round_ in range(rounds):
             time.sleep(pause)
+            algorithm = settings.UAA_ACCESS_TOKEN_ALG  # the key the clients' access tokens are signed with
             if prepublish and round_ % 2:
-                request_rotation(algorithm="RS256", now=timezone.now())  # a next key is waiting
-            kid = SigningKey.objects.active().for_algorithm("RS256").values_list("kid", flat=True).get()
+                request_rotation(algorithm=algorithm, now=timezone.now())  # a next key is waiting
+            kid = SigningKey.objects.active().for_algorithm(algorithm).values_list("kid", flat=True).get()
             started = time.monotonic()
             revoke_signing_key(kid=kid, now=timezone.now(), reason="race drill")
             out.append(Revocation(kid=kid, started=started, returned=time.monotonic()))
