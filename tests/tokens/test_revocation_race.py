@@ -42,6 +42,14 @@ pytestmark = [
 JWKS = "/.well-known/jwks.json"
 
 
+@pytest.fixture(autouse=True)
+def _no_volume_limits(settings):
+    """The race is four clients asking for tokens as fast as they can: the rate limits (a separate
+    concern, tests/uaa/test_rate_limits.py) would answer them 429 long before the race is over."""
+    settings.UAA_RATELIMIT_TOKEN_CLIENT = 0
+    settings.UAA_RATELIMIT_TOKEN_IP = 0
+
+
 @dataclass
 class Received:
     started: float
