@@ -141,7 +141,9 @@ def test_flipped_signature_byte_is_401_invalid_token(tokens):
 def test_token_re_signed_with_a_key_we_did_not_issue_is_401(tokens):
     """RFC 7515 §5.2 and RFC 9068 §4: only keys in our JWKS are trusted, whatever kid a token names."""
     header, claims, _ = _segments(tokens["access_token"])
-    attacker_key = jwk.JWK.generate(kty="RSA", size=2048)
+    # a key of the kind the header's algorithm names (UAA_ACCESS_TOKEN_ALG: ES256 by default), not ours
+    kinds = {"RS256": {"kty": "RSA", "size": 2048}, "ES256": {"kty": "EC", "crv": "P-256"}}
+    attacker_key = jwk.JWK.generate(**kinds.get(header["alg"], {"kty": "OKP", "crv": "Ed25519"}))
     forged = jwt.JWT(header=header, claims=claims)
     forged.make_signed_token(attacker_key)
     _assert_invalid_token(userinfo(forged.serialize()))
