@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -28,8 +27,8 @@ import time
 from pathlib import Path
 
 from run import (
-    API,
     CLK_TCK,
+    SERVICE,
     VENV,
     Bench,
     Postgres,
@@ -40,6 +39,7 @@ from run import (
     basic,
     children,
     cpu_ticks,
+    created_client,
     log,
     manage,
     median_result,
@@ -141,18 +141,7 @@ def run(bench: Bench, args: argparse.Namespace, work: Path, pg: Postgres, redis:
     env = uaa_environment(database, 80, work, cache_url) | {"UAA_ISSUER": "http://127.0.0.1"}
     manage(env, "migrate", "--noinput")
     manage(env, "bootstrap", "--no-admin")
-    created = manage(
-        env,
-        "create_client",
-        "--name",
-        "bench service",
-        "--grant",
-        "client_credentials",
-        "--audience",
-        API,
-        "--json",
-    )
-    cc = json.loads(created.strip().splitlines()[-1])
+    cc = created_client(env, *SERVICE)
     body = {"BENCH_METHOD": "POST", "BENCH_BODY": "grant_type=client_credentials"}
     auth = {"BENCH_AUTH": basic(cc["client_id"], cc["client_secret"])}
     specs: list[Spec] = []

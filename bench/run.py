@@ -413,6 +413,14 @@ def manage(env: dict[str, str], *arguments: str) -> str:
     return done.stdout
 
 
+SERVICE = ("--name", "bench service", "--grant", "client_credentials", "--audience", API)  # create_client's
+
+
+def created_client(env: dict[str, str], *arguments: str) -> dict[str, str]:
+    """``manage.py create_client <arguments> --json``: the client's id and secret (its last line)."""
+    return dict(json.loads(manage(env, "create_client", *arguments, "--json").strip().splitlines()[-1]))
+
+
 def uaa_environment(database: str, port: int, work: Path, cache_url: str | None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("UAA_", "DJANGO_"))}
     env.pop("DEBUG", None)
@@ -761,17 +769,7 @@ def run(bench: Bench, args: argparse.Namespace, work: Path, pg: Postgres, redis:
     manage(env, "migrate", "--noinput")
     manage(env, "bootstrap", "--no-admin")
     clients = {
-        "cc": manage(
-            env,
-            "create_client",
-            "--name",
-            "bench service",
-            "--grant",
-            "client_credentials",
-            "--audience",
-            API,
-            "--json",
-        ),
+        "cc": manage(env, "create_client", *SERVICE, "--json"),
         "rs": manage(
             env,
             "create_client",

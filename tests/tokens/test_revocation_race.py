@@ -16,7 +16,9 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 
 import pytest
@@ -177,27 +179,37 @@ def _ledger_order() -> dict[tuple[str, str | None], int]:
     return order
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_revocation_waits_for_a_token_being_signed_with_the_key():
-    """The token transaction's shared lock: a revocation that starts while a token is being signed
-    with the key takes effect after that token's transaction, never in the middle of it."""
+def _revoke_while_a_token_holds_the_key(revoke: Callable[[str], None]) -> tuple[SigningKey, datetime]:
+    """Run ``revoke(kid)`` in another thread while this one signs with the active ES256 key, in a token's
+    transaction held 0.5 s; the key, and the time at the end of that transaction (a token's iat then)."""
     key = ensure_active_key(algorithm="ES256", now=timezone.now())
     done = threading.Event()
 
-    def revoke() -> None:
+    def run() -> None:
         try:
-            revoke_signing_key(kid=key.kid, now=timezone.now(), reason="test")
+            revoke(key.kid)
             done.set()
         finally:
             connection.close()
 
     with transaction.atomic():
         assert active_signing_key("ES256").kid == key.kid
-        thread = threading.Thread(target=revoke)
+        thread = threading.Thread(target=run)
         thread.start()
         assert not done.wait(0.5), "the revocation did not wait for the token transaction"
+        signed_at = timezone.now()
     thread.join(timeout=30)
     assert done.is_set()
+    return key, signed_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revocation_waits_for_a_token_being_signed_with_the_key():
+    """The token transaction's shared lock: a revocation that starts while a token is being signed
+    with the key takes effect after that token's transaction, never in the middle of it."""
+    key, _ = _revoke_while_a_token_holds_the_key(
+        lambda kid: revoke_signing_key(kid=kid, now=timezone.now(), reason="test")
+    )
     with transaction.atomic():
         assert active_signing_key("ES256").kid != key.kid
 
@@ -233,24 +245,9 @@ def test_the_recorded_revocation_time_is_after_every_token_the_key_signed():
     token that held the key while the revocation waited was stamped after the key's ``revoked_at`` and
     its ``key.revoked`` record's time. Auditors compare times: the revocation is recorded when it took
     effect, after the last token the key signed."""
-    key = ensure_active_key(algorithm="ES256", now=timezone.now())
-    done = threading.Event()
-
-    def revoke() -> None:
-        try:
-            call_command("revoke_signing_key", key.kid, reason="leaked", stdout=io.StringIO())
-            done.set()
-        finally:
-            connection.close()
-
-    with transaction.atomic():
-        assert active_signing_key("ES256").kid == key.kid
-        thread = threading.Thread(target=revoke)
-        thread.start()
-        assert not done.wait(0.5), "the revocation did not wait for the token transaction"
-        signed_at = timezone.now()  # what a token signed now carries as iat, and its record as its time
-    thread.join(timeout=30)
-    assert done.is_set()
+    key, signed_at = _revoke_while_a_token_holds_the_key(
+        lambda kid: call_command("revoke_signing_key", kid, reason="leaked", stdout=io.StringIO())
+    )
     key.refresh_from_db()
     assert key.revoked_at is not None and key.revoked_at >= signed_at
     record = LedgerRecord.objects.filter(event=LedgerRecord.Event.KEY_REVOKED).order_by("-pk").first()
