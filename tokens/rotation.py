@@ -33,7 +33,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tokens.keys import forget_private_key, generate_signing_key, locked_active_kid, note_tampered
+from tokens.keys import (
+    forget_private_key,
+    generate_signing_key,
+    locked_active_kid,
+    note_tampered,
+    proven_key,
+)
 from tokens.models import KeySeries, LedgerRecord, SigningKey
 from tokens.signals import signing_key_changed
 
@@ -140,6 +146,22 @@ def _publish_next(
     return key
 
 
+def _standby(algorithm: str, now: datetime, *, actor: str = "") -> SigningKey | None:
+    """The ``next`` key of ``algorithm`` if this process can prove it (tokens/keys.py), under the series lock.
+
+    A standby that fails the proof (a row a database-only attacker planted, or blobs they swapped) must
+    never be made to sign: promoted, it would leave the series with an active key nobody can sign with.
+    It is revoked instead (its ``key.revoked`` record says why), which frees the one ``next`` place for a
+    fresh standby; it has signed nothing, so nothing that verified stops verifying.
+    """
+    standby = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
+    if standby is None or proven_key(standby) is not None:
+        return standby
+    standby.revoke(now=now)
+    _emit("revoked", standby, now, reason="the standby failed the proof", actor=actor)
+    return None
+
+
 def _rotate_algorithm(
     algorithm: str, *, now: datetime, policy: KeyPolicy, report: RotationReport, actor: str = ""
 ) -> None:
@@ -147,7 +169,7 @@ def _rotate_algorithm(
     report.restored.extend(_restore_tampered(algorithm, now, actor=actor))
     keys = SigningKey.objects.for_algorithm(algorithm)
     active = keys.active().first()
-    standby = keys.next_in_line().first()
+    standby = _standby(algorithm, now, actor=actor)
 
     if active is None:  # a database without a usable key heals itself
         active = _activate_replacement(algorithm, standby, now, reason="no active key", actor=actor)
@@ -250,8 +272,7 @@ def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
         _restore_tampered(algorithm, now)
         key = SigningKey.objects.active().for_algorithm(algorithm).first()
         if key is None:
-            incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
-            key = _activate_replacement(algorithm, incoming, now, reason="no active key")
+            key = _activate_replacement(algorithm, _standby(algorithm, now), now, reason="no active key")
     return key
 
 
@@ -268,8 +289,7 @@ def lock_active_kid(*, algorithm: str, now: datetime) -> str:
         _restore_tampered(algorithm, now)
         kid = locked_active_kid(algorithm)
         if kid is None:
-            incoming = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
-            kid = _activate_replacement(algorithm, incoming, now, reason="no active key").kid
+            kid = _activate_replacement(algorithm, _standby(algorithm, now), now, reason="no active key").kid
     return kid
 
 
@@ -338,7 +358,7 @@ def revoke_signing_key(
         _emit("revoked", key, now, reason=reason, actor=actor)
         keys = SigningKey.objects.for_algorithm(algorithm)
         if was_active:
-            standby = keys.next_in_line().first()
+            standby = _standby(algorithm, now, actor=actor)
             fresh, spare = (spare, None) if standby is None else (None, spare)
             why = f"revocation of {kid}"
             _activate_replacement(algorithm, standby, now, reason=why, actor=actor, spare=fresh)

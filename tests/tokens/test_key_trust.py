@@ -12,6 +12,7 @@ RFC 7517 §4.5 (the ``kid`` names one key), RFC 7638 §3 (the ``kid`` is the key
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
@@ -30,7 +31,8 @@ from tokens import ledger
 from tokens.envelope import KeyDecryptionError
 from tokens.keys import clear_key_cache, create_signing_key
 from tokens.ledger.audit_keys import audit_jwks, create_audit_key
-from tokens.models import AuditKey, SigningKey
+from tokens.models import AuditKey, LedgerRecord, SigningKey
+from tokens.rotation import request_rotation, revoke_signing_key
 from tokens.signing import active_signing_key, verify_jwt
 
 JWKS = "/.well-known/jwks.json"
@@ -218,3 +220,41 @@ def test_the_audit_jwks_holds_public_members_only(db):
     (published,) = audit_jwks()["keys"]
     assert set(published) <= {"kty", "crv", "x", "kid", "alg", "use"}
     assert published["kid"] == key.kid
+
+
+@pytest.mark.parametrize("path", ["revocation", "rotation", "first token"])
+def test_a_planted_standby_never_becomes_the_signing_key(genuine, service_client, path, settings):
+    """A red team's find: the attacker plants a ``next`` row (their public key, blobs UAA cannot unwrap)
+    and waits for the active key to go (a revocation, a scheduled rotation, a series left without an
+    active key). Promoted, it would be the active key nobody can sign with: every token request fails.
+    The standby is proven first; one that fails is revoked (recorded) and a fresh key signs instead."""
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG
+    active = genuine[algorithm]
+    planted, _ = inject_signing_key(algorithm=algorithm, state=SigningKey.State.NEXT)
+    now = timezone.now()
+    if path == "revocation":
+        revoke_signing_key(kid=active.kid, now=now, reason="test")
+    elif path == "rotation":
+        SigningKey.objects.filter(pk=planted.pk).update(created_at=now - timedelta(days=400))
+        SigningKey.objects.filter(pk=active.pk).update(activated_at=now - timedelta(days=400))
+        request_rotation(algorithm=algorithm, now=now)
+    else:
+        active.revoke(now=now)  # the series has no active key: the first token makes one
+    response = form_post(
+        HttpClient(), "/oauth/token", {"grant_type": "client_credentials"}, auth=service_client.basic
+    )
+    assert response.status_code == HTTPStatus.OK, response.content
+    planted.refresh_from_db()
+    assert planted.state == SigningKey.State.REVOKED
+    signing = SigningKey.objects.active().for_algorithm(algorithm).get()
+    if path == "rotation":  # nothing proven to rotate to: the active key signs on, a fresh standby waits
+        assert signing.kid == active.kid
+        standby = SigningKey.objects.for_algorithm(algorithm).next_in_line().get()
+        assert standby.kid != planted.kid
+    else:
+        assert signing.kid not in {planted.kid, active.kid}
+    assert verify_jwt(response.json()["access_token"], typ="at+jwt") is not None
+    assert (
+        LedgerRecord.objects.filter(event=LedgerRecord.Event.KEY_REVOKED, body__contains=planted.kid).count()
+        == 1
+    )
