@@ -7,7 +7,14 @@ is the one the key was made for (the stored key's, never the token header's choi
 published and proven right now (tokens.keys.trusted_public_key), and the token's ``typ`` must be the one
 the caller expects, so that one kind of JWT is never accepted in place of another. A header that names a
 ``crit`` extension (RFC 7515 §4.1.11: UAA understands none) or ``b64`` (RFC 7797) is refused, and so is
-anything but the compact serialization (RFC 7519 §7.2).
+anything but the compact serialization (RFC 7519 §7.2) spelt the one way its bytes encode (no padding; no
+stray bits, which PyJWT refuses: a token's checksum is its name in the database), and JSON with NaN or
+Infinity.
+
+ECDSA signatures are malleable ((r, s) and (r, n - s) both verify, and ``cryptography`` signs either):
+UAA accepts both, as every JOSE library does; the copy is a different string, so it names no stored
+record (introspection, userinfo and revocation find tokens by their checksum) and grants nothing the
+original did not.
 
 The JWS itself is PyJWT's (its JWS layer only: the claims are tokens/formats/'s, and expiry is the token
 record's), with the ``cryptography`` key objects tokens.keys loads once per process; docs/performance.md
@@ -20,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -130,16 +138,28 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
+# RFC 7515 §2 and §7.1: three base64url segments without padding ("=") or any other character. PyJWT
+# (2.15) strips padding, then refuses a segment that is not the one encoding of its bytes (stray low bits).
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _refuse_constant(name: str) -> None:
+    """RFC 8259 §6: NaN and Infinity are not JSON numbers (Python's json reads them unless told not to)."""
+    raise ValueError(f"not JSON: {name}")
+
+
 def _header(token: object) -> dict[str, Any] | None:
     """The protected header of a compact JWS (RFC 7515 §7.1); ``None`` for anything else (RFC 7519 §7.2: a
     JSON serialization, a JWE, an extra or a missing segment), for a header that is not a JSON object,
     and for one naming an extension: ``crit`` (RFC 7515 §4.1.11; UAA understands no extension, so it
     must refuse every one) or ``b64`` (RFC 7797, an unencoded payload; UAA never makes one)."""
-    if not isinstance(token, str) or token.count(".") != 2:
+    if not isinstance(token, str) or _COMPACT.fullmatch(token) is None:
         return None
     segment = token.split(".", 1)[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = json.loads(
+            base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)), parse_constant=_refuse_constant
+        )
     except (ValueError, TypeError, binascii.Error, RecursionError):  # RecursionError: JSON nested too deep
         return None
     if not isinstance(header, dict) or "crit" in header or "b64" in header:
@@ -182,7 +202,8 @@ def verify_jwt(token: str, *, typ: str) -> dict[str, Any] | None:
     try:
         # PyJWT reads the header again and checks the signature with the stored key's algorithm alone.
         decoded = _jws.decode_complete(token, key.public_key, algorithms=[key.algorithm])
-        claims = json.loads(decoded["payload"].decode("utf-8"))  # RFC 8259 §8.1: UTF-8, strictly
+        # RFC 8259 §8.1: UTF-8, strictly; and JSON's numbers only.
+        claims = json.loads(decoded["payload"].decode("utf-8"), parse_constant=_refuse_constant)
     except (PyJWTError, ValueError, TypeError, KeyError, RecursionError):
         return None
     if decoded["header"] != header:  # what was checked above is what was verified

@@ -54,7 +54,8 @@ def _statement(vendor: str) -> tuple[str, RowShape]:
 
 def load_access_token(token: str) -> Any | None:
     """The ``AccessToken`` stored for ``token`` (by its checksum), its ``application`` and ``user`` read in
-    the same statement (either ``None`` when the token has none), or ``None`` if no record is stored."""
+    the same statement (either ``None`` when the token has none), or ``None`` if no record is stored or
+    the client or user it names does not exist."""
     db = database()
     sql, shape = _statement(db.vendor)
     with db.cursor() as cursor:
@@ -64,6 +65,13 @@ def load_access_token(token: str) -> Any | None:
         return None
     record, client, user = shape.instances(db, row)
     if record is None:
+        return None
+    if (record.application_id is not None and client is None) or (
+        record.user_id is not None and user is None
+    ):
+        # A reference to a row that is not there (constraints deferred or dropped by whoever can write
+        # the tables): DOT's select_related read it as a token without a client, which is trusted as no
+        # client at all. A token whose client or user is gone is no token.
         return None
     meta = get_access_token_model()._meta
     meta.get_field("application").set_cached_value(record, client)  # type: ignore[union-attr]
