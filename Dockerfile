@@ -9,8 +9,9 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UAA_STATIC_MANIFEST=1 UAA_VAR_DIR=/tmp/uaa
-# /var/lib/uaa/witness: where docker-compose mounts the audit-witness volume (a new volume takes this owner).
-RUN useradd --create-home --uid 10001 uaa && install -d -o uaa -g uaa /var/lib/uaa/witness
+# /var/lib/uaa/witness, /var/lib/uaa/metrics-worker: where docker-compose mounts the audit-witness and
+# worker-metrics volumes (a new volume takes this owner).
+RUN useradd --create-home --uid 10001 uaa && install -d -o uaa -g uaa /var/lib/uaa/witness /var/lib/uaa/metrics-worker
 WORKDIR /app
 COPY --from=builder /wheels /wheels
 # Dependencies from wheels; the project itself runs from source in /app (BASE_DIR), not site-packages.

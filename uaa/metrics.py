@@ -90,7 +90,17 @@ LOCKOUTS = Counter(
     "Throttle locks started (accounts/throttling.py), by what was locked.",
     ["scope"],
 )
-CELERY_TASKS = Counter("uaa_celery_tasks_total", "Celery task outcomes, by task name.", ["task", "outcome"])
+CELERY_TASKS = Counter(
+    "uaa_celery_tasks_total",
+    "Celery task outcomes in the worker, by UAA task name (any other task: other).",
+    ["task", "outcome"],
+)
+CELERY_TASK_DURATION = Histogram(
+    "uaa_celery_task_duration_seconds",
+    "Time one run of a Celery task took in the worker (each retry is a run of its own), by UAA task name.",
+    ["task"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 
 GRANT_TYPES = frozenset(
     {
@@ -125,6 +135,9 @@ FACTORS = frozenset({"password", "otp", "hwk"})
 RATE_LIMITED_ENDPOINTS = frozenset({"token", "introspection", "revocation", "userinfo"})
 RATE_LIMITS = frozenset({"client", "ip"})
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+# The Celery tasks of tokens/tasks.py and uaa/oauth/tasks.py (tests/uaa/test_celery_task_metrics.py checks
+# the list against the app's registry): a message naming anything else counts as ``other``.
+TASKS = frozenset({"tokens.rotate_signing_keys", "tokens.seal_audit_ledger", "tokens.clear_expired_tokens"})
 
 
 def _bounded(value: object, allowed: Iterable[str]) -> str:
@@ -199,27 +212,72 @@ def _lockout_started(sender: object, *, key: str, **kwargs: Any) -> None:
     LOCKOUTS.labels(scope=LOCK_SCOPES.get(key.partition(":")[0], OTHER)).inc()
 
 
-def _task_name(sender: object) -> str:
-    name = getattr(sender, "name", None)
-    return str(name) if isinstance(name, str) and name else OTHER
+def _task_name(task: object) -> str:
+    return _bounded(getattr(task, "name", None), TASKS)
+
+
+def _task_outcome(task: object, outcome: str) -> None:
+    CELERY_TASKS.labels(task=_task_name(task), outcome=outcome).inc()
+
+
+_task_started: dict[str, float] = {}  # task id -> perf_counter at task_prerun, in the process that runs it
 
 
 def connect_celery() -> None:
-    """Count task outcomes in whichever process runs the task (the Celery worker's children)."""
+    """Count task outcomes and time task runs in whichever process of the worker sees them.
+
+    A pool child runs the task: ``task_prerun``/``task_postrun`` (the duration of each run, whatever its
+    end), ``task_success`` (succeeded), ``task_retry`` (retried: the run ended in a retry, autoretry_for
+    included), ``task_failure`` (failed: the last retry is spent, or the task does not retry),
+    ``task_internal_error`` (Celery itself failed around the task body). The worker's main process refuses
+    messages: ``task_revoked`` (revoked: revoked, terminated or expired before it ran), ``task_unknown``
+    and ``task_rejected`` (rejected: a task name no module registered, a message that is no task).
+    """
     from celery import signals as celery_signals
 
+    def prerun(sender: object = None, task_id: str | None = None, **kwargs: Any) -> None:
+        if task_id:
+            _task_started[task_id] = time.perf_counter()
+
+    def postrun(sender: object = None, task_id: str | None = None, **kwargs: Any) -> None:
+        started = _task_started.pop(task_id or "", None)
+        if started is not None:
+            CELERY_TASK_DURATION.labels(task=_task_name(sender)).observe(time.perf_counter() - started)
+
     def succeeded(sender: object = None, **kwargs: Any) -> None:
-        CELERY_TASKS.labels(task=_task_name(sender), outcome="success").inc()
+        _task_outcome(sender, "succeeded")
 
     def failed(sender: object = None, **kwargs: Any) -> None:
-        CELERY_TASKS.labels(task=_task_name(sender), outcome="failure").inc()
+        _task_outcome(sender, "failed")
 
     def retried(sender: object = None, **kwargs: Any) -> None:
-        CELERY_TASKS.labels(task=_task_name(sender), outcome="retry").inc()
+        _task_outcome(sender, "retried")
 
-    celery_signals.task_success.connect(succeeded, weak=False, dispatch_uid="uaa.metrics.task_success")
-    celery_signals.task_failure.connect(failed, weak=False, dispatch_uid="uaa.metrics.task_failure")
-    celery_signals.task_retry.connect(retried, weak=False, dispatch_uid="uaa.metrics.task_retry")
+    def internal_error(sender: object = None, **kwargs: Any) -> None:
+        _task_outcome(sender, "internal_error")
+
+    def revoked(sender: object = None, **kwargs: Any) -> None:
+        _task_outcome(sender, "revoked")
+
+    def unknown(sender: object = None, name: object = None, **kwargs: Any) -> None:
+        CELERY_TASKS.labels(task=_bounded(name, TASKS), outcome="rejected").inc()
+
+    def rejected(sender: object = None, **kwargs: Any) -> None:
+        CELERY_TASKS.labels(task=OTHER, outcome="rejected").inc()
+
+    receivers: list[tuple[Any, Callable[..., None]]] = [
+        (celery_signals.task_prerun, prerun),
+        (celery_signals.task_postrun, postrun),
+        (celery_signals.task_success, succeeded),
+        (celery_signals.task_failure, failed),
+        (celery_signals.task_retry, retried),
+        (celery_signals.task_internal_error, internal_error),
+        (celery_signals.task_revoked, revoked),
+        (celery_signals.task_unknown, unknown),
+        (celery_signals.task_rejected, rejected),
+    ]
+    for signal, handler in receivers:
+        signal.connect(handler, weak=False, dispatch_uid=f"uaa.metrics.{handler.__name__}")
 
 
 connect_celery()

@@ -33,6 +33,7 @@ import yaml
 
 from tests.uaa.live import (
     BIN,
+    COMPOSE,
     ROOT,
     base_env,
     call,
@@ -188,10 +189,40 @@ def test_the_web_unit_runs_the_compose_command_on_loopback() -> None:
     assert "0.0.0.0" not in exec_start and "[::]" not in exec_start
 
 
-@pytest.mark.parametrize("service", ["worker", "beat"])
-def test_the_celery_units_run_the_compose_commands(service: str) -> None:
-    (exec_start,) = unit(f"uaa-{service}.service")["Service"]["ExecStart"]
-    assert shlex.split(exec_start) == [f"{RELEASE}/.venv/bin/celery", *compose_command(service)[1:]]
+def test_the_beat_unit_runs_the_compose_command() -> None:
+    (exec_start,) = unit("uaa-beat.service")["Service"]["ExecStart"]
+    assert shlex.split(exec_start) == [f"{RELEASE}/.venv/bin/celery", *compose_command("beat")[1:]]
+
+
+def test_the_worker_unit_runs_the_compose_command_and_keeps_its_metrics_where_web_reads_them() -> None:
+    """The compose worker's ``sh -c "rm -f <its metrics directory>/*.db && exec celery ..."``: the removal is
+    the unit's ExecStartPre, the celery command its ExecStart word for word; the directory is the worker's
+    PROMETHEUS_MULTIPROC_DIR in both, and what web merges into /metrics (UAA_METRICS_EXTRA_DIRS) in both."""
+    service = unit("uaa-worker.service")["Service"]
+    shell, flag, script = compose_command("worker")
+    assert [shell, flag] == ["sh", "-c"]
+    removal, _, celery = script.partition(" && exec ")
+    assert service["ExecStartPre"] == [f"/bin/sh -c '{removal}'"]
+    (exec_start,) = service["ExecStart"]
+    assert shlex.split(exec_start) == [f"{RELEASE}/.venv/bin/celery", *shlex.split(celery)[1:]]
+    compose = COMPOSE["services"]
+    directory = compose["worker"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert service["Environment"] == [f"PROMETHEUS_MULTIPROC_DIR={directory}"]
+    assert shlex.split(removal) == ["rm", "-f", f"{directory}/*.db"]
+    assert env_example()["UAA_METRICS_EXTRA_DIRS"] == directory
+    assert compose["web"]["environment"]["UAA_METRICS_EXTRA_DIRS"] == directory
+    # gunicorn empties its own directory at start: web's must never be the worker's.
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env_example()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in compose["web"]["environment"]
+    assert not [
+        line for line in unit("uaa-web.service")["Service"].get("Environment", []) if "PROMETHEUS" in line
+    ]
+    # docker-compose: one volume, written by the worker, read by web.
+    (volume,) = [v.split(":")[0] for v in compose["worker"]["volumes"] if v.split(":")[1] == directory]
+    assert f"{volume}:{directory}" in compose["worker"]["volumes"]
+    assert f"{volume}:{directory}:ro" in compose["web"]["volumes"]
+    assert volume in COMPOSE["volumes"]
+    assert not [name for name, s in compose.items() if name not in {"web", "worker"} and volume in str(s)]
 
 
 def test_every_manage_command_the_units_and_the_doc_run_exists() -> None:

@@ -325,7 +325,11 @@ def test_unsealed_records_and_the_tree_head_age_are_read_at_scrape_time(service_
 
 @pytest.mark.django_db
 def test_celery_task_outcomes_are_counted_by_task_name():
+    """UAA's own tasks by name; any other task as ``other`` (tests/uaa/test_celery_task_metrics.py runs a real
+    worker)."""
     from celery import shared_task
+
+    from uaa.oauth.tasks import clear_expired_tokens_task
 
     @shared_task(name="tests.metrics_probe")
     def probe(outcome: str) -> str:
@@ -333,14 +337,16 @@ def test_celery_task_outcomes_are_counted_by_task_name():
             raise ValueError("boom")
         return outcome
 
-    def count(outcome: str) -> float:
-        return value("uaa_celery_tasks_total", task="tests.metrics_probe", outcome=outcome)
+    def count(task: str, outcome: str) -> float:
+        return value("uaa_celery_tasks_total", task=task, outcome=outcome)
 
-    before = {outcome: count(outcome) for outcome in ("success", "failure")}
-    probe.apply(args=["ok"])
+    cleanup = ("tokens.clear_expired_tokens", "succeeded")
+    before = {key: count(*key) for key in (cleanup, ("other", "failed"))}
+    clear_expired_tokens_task.apply()
     probe.apply(args=["fail"])
-    assert count("success") == before["success"] + 1
-    assert count("failure") == before["failure"] + 1
+    assert count(*cleanup) == before[cleanup] + 1
+    assert count("other", "failed") == before[("other", "failed")] + 1
+    assert count("tests.metrics_probe", "failed") == 0
 
 
 # --- several gunicorn workers ---------------------------------------------------------------------------
@@ -452,7 +458,7 @@ def test_the_celery_workers_directory_is_merged_into_the_scrape(tmp_path):
             SCRAPE_SCRIPT, PROMETHEUS_MULTIPROC_DIR=str(web_dir), UAA_METRICS_EXTRA_DIRS=str(worker_dir)
         ).encode()
     )
-    success = ("uaa_celery_tasks_total", (("outcome", "success"), ("task", "tokens.seal_audit_ledger")))
-    failure = ("uaa_celery_tasks_total", (("outcome", "failure"), ("task", "tokens.seal_audit_ledger")))
+    success = ("uaa_celery_tasks_total", (("outcome", "succeeded"), ("task", "tokens.seal_audit_ledger")))
+    failure = ("uaa_celery_tasks_total", (("outcome", "failed"), ("task", "tokens.seal_audit_ledger")))
     assert success not in alone
     assert merged[success] == 2 and merged[failure] == 1
