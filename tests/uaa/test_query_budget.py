@@ -31,7 +31,10 @@ CEILINGS = {
     # counters + client version, active kid, token, ledger record, COMMIT.
     "client_credentials": 2 if POSTGRESQL else 6,
     "authorization_code": 24,
-    "refresh_token": 15,  # was 29: rotation by two UPDATEs and an INSERT, no savepoints
+    # was 29, then 15: rotation by two UPDATEs and an INSERT, no savepoints; the presented token locked and
+    # read with its access token and user in one statement, the client not read again, the family's
+    # redemption read once (uaa/oauth/refresh_tokens.py locked_for_rotation).
+    "refresh_token": 11,
     # The access token with its client and its user (is_active, not_before) in one statement
     # (tokens/stored_tokens.py): was 4 each, the user's not-before time read a second time.
     "introspection": 3,  # counters + client version, signing key, the access token

@@ -66,12 +66,15 @@ def load_auth_context(*, code: str, client: Any, request: OAuthlibRequest) -> No
             request.resource = list(grant.resource)
 
 
-def load_family_context(*, family: Any, request: OAuthlibRequest) -> None:
+def load_family_context(*, family: Any, request: OAuthlibRequest) -> RedeemedCode | None:
+    """The sign-in context of the code a refresh token family came from, applied to ``request``; the
+    redemption (or ``None``), which the not-before check reads too (uaa/oauth/not_before.py)."""
     if family is None:
-        return
+        return None
     redemption = RedeemedCode.objects.filter(refresh_token_family=family).first()
     if redemption is not None:
         _apply_context(request, redemption)
+    return redemption
 
 
 def remember_redemption(*, code: str, request: OAuthlibRequest) -> None:

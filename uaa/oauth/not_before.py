@@ -36,10 +36,14 @@ def redeemed_code_refused(*, grant: Any) -> bool:
     return revocation.code_refused(user_id=grant.user_id, auth_time=grant.auth_time or grant.created)
 
 
-def _family_granted_at(token: Any) -> datetime | None:
+_UNREAD: Any = object()  # the family's redemption was not read by the caller
+
+
+def _family_granted_at(token: Any, redemption: Any = _UNREAD) -> datetime | None:
     if token.token_family is None:
         return token.created
-    redemption = RedeemedCode.objects.filter(refresh_token_family=token.token_family).first()
+    if redemption is _UNREAD:
+        redemption = RedeemedCode.objects.filter(refresh_token_family=token.token_family).first()
     if redemption is not None and redemption.auth_time is not None:
         return redemption.auth_time
     first = (
@@ -50,11 +54,13 @@ def _family_granted_at(token: Any) -> datetime | None:
     return first or token.created
 
 
-def refresh_refused(*, token: Any, lock: bool) -> bool:
-    """A refresh token whose family was granted before the user's not-before time."""
+def refresh_refused(*, token: Any, lock: bool, redemption: Any = _UNREAD) -> bool:
+    """A refresh token whose family was granted before the user's not-before time. ``redemption``: the
+    family's ``RedeemedCode`` (or ``None``) if the caller has read it in this transaction."""
     if token.user_id is None:
         return False
-    return revocation.grant_refused(user_id=token.user_id, granted_at=_family_granted_at(token), lock=lock)
+    granted_at = _family_granted_at(token, redemption)
+    return revocation.grant_refused(user_id=token.user_id, granted_at=granted_at, lock=lock)
 
 
 def access_token_refused(*, token: Any) -> bool:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model, set_token_value
 from oauth2_provider.settings import oauth2_settings
@@ -19,19 +20,36 @@ from oauthlib.common import Request as OAuthlibRequest
 from tokens.checksum import sha256_hex
 
 
-def lock_for_rotation(*, refresh_token: str) -> None:
-    """Lock the refresh token's row(s) for the rest of the token request's transaction (``TokenView``).
+def locked_for_rotation(*, refresh_token: str, client: Any) -> Any | None:
+    """The refresh token ``refresh_token`` names, locked for the rest of the token request's transaction,
+    read with its access token and its user in the same statement; ``client`` (the authenticated one) is
+    set as its application when it is that token's, so nothing reads the client again. ``None`` if none.
 
     Called before the token is checked: concurrent presentations of one refresh token queue here, the
-    first rotates it, and each of the others then finds it rotated (a reuse) instead of checking it
-    while it is still live and minting a second successor, or answering with the first one's tokens.
-    SQLite ignores the lock; its ``BEGIN IMMEDIATE`` already serializes the whole transaction.
+    first rotates it, and each of the others then finds it rotated (a reuse) instead of checking it while
+    it is still live and minting a second successor, or answering with the first one's tokens. SQLite
+    ignores the lock; its ``BEGIN IMMEDIATE`` already serializes the whole transaction.
+
+    What django-oauth-toolkit's ``validate_refresh_token`` read in four statements after a locking one
+    (the token with its access token, ``rt.user``, ``rt.application``): every row with the checksum is
+    locked (uniqueness is ``(token_checksum, revoked)``), and the one returned is DOT's choice: the live
+    row, else the most recently revoked.
     """
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("lock_for_rotation needs the token request's transaction")
-    checksum = sha256_hex(refresh_token)
-    rows = get_refresh_token_model().objects.select_for_update().filter(token_checksum=checksum)
-    list(rows.values_list("pk", flat=True))
+        raise RuntimeError("locked_for_rotation needs the token request's transaction")
+    rows = list(
+        get_refresh_token_model()
+        .objects.select_for_update(of=("self",))
+        .select_related("access_token", "user")
+        .filter(token_checksum=sha256_hex(refresh_token))
+        .order_by(F("revoked").desc(nulls_first=True))
+    )
+    if not rows:
+        return None
+    token = rows[0]
+    if client is not None and token.application_id == client.pk:
+        get_refresh_token_model()._meta.get_field("application").set_cached_value(token, client)
+    return token
 
 
 def rotates(*, request: OAuthlibRequest, token: dict[str, Any]) -> bool:
@@ -56,7 +74,7 @@ def rotate(
     same with eleven statements (the refresh token locked and read again, a savepoint, the old access
     token read, detached, deleted, a new one inserted). Here: two UPDATEs and one INSERT.
 
-    * The refresh token was locked by :func:`lock_for_rotation` and read after it, in this transaction,
+    * The refresh token was locked and read by :func:`locked_for_rotation`, in this transaction,
       so it is still live and nobody else rotates it meanwhile (the concurrency guarantee is that lock).
     * The old access token's row becomes the new access token (new checksum, expiry, scope, resource,
       ``created``, ``source_refresh_token`` = the presented one): the old token is gone from the table
@@ -65,7 +83,7 @@ def rotate(
       ``RefreshToken.revoke()`` leaves it: a later presentation is reuse, and revokes the family.
     """
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("rotate needs the token request's transaction (and lock_for_rotation's lock)")
+        raise RuntimeError("rotate needs the token request's transaction (and locked_for_rotation's lock)")
     previous = request.refresh_token_instance
     refresh_tokens = get_refresh_token_model().objects
     now = timezone.now()

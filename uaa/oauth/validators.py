@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_refresh_token_model,
+    refresh_token_expire_timedelta,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthlibRequest
@@ -364,17 +368,46 @@ class UAAOAuth2Validator(OAuth2Validator):
         # savepoint: nothing here is rolled back alone, and a failure rolls the whole request back).
         with transaction.atomic(savepoint=False):
             # concurrent presentations of one refresh token queue up here: one rotates it, the rest are reuse
-            refresh_tokens.lock_for_rotation(refresh_token=refresh_token)
-            if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            presented: Any = refresh_tokens.locked_for_rotation(refresh_token=refresh_token, client=client)
+            if not self._refresh_token_valid(presented, refresh_token, client, request):
                 audit.refresh_token_rejected(refresh_token=refresh_token, request=request)
                 return False
         if not request.user.is_active:
             return False  # a deactivated account's grants end with it
-        codes.load_family_context(family=request.refresh_token_instance.token_family, request=request)
-        if not_before.refresh_refused(token=request.refresh_token_instance, lock=True):
+        redemption = codes.load_family_context(family=presented.token_family, request=request)
+        if not_before.refresh_refused(token=presented, lock=True, redemption=redemption):
             return False  # the family was granted before the user's not-before time: invalid_grant
         self._resolve_resources(request)
         return True
+
+    @staticmethod
+    def _refresh_token_valid(rt: Any, refresh_token: str, client: Any, request: OAuthlibRequest) -> bool:
+        """django-oauth-toolkit 3.4.1's ``validate_refresh_token`` checks, step for step, on the row
+        ``locked_for_rotation`` read (with its access token, user and client: one statement where DOT's
+        method sends four). A revoked row is honoured only within ``REFRESH_TOKEN_GRACE_PERIOD_SECONDS``
+        (0 here) and only if it was superseded; otherwise its family is revoked (reuse, RFC 9700 §4.14.2).
+        A live row needs its access token and must not be older than ``REFRESH_TOKEN_EXPIRE_SECONDS``
+        after that token's expiry. The client must be the token's."""
+        if rt is None:
+            return False
+        if rt.revoked is not None:
+            grace = timedelta(seconds=oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS)
+            grace_expired = rt.revoked <= timezone.now() - grace
+            superseded = get_access_token_model().objects.filter(source_refresh_token=rt).exists()
+            if grace_expired or not superseded:
+                if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and rt.token_family:
+                    get_refresh_token_model().revoke_family(rt.token_family)
+                return False
+        if rt.revoked is None:
+            if rt.access_token is None:
+                return False
+            expire_delta = refresh_token_expire_timedelta()
+            if expire_delta and rt.access_token.expires + expire_delta <= timezone.now():
+                return False
+        request.user = rt.user
+        request.refresh_token = refresh_token  # the presented token (hashed at rest: rt.token is blank)
+        request.refresh_token_instance = rt
+        return client is not None and rt.application_id == client.pk
 
     def refresh_id_token(self, request: OAuthlibRequest) -> bool:
         """OIDC Core §12.2: a refresh response MAY carry a new ID token; UAA keeps it to the code exchange."""
