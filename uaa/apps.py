@@ -18,7 +18,7 @@ class UAAConfig(AppConfig):
 
         checks.register(check_settings, checks.Tags.security)
         # Every process runs django.setup() before it serves anything (gunicorn's workers, Celery, manage.py):
-        # none of them starts with a configuration error (uaa.E002 is for `manage.py check` only).
+        # none of them starts with a configuration error (the same list `manage.py check` reports).
         refuse_to_start()
 
         from tokens.signals import signing_key_changed

@@ -8,20 +8,25 @@ every other configuration error is found here, from the settings' values:
   item 13). ``UAA_ISSUER=`` (or ``/``) served discovery with issuer "" and issued tokens for it;
   ``SECRET_KEY=`` started and answered 500 on every page; a junk ``UAA_KEK``, or a ``UAA_KEK_FILE`` naming
   a missing file, started and answered 500 on every token request (the KEK is read on first use).
-- ``uaa.E002``: an http issuer allowed by ``UAA_ALLOW_HTTP_ISSUER`` for a host that is not this machine.
+- ``uaa.E002``: an ``http`` issuer on a host that is not loopback, whatever ``DEBUG`` or
+  ``UAA_ALLOW_HTTP_ISSUER`` say (issue 13 item 5).
 - ``uaa.E003``: ``UAA_ACCESS_TOKEN_ALG`` that is not RS256, ES256 or EdDSA.
 - ``uaa.E004``: ``UAA_KEY_PREPUBLISH_SECONDS`` shorter than ``UAA_JWKS_MAX_AGE``.
 - ``uaa.E005``: ``UAA_TRUSTED_PROXIES`` that is not a list of addresses or networks (a hop count, ``*``).
 - ``uaa.E006``: ``UAA_BEHIND_PROXY`` set (removed: ``UAA_TRUSTED_PROXIES`` is the one proxy setting).
 
-Production refuses to start with any of them but ``uaa.E002``: ``UAAConfig.ready`` calls
-``refuse_to_start``, so ``django.setup()`` (gunicorn's workers, Celery, every ``manage.py`` command) raises
-``ImproperlyConfigured`` naming them all before anything is served. ``manage.py check`` (and ``migrate``,
-which runs the checks) reports the same with their ids, and ``uaa.E002`` too.
+Production refuses to start with any of them: ``UAAConfig.ready`` calls ``refuse_to_start``, so
+``django.setup()`` (gunicorn's workers, Celery, every ``manage.py`` command) raises ``ImproperlyConfigured``
+naming them all before anything is served. ``manage.py check`` (and ``migrate``, which runs the checks)
+reports the same with their ids.
 
-The rules: the issuer is an absolute ``https`` URL with a host and no query, fragment or user information
-(OpenID Connect Discovery 1.0 §3, RFC 8414 §2); ``http`` only with ``DEBUG`` or ``UAA_ALLOW_HTTP_ISSUER``
-(a laptop, a test). ``SECRET_KEY`` is at least 50 characters without ``DEBUG`` (Django's own
+The rules: the issuer is an absolute ``https`` URL with a host and no query, fragment (even empty ones) or
+user information (OpenID Connect Discovery 1.0 §3, RFC 8414 §2), with the scheme in lower case, no trailing
+dot on the host and no backslash (relying parties compare it as an exact string, OpenID Connect Core 1.0
+§3.1.3.7, RFC 9207 §2.4, and ``settings.SECURE`` looks for ``https://``; the host's case is free, RFC 3986
+§3.2.2, ALLOWED_HOSTS lowers it). ``http`` only on a loopback host (``localhost``, 127.0.0.0/8, ``::1``, and
+Django's test host ``testserver``) and only with ``DEBUG`` or ``UAA_ALLOW_HTTP_ISSUER`` (a laptop, a
+benchmark, a test). ``SECRET_KEY`` is at least 50 characters without ``DEBUG`` (Django's own
 ``security.W009`` length). ``UAA_KEK`` is one or more base64url 32-byte keys, comma separated (what
 tokens/keys.py decodes); ``UAA_KEK_FILE``, when it is what is used or is named, exists and holds the same.
 """
@@ -52,6 +57,10 @@ REMOVED_VARIABLES = {
 LOOPBACK_NAMES = frozenset({"localhost"})
 # Django's test client's host: no resolver answers for it, so an issuer there reaches nobody else either.
 TEST_HOSTS = frozenset({"testserver"})
+HTTP_ISSUER_OFF_LOOPBACK = (
+    "UAA_ISSUER may use http on a loopback host only (localhost, 127.0.0.0/8, ::1; with DEBUG or "
+    "UAA_ALLOW_HTTP_ISSUER, for a laptop, a benchmark or a test); {host} is not one: use https."
+)
 
 
 def _issuer_problems(issuer: str, *, debug: bool, allow_http: bool) -> list[str]:
@@ -65,6 +74,8 @@ def _issuer_problems(issuer: str, *, debug: bool, allow_http: bool) -> list[str]
     except ValueError:
         return ["UAA_ISSUER is not a URL."]
     found = []
+    if "\\" in issuer:
+        return ["UAA_ISSUER is not a URL (a backslash is no URL character, RFC 3986 §2)."]
     if parts.scheme not in ("https", "http") or not parts.hostname:
         found.append("UAA_ISSUER must be an absolute https URL with a host, e.g. https://id.example.com.")
     elif parts.scheme == "http" and not (debug or allow_http):
@@ -76,17 +87,37 @@ def _issuer_problems(issuer: str, *, debug: bool, allow_http: bool) -> list[str]
         found.append("UAA_ISSUER must have no query or fragment (RFC 8414 §2).")
     if "@" in parts.netloc:
         found.append("UAA_ISSUER must not contain user information (user@).")
+    if not issuer.startswith(f"{parts.scheme}:"):
+        found.append(
+            f"UAA_ISSUER's scheme must be written {parts.scheme}:// in lower case: relying parties compare "
+            "the issuer as an exact string (OpenID Connect Core 1.0 §3.1.3.7)."
+        )
+    if (parts.hostname or "").endswith("."):
+        found.append("UAA_ISSUER's host must not end with a dot: write the name as clients know it.")
     return found
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.lower()
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
+def http_issuer_off_loopback(issuer: str) -> str | None:
+    """``uaa.E002``'s message for an ``http`` issuer whose host is not loopback; ``None`` otherwise."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        parts = urlsplit(issuer)
+    except ValueError:
+        return None  # uaa.E001 says it is not a URL
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    host = parts.hostname  # lower case; RFC 6761's *.localhost may be answered by the DNS: not loopback here
+    if host in LOOPBACK_NAMES or host in TEST_HOSTS or is_loopback_literal(host):
+        return None
+    return HTTP_ISSUER_OFF_LOOPBACK.format(host=host[:64])
+
+
+def is_loopback_literal(host: str) -> bool:
+    """127.0.0.0/8 in dotted-quad form or ``::1``; never an IPv4-mapped address or a shorthand (127.1)."""
+    try:
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback and not (isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped)
 
 
 def _decodes_to_keys(text: str) -> bool:
@@ -166,7 +197,7 @@ def _from_settings(settings: Any) -> list[str]:
 
 
 def configuration_errors(settings: Any) -> list[checks.CheckMessage]:
-    """What no process may start with: ``uaa.E001`` and ``uaa.E003`` to ``uaa.E006``."""
+    """What no process may start with: ``uaa.E001`` to ``uaa.E006``."""
     found: list[checks.CheckMessage] = [
         checks.Error(problem, id="uaa.E001") for problem in _from_settings(settings)
     ]
@@ -182,34 +213,17 @@ def configuration_errors(settings: Any) -> list[checks.CheckMessage]:
         found.append(checks.Error(str(exc), id="uaa.E005"))
     removed = [message for name, message in REMOVED_VARIABLES.items() if name in os.environ]
     found += [checks.Error(message, id="uaa.E006") for message in removed]
+    off_loopback = http_issuer_off_loopback(str(settings.UAA_ISSUER or ""))
+    if off_loopback:
+        found.append(checks.Error(off_loopback, id="uaa.E002"))
     return found
 
 
-def _http_issuer_elsewhere(settings: Any) -> list[checks.CheckMessage]:
-    """``uaa.E002``: ``UAA_ALLOW_HTTP_ISSUER`` is for this machine's addresses (and Django's test host)."""
-    issuer = urlsplit(str(settings.UAA_ISSUER or ""))
-    if (
-        issuer.scheme == "http"
-        and not settings.DEBUG
-        and issuer.hostname
-        and not is_loopback_host(issuer.hostname)
-        and issuer.hostname.lower() not in TEST_HOSTS
-    ):
-        return [
-            checks.Error(
-                "UAA_ALLOW_HTTP_ISSUER allows an http issuer on a loopback address only (a laptop, a test); "
-                f"{issuer.hostname} is not one: use https.",
-                id="uaa.E002",
-            )
-        ]
-    return []
-
-
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """The system check (registered by uaa/apps.py): every configuration error, ``uaa.E002`` included."""
+    """The system check (registered by uaa/apps.py): every configuration error."""
     from django.conf import settings
 
-    return [*configuration_errors(settings), *_http_issuer_elsewhere(settings)]
+    return configuration_errors(settings)
 
 
 def refuse_to_start() -> None:

@@ -121,7 +121,7 @@ def test_the_system_check_reports_settings_changed_after_import(settings):
 
 
 def test_the_rules_accept_what_production_runs_with():
-    from uaa.checks import is_loopback_host, problems
+    from uaa.checks import http_issuer_off_loopback, problems
 
     assert (
         problems(
@@ -135,8 +135,10 @@ def test_the_rules_accept_what_production_runs_with():
         )
         == []
     )
-    assert is_loopback_host("127.0.0.2") and is_loopback_host("::1") and is_loopback_host("a.localhost")
-    assert not is_loopback_host("testserver.example") and not is_loopback_host("10.0.0.1")
+    for loopback in ("http://127.0.0.2", "http://[::1]", "http://localhost", "https://id.example.com"):
+        assert http_issuer_off_loopback(loopback) is None, loopback
+    for elsewhere in ("http://testserver.example", "http://10.0.0.1", "http://a.localhost"):
+        assert http_issuer_off_loopback(elsewhere), elsewhere
 
 
 def test_gunicorn_does_not_start_with_an_empty_issuer(tmp_path):
@@ -155,3 +157,102 @@ def test_gunicorn_does_not_start_with_an_empty_issuer(tmp_path):
         assert "UAA_ISSUER is empty" in log.read_text()
     finally:
         stop([process])
+
+
+# --- the issuer: https, or http on loopback only (issue 13 item 5) ----------------------------------------
+# Attacker: again a mistake an attacker finds. UAA_ALLOW_HTTP_ISSUER (or DEBUG) is meant for a benchmark or a
+# test on this machine; set on a real host (copied from a test recipe), the issuer's tokens, codes and the
+# session cookies travel in clear. A host name that merely starts or ends like a loopback one
+# (127.0.0.1.evil.com, localhost.evil.com), or a URL whose host is not what it seems (userinfo, a
+# backslash), must not pass for loopback. The issuer is compared as an exact string by every relying party
+# (OpenID Connect Core 1.0 §3.1.3.7 step 2, RFC 9207 §2.4), so its spelling must be the canonical one.
+HATCH = {"debug": False, "hatch": True}
+DEBUG_ONLY = {"debug": True, "hatch": False}
+NEITHER = {"debug": False, "hatch": False}
+
+
+@pytest.mark.parametrize(
+    ("issuer", "mode", "expected"),
+    [
+        # http on a host that is not loopback: refused whatever DEBUG or the escape hatch say.
+        ("http://example.com", HATCH, {"uaa.E002"}),
+        ("http://example.com", DEBUG_ONLY, {"uaa.E002"}),
+        ("http://example.com", {"debug": True, "hatch": True}, {"uaa.E002"}),
+        ("http://10.0.0.1:8000", HATCH, {"uaa.E002"}),
+        ("http://127.0.0.1.evil.com", HATCH, {"uaa.E002"}),
+        ("http://localhost.evil.com", HATCH, {"uaa.E002"}),
+        # RFC 6761 §6.3 lets resolvers answer *.localhost from the DNS: not this machine for certain.
+        ("http://evil.localhost", HATCH, {"uaa.E002"}),
+        # Spellings that some resolvers (inet_aton) read as 127.0.0.1: not a loopback literal, so refused.
+        ("http://127.1", HATCH, {"uaa.E002"}),
+        ("http://2130706433", HATCH, {"uaa.E002"}),
+        ("http://0x7f000001", HATCH, {"uaa.E002"}),
+        ("http://[::ffff:127.0.0.1]", HATCH, {"uaa.E002"}),
+        ("http://loc%61lhost", HATCH, {"uaa.E002"}),
+        # userinfo: the host is after the @ (RFC 3986 §3.2.1); never allowed in an issuer.
+        ("http://127.0.0.1@evil.com", HATCH, {"uaa.E001", "uaa.E002"}),
+        ("http://127.0.0.1:8000@evil.com", HATCH, {"uaa.E001", "uaa.E002"}),
+        ("http://evil.com@127.0.0.1", HATCH, {"uaa.E001"}),
+        ("https://user:pass@id.example.com", NEITHER, {"uaa.E001"}),
+        # A backslash is no URL character (RFC 3986 §2); browsers read it as "/", Python as part of the host.
+        ("http://evil.com\\@127.0.0.1", HATCH, {"uaa.E001"}),
+        ("http://127.0.0.1\\.evil.com", HATCH, {"uaa.E001", "uaa.E002"}),
+        # OpenID Connect Discovery 1.0 §3, RFC 8414 §2: no query or fragment components, even empty ones.
+        ("http://127.0.0.1/?x=1", HATCH, {"uaa.E001"}),
+        ("http://127.0.0.1/#top", HATCH, {"uaa.E001"}),
+        ("https://id.example.com?", NEITHER, {"uaa.E001"}),
+        ("https://id.example.com/#", NEITHER, {"uaa.E001"}),
+        # A trailing dot names the same host in another spelling: an issuer no relying party has configured,
+        # and "localhost." goes to the DNS resolver on some systems.
+        ("https://id.example.com.", NEITHER, {"uaa.E001"}),
+        ("http://localhost.", HATCH, {"uaa.E001", "uaa.E002"}),
+        ("http://127.0.0.1.", HATCH, {"uaa.E001", "uaa.E002"}),
+        # The scheme is case-insensitive (RFC 3986 §3.1) but the issuer is compared exactly, and "HTTPS://" is
+        # not what the secure-cookie, HSTS and redirect switch (settings.SECURE) looks for: refused.
+        ("HTTPS://id.example.com", NEITHER, {"uaa.E001"}),
+        ("Https://id.example.com", NEITHER, {"uaa.E001"}),
+        ("HTTP://127.0.0.1", HATCH, {"uaa.E001"}),
+        # The host's case is not (RFC 3986 §3.2.2: it is the same host; test_allowed_hosts.py relies on it).
+        ("https://ID.example.com", NEITHER, set()),
+        ("http://LOCALHOST:8000", HATCH, set()),
+        # http on loopback without DEBUG or the escape hatch: refused as before.
+        ("http://127.0.0.1:8000", NEITHER, {"uaa.E001"}),
+        ("http://localhost", NEITHER, {"uaa.E001"}),
+        # What stays possible: https anywhere; http on loopback with DEBUG or the escape hatch.
+        ("https://id.example.com", NEITHER, set()),
+        ("https://id.example.com/uaa", NEITHER, set()),
+        ("https://id.example.com:8443/tenant/a", NEITHER, set()),
+        ("https://127.0.0.1:8443", NEITHER, set()),
+        ("http://127.0.0.1", HATCH, set()),
+        ("http://127.0.0.1:8000", HATCH, set()),
+        ("http://127.1.2.3:8000", HATCH, set()),
+        ("http://[::1]:8000", HATCH, set()),
+        ("http://localhost:8000", DEBUG_ONLY, set()),
+        ("http://localhost:8000", HATCH, set()),
+        # Django's test client's host (the test settings' issuer): no resolver answers for it.
+        ("http://testserver", HATCH, set()),
+    ],
+)
+def test_the_issuer_check(settings, issuer, mode, expected):
+    from uaa.checks import check_settings
+
+    settings.UAA_ISSUER = issuer
+    settings.DEBUG = mode["debug"]
+    settings.UAA_ALLOW_HTTP_ISSUER = mode["hatch"]
+    found = {message.id for message in check_settings()}
+    assert found == expected, [m.msg for m in check_settings()]
+
+
+def test_an_http_issuer_off_loopback_stops_every_process_even_with_the_escape_hatch(tmp_path):
+    """Not only ``manage.py check``: gunicorn's workers and Celery (``django.setup()``) refuse it too, with
+    DEBUG as without (base_env sets UAA_ALLOW_HTTP_ISSUER)."""
+    for extra in ({}, {"DEBUG": "1"}):
+        result = _start_django(
+            tmp_path, UAA_ISSUER="http://id.example.com", ALLOWED_HOSTS="id.example.com", **extra
+        )
+        assert result.returncode != 0, extra
+        assert "uaa.E002" in result.stderr and "loopback" in result.stderr, result.stderr[-1500:]
+        check = _start_django(tmp_path, "manage.py", "check", UAA_ISSUER="http://127.0.0.1.evil.com", **extra)
+        assert check.returncode != 0 and "uaa.E002" in check.stderr, extra
+    loopback = _start_django(tmp_path, "manage.py", "check", UAA_ISSUER="http://[::1]:8000")
+    assert loopback.returncode == 0, loopback.stderr[-1500:]
