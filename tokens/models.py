@@ -289,6 +289,7 @@ class LedgerRecord(models.Model):
         ACCOUNT_NOT_BEFORE = "account.not_before", "account's grants and sessions cut off (not before)"
         CLIENT_REGISTERED = "client.registered", "client registered"
         CLIENT_SECRET_ROTATED = "client.secret_rotated", "client secret rotated"
+        CLIENT_SECRET_GRACE_ENDED = "client.secret_grace_ended", "client's previous secret ended early"
         ADMIN_CHANGE = "admin.change", "admin change"
         KEY_PUBLISHED = "key.published", "signing key published"
         KEY_ACTIVATED = "key.activated", "signing key activated"

@@ -14,6 +14,7 @@ every other configuration error is found here, from the settings' values:
 - ``uaa.E004``: ``UAA_KEY_PREPUBLISH_SECONDS`` shorter than ``UAA_JWKS_MAX_AGE``.
 - ``uaa.E005``: ``UAA_TRUSTED_PROXIES`` that is not a list of addresses or networks (a hop count, ``*``).
 - ``uaa.E006``: ``UAA_BEHIND_PROXY`` set (removed: ``UAA_TRUSTED_PROXIES`` is the one proxy setting).
+- ``uaa.E007``: ``UAA_CLIENT_SECRET_GRACE_SECONDS`` below 0 or above 30 days (``MAX_SECRET_GRACE_SECONDS``).
 
 Production refuses to start with any of them: ``UAAConfig.ready`` calls ``refuse_to_start``, so
 ``django.setup()`` (gunicorn's workers, Celery, every ``manage.py`` command) raises ``ImproperlyConfigured``
@@ -45,6 +46,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from tokens.clientip import parse_trusted_proxies
+from uaa.oauth.services import MAX_SECRET_GRACE_SECONDS
 
 SECRET_KEY_MIN_LENGTH = 50
 ACCESS_TOKEN_ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -197,7 +199,7 @@ def _from_settings(settings: Any) -> list[str]:
 
 
 def configuration_errors(settings: Any) -> list[checks.CheckMessage]:
-    """What no process may start with: ``uaa.E001`` to ``uaa.E006``."""
+    """What no process may start with: ``uaa.E001`` to ``uaa.E007``."""
     found: list[checks.CheckMessage] = [
         checks.Error(problem, id="uaa.E001") for problem in _from_settings(settings)
     ]
@@ -211,6 +213,13 @@ def configuration_errors(settings: Any) -> list[checks.CheckMessage]:
         parse_trusted_proxies(settings.UAA_TRUSTED_PROXIES)
     except ImproperlyConfigured as exc:
         found.append(checks.Error(str(exc), id="uaa.E005"))
+    if not 0 <= settings.UAA_CLIENT_SECRET_GRACE_SECONDS <= MAX_SECRET_GRACE_SECONDS:
+        found.append(
+            checks.Error(
+                f"UAA_CLIENT_SECRET_GRACE_SECONDS must be from 0 to {MAX_SECRET_GRACE_SECONDS} (30 days).",
+                id="uaa.E007",
+            )
+        )
     removed = [message for name, message in REMOVED_VARIABLES.items() if name in os.environ]
     found += [checks.Error(message, id="uaa.E006") for message in removed]
     off_loopback = http_issuer_off_loopback(str(settings.UAA_ISSUER or ""))

@@ -299,6 +299,11 @@ UAA_TRUSTED_PROXIES = [
 UAA_THROTTLE_CLIENT_FAILURES = env.int("UAA_THROTTLE_CLIENT_FAILURES", default=10)
 UAA_THROTTLE_CLIENT_IP_FAILURES = env.int("UAA_THROTTLE_CLIENT_IP_FAILURES", default=50)
 UAA_CLIENT_LOCKOUT_SECONDS = env.int("UAA_CLIENT_LOCKOUT_SECONDS", default=300)
+# Client secret rotation (uaa/oauth/services.py rotate_client_secret): seconds the previous secret still
+# authenticates after a rotation that names no window of its own (the API's grace_seconds, the admin's field).
+# 0, none: a rotation is most often urgent (a leak), and a window nobody asked for would keep the leaked
+# secret working; a planned rotation asks for one. At most 30 days (uaa.E007).
+UAA_CLIENT_SECRET_GRACE_SECONDS = env.int("UAA_CLIENT_SECRET_GRACE_SECONDS", default=0)
 
 # Request rate limits (uaa/oauth/ratelimit.py, docs/operations.md "Rate limits"): requests per window of
 # UAA_RATELIMIT_WINDOW seconds per client (its successes; Client.rate_limit overrides) and per client address

@@ -243,10 +243,11 @@ def test_delete_removes_the_client_and_its_tokens_and_is_recorded(admin, service
 
 
 def test_rotate_secret_returns_a_new_secret_once_and_the_old_one_stops(admin, service_client, caplog):
-    """No grace window: the old secret fails at once (as the Django admin's rotation does)."""
+    """No grace window asked for: the old secret fails at once (as the Django admin's rotation does)."""
     caller, token = admin
     caplog.set_level(logging.DEBUG)
-    response = call("POST", f"{CLIENTS}/{service_client.client_id}/rotate-secret", token)
+    # no body (as curl -X POST sends): no grace window by default (UAA_CLIENT_SECRET_GRACE_SECONDS 0)
+    response = call("POST", f"{CLIENTS}/{service_client.client_id}/rotate-secret", token, b"")
     assert response.status_code == HTTPStatus.OK, response.content
     assert response["Cache-Control"] == "no-store"
     new_secret = response.json()["client_secret"]

@@ -5,7 +5,8 @@ takes (an unknown client_id against a registered one with a wrong secret), then 
 registered ones. They must not learn from the work UAA does which of the two a client_id is. Timing is
 not tested here (it is noise on a shared machine; bench/run.py --only auth-timing measures it); the work is:
 the SQL statements each request sends, with their text, and the secret hashes it computes, which must be
-the same for an unknown client_id and a wrong secret, and no more than a successful request's.
+the same for an unknown client_id and a wrong secret, and no more than a successful request's. Two hashes
+each since issue 13: the current secret and a rotation's previous one, with stand-ins where there is none.
 """
 
 from __future__ import annotations
@@ -109,12 +110,14 @@ def test_a_failure_sends_no_more_statements_than_a_success(requests, monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_request_computes_one_secret_hash_of_the_same_kind(requests, monkeypatch):
+def test_each_request_computes_the_same_two_secret_hashes(requests, monkeypatch):
     """An unknown client_id is verified against a hash made by the same hasher with a salt as long as a
-    client's (hashers.UNKNOWN_CLIENT_SECRET), so it costs the hash and comparison a wrong secret costs."""
+    client's (hashers.UNKNOWN_CLIENT_SECRET), so it costs the hash and comparison a wrong secret costs; and
+    every request is verified against the previous secret of a rotation's grace window too, or that
+    stand-in where none runs (issue 13; tests/uaa/test_client_secret_grace.py with a window running)."""
     hashes = {name: measured(auth, monkeypatch)[1]["hashes"] for name, auth in requests.items()}
     salt = len(hashers.UNKNOWN_CLIENT_SECRET.split("$")[1])
-    assert hashes == {name: [salt] for name in requests}
+    assert hashes == {name: [salt, salt] for name in requests}
     assert hashers.is_client_secret_hash(hashers.UNKNOWN_CLIENT_SECRET)
 
 
@@ -129,7 +132,7 @@ def test_a_secret_in_the_body_for_an_unknown_client_id_is_hashed_too(service_cli
         with work_done(monkeypatch) as done:
             assert form_post(HttpClient(REMOTE_ADDR=ADDRESS), "/oauth/token", data).status_code == 401
         seen.append(done)
-    assert seen[0]["hashes"] == seen[1]["hashes"] == [22]
+    assert seen[0]["hashes"] == seen[1]["hashes"] == [22, 22]  # the current (or stand-in), the previous
     assert seen[0]["sql"] == seen[1]["sql"]
 
 

@@ -1,18 +1,24 @@
 """/api/v1/clients: list, register (the secret in the 201 answer, once), read, change, delete, rotate the
-secret. Scopes: ``uaa.clients.read`` to read, ``uaa.clients.write`` for the rest (write does not imply
-read). Registration and rotation are uaa/oauth/services.py's, as in the Django admin; every change is a
-ledger record whose ``sub`` is the calling client. The secret is never shown again, nor logged.
+secret, end the previous secret's grace window. Scopes: ``uaa.clients.read`` to read, ``uaa.clients.write``
+for the rest (write does not imply read). Registration and rotation are uaa/oauth/services.py's, as in the
+Django admin; every change is a ledger record whose ``sub`` is the calling client. The secret is never
+shown again, nor logged, nor its hash.
 
-Rotation has no grace window: the old secret stops working at once (as in the Django admin).
+Rotation may give the old secret a grace window: ``{"grace_seconds": N}`` in the body (0 to 30 days; without
+it ``UAA_CLIENT_SECRET_GRACE_SECONDS``, 0 by default: the old secret stops at once). While the window runs
+both secrets authenticate, and a client shows ``previous_secret_valid_until``; one previous secret only (a
+second rotation replaces it). ``DELETE .../previous-secret`` ends the window at once, in every process.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
@@ -31,7 +37,14 @@ from uaa.api.fields import (
 )
 from uaa.oauth.models import Client
 from uaa.oauth.scopes import USER_SCOPES
-from uaa.oauth.services import delete_client, register_client, rotate_client_secret, update_client
+from uaa.oauth.services import (
+    MAX_SECRET_GRACE_SECONDS,
+    delete_client,
+    end_client_secret_grace,
+    register_client,
+    rotate_client_secret,
+    update_client,
+)
 
 GRANT_TYPES = {
     "authorization_code": Client.GRANT_AUTHORIZATION_CODE,
@@ -64,6 +77,16 @@ PLAIN_FIELDS = (
     "rate_limit",
 )
 MODEL_NAMES = {"authorization_grant_type": "grant_type"}
+SECRET_ROTATED_HELP = "When the current secret was made by a rotation; null: it is the registration's."
+PREVIOUS_SECRET_HELP = (
+    "While a rotation's grace window runs: when the previous secret stops authenticating; null: only the "
+    "current secret authenticates."
+)
+GRACE_HELP = (
+    "Seconds the old secret goes on authenticating beside the new one, from 0 (it stops at once) to "
+    f"{MAX_SECRET_GRACE_SECONDS} (30 days); without it UAA_CLIENT_SECRET_GRACE_SECONDS (0 by default). A "
+    "running window's previous secret is replaced: one previous secret only."
+)
 RATE_LIMIT_HELP = (
     "Requests per UAA_RATELIMIT_WINDOW this client may make at each of the token, introspection, revocation "
     "and userinfo endpoints (its successes are counted); null: the defaults; 0: no limit for this client."
@@ -111,6 +134,12 @@ class ClientSerializer(serializers.Serializer):
     jwks = serializers.JSONField()
     jwks_uri = serializers.CharField()
     rate_limit = serializers.IntegerField(allow_null=True, help_text=RATE_LIMIT_HELP)
+    secret_rotated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text=SECRET_ROTATED_HELP
+    )
+    previous_secret_valid_until = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text=PREVIOUS_SECRET_HELP
+    )
     created = serializers.DateTimeField(read_only=True)
     updated = serializers.DateTimeField(read_only=True)
 
@@ -124,9 +153,15 @@ class ClientSerializer(serializers.Serializer):
         }
         body.update({name: getattr(instance, name) for name in PLAIN_FIELDS})
         body.update({name: getattr(instance, field).split() for name, field in LIST_FIELDS.items()})
+        body["secret_rotated_at"] = _isoformat(instance.secret_rotated_at)
+        body["previous_secret_valid_until"] = _isoformat(instance.previous_secret_valid_until(timezone.now()))
         body["created"] = instance.created.isoformat() if instance.created else None
         body["updated"] = instance.updated.isoformat() if instance.updated else None
         return {name: body[name] for name in self.fields if name in body}
+
+
+def _isoformat(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 class RegisteredClientSerializer(ClientSerializer):
@@ -147,6 +182,10 @@ class ClientChangeSerializer(StrictSerializer):
     created = serializers.DateTimeField(read_only=True)
     updated = serializers.DateTimeField(read_only=True)
     id = serializers.IntegerField(read_only=True)
+    secret_rotated_at = serializers.DateTimeField(read_only=True)
+    previous_secret_valid_until = serializers.DateTimeField(
+        read_only=True, help_text="Set by a rotation, ended by DELETE .../previous-secret."
+    )
 
     name = StrictCharField(max_length=255, required=False)
     redirect_uris = uri_list(required=False)
@@ -213,6 +252,14 @@ class ClientRegistrationSerializer(ClientChangeSerializer):
 
     def grant_type_of(self, attrs: dict[str, Any]) -> str:
         return GRANT_TYPES[attrs["grant_type"]]
+
+
+class SecretRotationRequestSerializer(StrictSerializer):
+    """A rotation's body: optional, and so is its one member."""
+
+    grace_seconds = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_SECRET_GRACE_SECONDS, help_text=GRACE_HELP
+    )
 
 
 def _model_changes(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -325,15 +372,32 @@ class ClientViewSet(AdminViewSet):
         return Response(status=204)
 
     @extend_schema(
-        summary="Rotate a confidential client's secret (the old one stops working at once)",
-        request=None,
+        summary="Rotate a confidential client's secret (the old one may go on for a grace window)",
+        request=SecretRotationRequestSerializer,
         responses={200: RegisteredClientSerializer},
     )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request: Request, client_id: str) -> Response:
+        client = self._confidential()
+        form = SecretRotationRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        grace = form.validated_data.get("grace_seconds")
+        secret = rotate_client_secret(client=client, actor=self.caller.actor, grace_seconds=grace)
+        return Response(RegisteredClientSerializer(client).data | {"client_secret": secret})
+
+    @extend_schema(
+        summary="End the previous secret's grace window now: it stops authenticating at once",
+        request=None,
+        responses={200: ClientSerializer},
+    )
+    @action(detail=True, methods=["delete"], url_path="previous-secret")
+    def previous_secret(self, request: Request, client_id: str) -> Response:
+        client = self._confidential()
+        end_client_secret_grace(client=client, actor=self.caller.actor)
+        return Response(ClientSerializer(client).data)
+
+    def _confidential(self) -> Client:
         client = self.get_object()
         if client.client_type != Client.CLIENT_CONFIDENTIAL:
             raise serializers.ValidationError({"client_type": ["A public client has no secret."]})
-        secret = rotate_client_secret(client=client, actor=self.caller.actor)
-        client.refresh_from_db()
-        return Response(RegisteredClientSerializer(client).data | {"client_secret": secret})
+        return client

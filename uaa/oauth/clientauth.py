@@ -15,6 +15,10 @@ through ``authenticate_caller``) run every attempt through here:
    address and from everywhere when it is registered; it is recorded as a counted summary
    (uaa/oauth/audit.py). A client-wide lock starting is an alarm (``oauth.client_under_attack``). A
    success forgives the client's failures from its address and remembers the address.
+
+A secret authenticates as the client's current one or, while a rotation's grace window runs, as its
+previous one (``previous_secret_matches``); both are hashed on every request, with stand-ins where a
+client has no window or there is no client, so every attempt costs two hashes of the same kind.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from uaa import metrics
 from uaa.oauth import audit, client_cache, rfc7523
 from uaa.oauth.errors import ClientLockedOut, InvalidClient, InvalidRequest
 from uaa.oauth.grant_context import grant_context
+from uaa.oauth.hashers import UNKNOWN_CLIENT_SECRET, verify_client_secret
 from uaa.oauth.http import storable_text
 from uaa.oauth.models import Client
 
@@ -292,6 +297,24 @@ def _reason(attempt: Attempt, known: Client | None) -> str:
     if attempt.method == NONE:
         return NO_SECRET
     return WRONG_SECRET
+
+
+def previous_secret_matches(request: OAuthlibRequest, *, presented: str) -> bool:
+    """Whether ``presented`` is the previous secret of the client this request loaded, in its grace window
+    (uaa/oauth/services.py ``rotate_client_secret``). Always exactly one hash and one constant-time
+    comparison: against that hash, or, for a client with no window running (ended, run out, never opened)
+    and for no client at all, against ``hashers.UNKNOWN_CLIENT_SECRET`` (same hasher, same salt length),
+    so the time tells no prober whether a window runs or whether the secret they hold is the old one. The
+    end is compared with the clock here, on every request: a cached copy of the row cannot outlive it."""
+    client = request.client if isinstance(request.client, Client) else None
+    previous = client.previous_secret_at(timezone.now()) if client is not None else ""
+    matches = verify_client_secret(provided=presented, stored=previous or UNKNOWN_CLIENT_SECRET)
+    if matches and previous and client is not None:
+        logger.info(
+            "oauth.previous_client_secret_used",
+            extra={"client_id": client.client_id, "until": str(client.previous_secret_expires)},
+        )
+    return matches and bool(previous)
 
 
 def authenticate_caller(request: HttpRequest) -> Client:

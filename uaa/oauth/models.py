@@ -7,6 +7,7 @@ revokes them (RFC 6749 §4.1.2, RFC 9700 §4.10).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
@@ -133,6 +134,29 @@ class Client(AbstractApplication):
         default=0,
         editable=False,
         help_text="Bumped by the database on every change of the row (uaa/oauth/client_cache.py).",
+    )
+    # Secret rotation with a grace window (uaa/oauth/services.py rotate_client_secret): the secret before the
+    # last rotation, as the hash it was stored as (never the secret), authenticates until its expiry.
+    previous_secret_hash = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="The hash of the secret before the last rotation, while its grace window runs.",
+    )
+    previous_secret_expires = models.DateTimeField(
+        "previous secret valid until",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The end of the previous secret's grace window (it fails from this instant on).",
+    )
+    secret_rotated_at = models.DateTimeField(
+        "secret last rotated",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the current secret was made by a rotation; empty: it is the registration's.",
     )
 
     class Meta(AbstractApplication.Meta):
@@ -268,6 +292,19 @@ class Client(AbstractApplication):
             raise ValidationError(
                 {"jwks": "Give one or more public keys, and no private key (nor a symmetric one)."}
             )
+
+    def previous_secret_at(self, now: datetime) -> str:
+        """The previous secret's hash while its grace window runs at ``now`` (``now`` before
+        ``previous_secret_expires``), else ``""``: an ended window authenticates nothing, whatever the row
+        still holds, and its end needs no write (so no cached copy outlives it)."""
+        expires = self.previous_secret_expires
+        if self.previous_secret_hash and expires is not None and now < expires:
+            return self.previous_secret_hash
+        return ""
+
+    def previous_secret_valid_until(self, now: datetime) -> datetime | None:
+        """The end of the previous secret's grace window if it runs at ``now``, else ``None``."""
+        return self.previous_secret_expires if self.previous_secret_at(now) else None
 
     @property
     def audiences(self) -> list[str]:

@@ -1,15 +1,32 @@
-"""Client services: register a client and rotate its secret. Raw secrets are returned once, stored hashed."""
+"""Client services: register a client, rotate its secret (with a grace window for the previous one) and
+end that window. Raw secrets are returned once, stored hashed; a previous secret is kept as its hash."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
 
 from tokens import ledger
 from tokens.models import LedgerRecord
+from uaa.oauth.hashers import is_client_secret_hash
 from uaa.oauth.models import Client
+
+# The longest grace window a rotation may give the previous secret (the setting, the API, the admin): a
+# window is for rolling the new secret out, not a second secret to keep.
+MAX_SECRET_GRACE_SECONDS = 30 * 86400
+# Written by rotate_client_secret and end_client_secret_grace only, never by update_client.
+SECRET_FIELDS = (
+    "client_secret",
+    "hash_client_secret",
+    "previous_secret_hash",
+    "previous_secret_expires",
+    "secret_rotated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -102,19 +119,76 @@ def save_registration(*, client: Client, actor: str = "") -> IssuedCredentials:
 
 
 @transaction.atomic
-def rotate_client_secret(*, client: Client, actor: str = "") -> str:
-    """A new secret for a confidential client; the old one stops working at once. The record names
-    ``actor``, the ``sub`` of the admin who rotated it."""
+def rotate_client_secret(*, client: Client, actor: str = "", grace_seconds: int | None = None) -> str:
+    """A new secret for a confidential client (returned raw, once). The old one goes on authenticating for
+    ``grace_seconds`` (default ``UAA_CLIENT_SECRET_GRACE_SECONDS``, 0: it stops at once; at most
+    ``MAX_SECRET_GRACE_SECONDS``), kept as the hash it was stored as, never in plain. One previous secret
+    only: a rotation within a window replaces the previous secret by the one it rotates out, and a rotation
+    without a window ends a running one. The ``client.secret_rotated`` record names ``actor`` (the ``sub``
+    of the admin, or the admin API's calling client), the window and its end. ``client`` is updated too."""
     if client.client_type != Client.CLIENT_CONFIDENTIAL:
         raise ValueError("Only confidential clients have a secret.")
+    grace = settings.UAA_CLIENT_SECRET_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_SECRET_GRACE_SECONDS:
+        raise ValueError(f"The grace window is from 0 to {MAX_SECRET_GRACE_SECONDS} seconds.")
+    locked = Client.objects.select_for_update().get(pk=client.pk)
+    now = timezone.now()
+    rotated_out = locked.client_secret  # the hash (DOT hashes on save): what a window keeps
+    if grace and not (locked.hash_client_secret and is_client_secret_hash(rotated_out)):
+        raise ValueError(
+            "This client's secret is not stored as a uaa_sha256 hash: rotate it without a grace window."
+        )
     raw_secret = generate_client_secret()
-    client.client_secret = raw_secret
-    client.hash_client_secret = True
-    client.save(update_fields=["client_secret", "hash_client_secret", "updated"])
+    locked.client_secret = raw_secret
+    locked.hash_client_secret = True
+    locked.previous_secret_hash = rotated_out if grace else ""
+    locked.previous_secret_expires = now + timedelta(seconds=grace) if grace else None
+    locked.secret_rotated_at = now
+    locked.save(update_fields=[*SECRET_FIELDS, "updated"])
+    _copy_secret_fields(source=locked, target=client)
+    detail: dict[str, object] = {"grace_seconds": grace}
+    if locked.previous_secret_expires is not None:
+        detail["previous_secret_valid_until"] = ledger.rfc3339_utc(locked.previous_secret_expires)
     ledger.append_record(
-        event=LedgerRecord.Event.CLIENT_SECRET_ROTATED, client_id=client.client_id, sub=actor
+        event=LedgerRecord.Event.CLIENT_SECRET_ROTATED,
+        client_id=client.client_id,
+        sub=actor,
+        at=now,
+        detail=detail,
     )
     return raw_secret
+
+
+@transaction.atomic
+def end_client_secret_grace(*, client: Client, actor: str = "") -> bool:
+    """End the previous secret's grace window now ("end the grace now": a leaked old secret is killed at
+    once, in every process: the write moves the row's generation, uaa/oauth/client_cache.py). Whether a
+    window was running; only then is there a ``client.secret_grace_ended`` record naming ``actor``, with
+    when the window would have ended. ``client`` is updated too."""
+    if client.client_type != Client.CLIENT_CONFIDENTIAL:
+        raise ValueError("Only confidential clients have a secret.")
+    locked = Client.objects.select_for_update().get(pk=client.pk)
+    now = timezone.now()
+    running = locked.previous_secret_at(now) != ""
+    expires = locked.previous_secret_expires
+    if locked.previous_secret_hash or expires is not None:  # an ended window's leftovers go too
+        locked.previous_secret_hash, locked.previous_secret_expires = "", None
+        locked.save(update_fields=["previous_secret_hash", "previous_secret_expires", "updated"])
+    _copy_secret_fields(source=locked, target=client)
+    if running and expires is not None:
+        ledger.append_record(
+            event=LedgerRecord.Event.CLIENT_SECRET_GRACE_ENDED,
+            client_id=client.client_id,
+            sub=actor,
+            at=now,
+            detail={"previous_secret_valid_until": ledger.rfc3339_utc(expires)},
+        )
+    return running
+
+
+def _copy_secret_fields(*, source: Client, target: Client) -> None:
+    for name in (*SECRET_FIELDS, "updated"):
+        setattr(target, name, getattr(source, name))
 
 
 @transaction.atomic
@@ -123,7 +197,7 @@ def update_client(*, client: Client, changes: dict[str, object], actor: str) -> 
     a registration is, and record an ``admin.change`` naming ``actor`` and the fields (never the values)."""
     locked = Client.objects.select_for_update().get(pk=client.pk)
     for name, value in changes.items():
-        if name in ("id", "client_id", "client_secret", "hash_client_secret", "created", "updated", "user"):
+        if name in ("id", "client_id", *SECRET_FIELDS, "created", "updated", "user", "generation"):
             raise ValueError(f"{name} is not changed here")
         setattr(locked, name, value)
     locked.full_clean(exclude=["client_secret", "client_id"])

@@ -71,9 +71,11 @@ class UAAOAuth2Validator(OAuth2Validator):
 
     def authenticate_client(self, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
         """RFC 6749 §2.3: one method per request (else invalid_request), one client, by its registered
-        method; a body client_id naming another client fails. Throttled before anything is checked, and
-        every failure counted and recorded (uaa/oauth/clientauth.py). RFC 7523 §2.2: a client assertion
-        (private_key_jwt) is checked by rfc7523."""
+        method; a body client_id naming another client fails. A secret is the current one or, while a
+        rotation's grace window runs, the previous one (``clientauth.previous_secret_matches``: both are
+        hashed on every request). Throttled before anything is checked, and every failure counted and
+        recorded (uaa/oauth/clientauth.py). RFC 7523 §2.2: a client assertion (private_key_jwt) is checked
+        by rfc7523."""
         attempt = clientauth.begin(request)
         if attempt.method == clientauth.JWT:
             try:
@@ -88,9 +90,12 @@ class UAAOAuth2Validator(OAuth2Validator):
             authenticated = self._authenticate_basic_auth(request)
         else:
             authenticated = self._authenticate_request_body(request)
+        presented = clientauth.presented_secret(request, attempt.method)
         if not isinstance(request.client, Client):  # no such client: the hash a wrong secret costs (issue 12)
-            presented = clientauth.presented_secret(request, attempt.method)
             verify_client_secret(provided=presented, stored=UNKNOWN_CLIENT_SECRET)
+        # the previous secret in its grace window, or a stand-in: one more hash on every path, always
+        if clientauth.previous_secret_matches(request, presented=presented):
+            authenticated = True
         reason = None
         if authenticated and request.client.token_endpoint_auth_method == request.client.PRIVATE_KEY_JWT:
             authenticated, reason = False, clientauth.USE_ASSERTION  # its secret does not authenticate it
