@@ -13,8 +13,11 @@ never becomes a label value (``other``).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,8 +58,25 @@ def test_the_bounded_task_names_are_the_apps_own_tasks() -> None:
     assert own == metrics.TASKS
 
 
-def _compose_worker(directory: Path) -> tuple[list[str], dict[str, str]]:
-    """docker-compose.yml's worker command and its metrics variable, the volume's path moved here."""
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A queue of this test's own: a message left on a shared Redis database by an earlier, interrupted run
+    would be counted too. Its keys are removed afterwards."""
+    name = f"uaa-test-metrics-{uuid.uuid4().hex[:12]}"
+    yield name
+    broker = os.environ.get("UAA_TEST_BROKER_URL", "")
+    if broker.startswith("redis"):
+        import redis
+
+        connection = redis.Redis.from_url(broker)
+        connection.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+        connection.zrem("_kombu.binding_deadlines", name)
+        connection.close()
+
+
+def _compose_worker(directory: Path, queue: str) -> tuple[list[str], dict[str, str]]:
+    """docker-compose.yml's worker command and its metrics variable, the volume's path moved here, one
+    child, consuming only ``queue``."""
     environment = live.COMPOSE["services"]["worker"]["environment"]
     assert environment["PROMETHEUS_MULTIPROC_DIR"] == WORKER_DIR
     assert "PROMETHEUS_MULTIPROC_DIR" not in live.COMPOSE["services"]["web"]["environment"]
@@ -64,6 +84,7 @@ def _compose_worker(directory: Path) -> tuple[list[str], dict[str, str]]:
         part.replace(WORKER_DIR, str(directory)).replace("--concurrency=2", "--concurrency=1")
         for part in live.compose_command("worker")
     ]
+    command[-1] += f" -Q {queue}"  # sh -c "rm ... && exec celery -A uaa worker ..."
     return command, {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
@@ -80,10 +101,10 @@ def _stale_worker_file(directory: Path) -> None:
     )
 
 
-def _send(env: dict[str, str], *args: str) -> None:
+def _send(env: dict[str, str], queue: str, *args: str) -> None:
     """``celery call``: a message on the broker, as beat or an operator sends it."""
     result = subprocess.run(
-        [str(live.BIN / "celery"), "-A", "uaa", "call", *args],
+        [str(live.BIN / "celery"), "-A", "uaa", "call", "--queue", queue, *args],
         cwd=live.ROOT,
         env=env,
         capture_output=True,
@@ -98,7 +119,7 @@ def _worker_samples(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], .
 
 
 def test_a_real_workers_task_outcomes_reach_webs_metrics(
-    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]], queue: str
 ) -> None:
     """A cleanup that fails (no tables yet) is retried three times (its max_retries) and then failed; after
     the migrations the same task succeeds; a message that expired in the queue is revoked; a message naming
@@ -108,13 +129,13 @@ def test_a_real_workers_task_outcomes_reach_webs_metrics(
     worker_dir.mkdir()
     _stale_worker_file(worker_dir)
     env = live.base_env(tmp_path)  # a fresh SQLite file: nothing migrated yet
-    command, worker_env = _compose_worker(worker_dir)
+    command, worker_env = _compose_worker(worker_dir, queue)
     worker_log = tmp_path / "worker.log"
     processes.append(live.start(command, {**env, **worker_env}, worker_log))
     live.wait_for(lambda: "ready." in worker_log.read_text(errors="replace"), "the worker", worker_log)
     assert outcome(CLEANUP, "succeeded") not in _worker_samples(worker_dir)  # emptied at start
 
-    _send(env, CLEANUP)
+    _send(env, queue, CLEANUP)
     live.wait_for(
         lambda: _worker_samples(worker_dir).get(outcome(CLEANUP, "failed")) == 1,
         "the cleanup to fail after its retries",
@@ -136,9 +157,9 @@ def test_a_real_workers_task_outcomes_reach_webs_metrics(
     processes.append(live.start(live.web_script(port, workers=1), web_env, web_log))
     live.wait_for(live.healthy(base), "gunicorn", web_log, timeout=120)
 
-    _send(env, CLEANUP)
-    _send(env, CLEANUP, "--expires", "2000-01-01T00:00:00+00:00")
-    _send(env, FORGED)
+    _send(env, queue, CLEANUP)
+    _send(env, queue, CLEANUP, "--expires", "2000-01-01T00:00:00+00:00")
+    _send(env, queue, FORGED)
 
     def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         answer = live.call(f"{base}/metrics")
