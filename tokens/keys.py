@@ -199,6 +199,20 @@ def _remember(key: WrappedKey, proven: ProvenKey | None, exc: Exception | None =
         )
 
 
+def prove_afresh(key: WrappedKey) -> ProvenKey | None:
+    """``key`` proven now, from its blobs as they are, whatever this process remembers of it: for a
+    decision that cannot be taken back (a standby made to sign, or revoked for failing; tokens/rotation.py).
+    The remembered proof is what the row's identity decides (not its blobs, which a KEK rotation re-wraps),
+    so blobs changed since would pass it, and blobs put back would still fail it. The result replaces it."""
+    try:
+        proven, _ = _prove(key)
+    except KeyDecryptionError as exc:
+        _remember(key, None, exc)
+        return None
+    _remember(key, proven)
+    return proven
+
+
 def proven_key(key: WrappedKey) -> ProvenKey | None:
     """``key`` as proven by this process, or ``None`` if it fails the proof (logged once, then cached)."""
     identity = _identity(key)

@@ -38,7 +38,7 @@ from tokens.keys import (
     generate_signing_key,
     locked_active_kid,
     note_tampered,
-    proven_key,
+    prove_afresh,
 )
 from tokens.models import KeySeries, LedgerRecord, SigningKey
 from tokens.signals import signing_key_changed
@@ -151,11 +151,15 @@ def _standby(algorithm: str, now: datetime, *, actor: str = "") -> SigningKey | 
 
     A standby that fails the proof (a row a database-only attacker planted, or blobs they swapped) must
     never be made to sign: promoted, it would leave the series with an active key nobody can sign with.
-    It is revoked instead (its ``key.revoked`` record says why), which frees the one ``next`` place for a
-    fresh standby; it has signed nothing, so nothing that verified stops verifying.
+    It is proven afresh from its blobs as they are now (tokens.keys.prove_afresh), never by what this
+    process remembers: blobs changed after an earlier proof would pass that, and blobs put back would
+    still fail it. One that fails is revoked (its ``key.revoked`` record says why), which frees the one
+    ``next`` place for a fresh standby; it has signed nothing, so nothing that verified stops verifying.
+    A process that lacks the KEK a genuine standby is wrapped under fails it too: roll a new KEK out to
+    every process before it wraps keys (docs/key-rotation.md).
     """
     standby = SigningKey.objects.for_algorithm(algorithm).next_in_line().first()
-    if standby is None or proven_key(standby) is not None:
+    if standby is None or prove_afresh(standby) is not None:  # its blobs now, not a remembered proof
         return standby
     standby.revoke(now=now)
     _emit("revoked", standby, now, reason="the standby failed the proof", actor=actor)
@@ -272,7 +276,20 @@ def ensure_active_key(*, algorithm: str, now: datetime) -> SigningKey:
         _restore_tampered(algorithm, now)
         key = SigningKey.objects.active().for_algorithm(algorithm).first()
         if key is None:
-            key = _activate_replacement(algorithm, _standby(algorithm, now), now, reason="no active key")
+            key = _repair(algorithm, now)
+    return key
+
+
+def _repair(algorithm: str, now: datetime) -> SigningKey:
+    """A series without an active key (under its lock): the standby signs if it proves (else it is
+    revoked and a fresh key signs), and a new standby is published in its place, as after a rotation or a
+    revocation: the next revocation may need one at any time. A series that had no standby (a database
+    without keys, a key made on demand) gets none here: the scheduled rotation publishes it."""
+    keys = SigningKey.objects.for_algorithm(algorithm)
+    had_standby = keys.next_in_line().exists()
+    key = _activate_replacement(algorithm, _standby(algorithm, now), now, reason="no active key")
+    if had_standby and not keys.next_in_line().exists():
+        _publish_next(algorithm, now, KeyPolicy.from_settings())
     return key
 
 
@@ -289,7 +306,7 @@ def lock_active_kid(*, algorithm: str, now: datetime) -> str:
         _restore_tampered(algorithm, now)
         kid = locked_active_kid(algorithm)
         if kid is None:
-            kid = _activate_replacement(algorithm, _standby(algorithm, now), now, reason="no active key").kid
+            kid = _repair(algorithm, now).kid
     return kid
 
 

@@ -11,6 +11,8 @@ RFC 7517 §4.5 (the ``kid`` names one key), RFC 7638 §3 (the ``kid`` is the key
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from datetime import timedelta
 from http import HTTPStatus
@@ -29,7 +31,7 @@ from tests.tokens.forgery import (
 )
 from tokens import ledger
 from tokens.envelope import KeyDecryptionError
-from tokens.keys import clear_key_cache, create_signing_key
+from tokens.keys import clear_key_cache, create_signing_key, proven_key
 from tokens.ledger.audit_keys import audit_jwks, create_audit_key
 from tokens.models import AuditKey, LedgerRecord, SigningKey
 from tokens.rotation import request_rotation, revoke_signing_key
@@ -258,3 +260,80 @@ def test_a_planted_standby_never_becomes_the_signing_key(genuine, service_client
         LedgerRecord.objects.filter(event=LedgerRecord.Event.KEY_REVOKED, body__contains=planted.kid).count()
         == 1
     )
+
+
+def jwt_kid(token: str) -> str:
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def _flip_a_byte(key: SigningKey) -> bytes:
+    original = bytes(SigningKey.objects.get(pk=key.pk).wrapped_private_key)
+    tampered = bytearray(original)
+    tampered[20] ^= 1
+    SigningKey.objects.filter(pk=key.pk).update(wrapped_private_key=bytes(tampered))
+    return original
+
+
+def _token_works(service_client) -> str:
+    response = form_post(
+        HttpClient(), "/oauth/token", {"grant_type": "client_credentials"}, auth=service_client.basic
+    )
+    assert response.status_code == HTTPStatus.OK, response.content
+    assert verify_jwt(response.json()["access_token"], typ="at+jwt") is not None
+    return response.json()["access_token"]
+
+
+@pytest.mark.parametrize("how", ["revocation", "rotation"])
+def test_a_standby_tampered_after_this_process_proved_it_is_not_promoted(
+    genuine, service_client, settings, how
+):
+    """Red team, second round: the proof a long-lived process remembers (a web worker that served the
+    JWKS, the beat worker after a rotation) is of the row's identity, not its blobs. The attacker flips a
+    byte of the standby's wrapped key after that proof; the next revocation or rotation in that process
+    promoted it, and every token request failed (500) until an operator revoked it from a fresh process."""
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG
+    active = genuine[algorithm]
+    standby = create_signing_key(algorithm=algorithm, now=timezone.now(), state=SigningKey.State.NEXT)
+    assert proven_key(standby) is not None  # remembered by this process
+    _flip_a_byte(standby)
+    now = timezone.now()
+    if how == "revocation":
+        revoke_signing_key(kid=active.kid, now=now, reason="test")
+    else:
+        SigningKey.objects.filter(pk=standby.pk).update(created_at=now - timedelta(days=400))
+        SigningKey.objects.filter(pk=active.pk).update(activated_at=now - timedelta(days=400))
+        request_rotation(algorithm=algorithm, now=now)
+    standby.refresh_from_db()
+    assert standby.state == SigningKey.State.REVOKED
+    _token_works(service_client)
+
+
+def test_a_standby_put_back_after_a_failed_proof_is_promoted_not_destroyed(genuine, service_client, settings):
+    """The other way: a byte flipped, a proof failed and remembered, the byte put back. The standby is
+    intact when the active key is revoked: it is promoted, not destroyed for what it was a moment ago."""
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG
+    active = genuine[algorithm]
+    standby = create_signing_key(algorithm=algorithm, now=timezone.now(), state=SigningKey.State.NEXT)
+    original = _flip_a_byte(standby)
+    standby.refresh_from_db()
+    assert proven_key(standby) is None  # the failure is remembered
+    SigningKey.objects.filter(pk=standby.pk).update(wrapped_private_key=original)
+    revoke_signing_key(kid=active.kid, now=timezone.now(), reason="test")
+    standby.refresh_from_db()
+    assert standby.state == SigningKey.State.ACTIVE
+    token = _token_works(service_client)
+    assert jwt_kid(token) == standby.kid
+
+
+def test_a_series_repaired_on_the_token_path_has_a_standby_again(genuine, service_client, settings):
+    """Red team, second round: a token request that finds no active key promotes (or, failing its proof,
+    revokes) the standby and left the series with none until the next scheduled rotation; a revocation
+    meanwhile then had no pre-published key to switch to."""
+    algorithm = settings.UAA_ACCESS_TOKEN_ALG
+    planted, _ = inject_signing_key(algorithm=algorithm, state=SigningKey.State.NEXT)
+    genuine[algorithm].revoke(now=timezone.now())
+    _token_works(service_client)
+    standby = SigningKey.objects.for_algorithm(algorithm).next_in_line().get()
+    assert standby.kid != planted.kid
+    assert proven_key(standby) is not None
