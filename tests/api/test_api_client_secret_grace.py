@@ -181,3 +181,16 @@ def test_a_caller_without_clients_write_can_neither_rotate_nor_end_a_window(
     assert works(service_client, old) and works(service_client, new)
     assert len(ledger_records(LedgerRecord.Event.CLIENT_SECRET_ROTATED)) == 1
     assert not ledger_records(LedgerRecord.Event.CLIENT_SECRET_GRACE_ENDED)
+
+
+def test_a_secret_stored_in_plain_gets_no_window_and_a_400_not_a_500(admin, service_client):
+    """A client whose secret was stored unhashed (hash_client_secret off, from a shell): its old secret
+    cannot be kept as a hash, so a window is refused (the plain secret is never copied anywhere)."""
+    _caller, token = admin
+    Client.objects.filter(pk=service_client.client.pk).update(hash_client_secret=False, client_secret="plain")
+    path = f"{CLIENTS}/{service_client.client_id}/rotate-secret"
+    response = call("POST", path, token, {"grace_seconds": 60})
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert "grace_seconds" in response.json()["fields"]
+    assert Client.objects.get(pk=service_client.client.pk).previous_secret_hash == ""
+    assert call("POST", path, token, {"grace_seconds": 0}).status_code == HTTPStatus.OK

@@ -382,7 +382,10 @@ class ClientViewSet(AdminViewSet):
         form = SecretRotationRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         grace = form.validated_data.get("grace_seconds")
-        secret = rotate_client_secret(client=client, actor=self.caller.actor, grace_seconds=grace)
+        try:
+            secret = rotate_client_secret(client=client, actor=self.caller.actor, grace_seconds=grace)
+        except ValueError as exc:  # a secret stored in plain (made in a shell) cannot be kept as its hash
+            raise serializers.ValidationError({"grace_seconds": [str(exc)]}) from None
         return Response(RegisteredClientSerializer(client).data | {"client_secret": secret})
 
     @extend_schema(
