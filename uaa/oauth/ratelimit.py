@@ -21,12 +21,13 @@ over any longer time the average never exceeds the limit. A refused request is a
 ``Retry-After`` (seconds to the end of the window that refused it) and the ``slow_down`` error.
 
 Where the counters live: Redis when ``UAA_RATELIMIT_REDIS_URL`` is set (by default ``REDIS_URL``, else a
-``redis://`` ``CACHE_URL``): one round trip for the check (a pipeline: INCR and EXPIREAT of the address's
-key, GET of the client's) and one for a success's count, and no SQL. Otherwise the database, table
-``oauth_ratelimitcounter``: one statement for the check (an ``INSERT ... ON CONFLICT DO UPDATE ...
-RETURNING`` of both rows, PostgreSQL and SQLite alike) and one for the count, each outside the request's
-transaction (a counter row is never locked for longer than its statement). Never process memory: every
-worker and every node shares them.
+``redis://`` ``CACHE_URL``): one round trip per request, the check (a pipeline: INCR and EXPIREAT of the
+address's key, GET of the client's), which also carries this process's previous success's count
+(:class:`RedisStore`: other processes see a success one request of this process later), and no SQL.
+Otherwise the database, table ``oauth_ratelimitcounter``: one statement for the check (an ``INSERT ...
+ON CONFLICT DO UPDATE ... RETURNING`` of both rows, PostgreSQL and SQLite alike) and one for the count,
+each outside the request's transaction (a counter row is never locked for longer than its statement).
+Never process memory: every worker and every node shares them.
 
 Redis down: the limits fail **open** (docs/operations.md, "Rate limits"). The requests are served
 unlimited, the credential-guessing limits (in the database) still apply, each such request counts in
@@ -209,7 +210,17 @@ def _hit_and_read_sql() -> str:
 
 
 class RedisStore:
-    """One Redis key per counter and window (``uaa:rl:<key>:<window end>``), expiring after its window."""
+    """One Redis key per counter and window (``uaa:rl:<key>:<window end>``), expiring after its window.
+
+    One round trip per request: a success's count (:meth:`count`) is held by the process and sent with its
+    next check (:meth:`hit`), in the same pipeline and before that check's reads, instead of a round trip of
+    its own after the answer (issue 12: the second round trip was a sixth of the token endpoint's CPU). So
+    a process's own counts are always in the counts it checks; what other processes see of them lags by
+    the requests this process is serving and has not yet followed with a check (one per sync worker):
+    across N workers a client may get up to N - 1 successes past its limit in a window. A held count
+    whose window ended before it is sent expires at once (``EXPIREAT`` in the past); one that cannot be
+    sent (Redis down, the process ending) is lost, as a count that fails is.
+    """
 
     def __init__(self, url: str, timeout: float) -> None:
         import redis
@@ -226,30 +237,37 @@ class RedisStore:
         )
         self.down_until = 0.0
         self.lock = threading.Lock()
+        self._held: dict[str, tuple[int, int]] = {}  # key name -> (successes not yet sent, its EXPIREAT)
 
     @staticmethod
     def name(key: Counter) -> str:
         return f"{REDIS_PREFIX}{key.key}:{key.window_end}"
 
     def hit(self, *, add: Counter | None, read: Counter | None) -> tuple[int, int]:
+        with self.lock:
+            held, self._held = self._held, {}
+
         def commands(pipe: Any) -> None:
+            for name, (successes, expire_at) in held.items():  # before the reads: they include them
+                pipe.incrby(name, successes)
+                pipe.expireat(name, expire_at)
             if add is not None:
                 pipe.incr(self.name(add))
                 pipe.expireat(self.name(add), add.window_end + 1)
             if read is not None:
                 pipe.get(self.name(read))
 
-        results = self._run(commands)
+        results = self._run(commands)[2 * len(held) :]
         added = int(results[0]) if add is not None else 0
         value = results[-1] if read is not None else None
         return added, int(value) if value is not None else 0
 
     def count(self, key: Counter) -> None:
-        def commands(pipe: Any) -> None:
-            pipe.incr(self.name(key))
-            pipe.expireat(self.name(key), key.window_end + 1)
-
-        self._run(commands)
+        """Hold a success's count for the next check (see the class); nothing is sent now."""
+        name = self.name(key)
+        with self.lock:
+            successes, _ = self._held.get(name, (0, 0))
+            self._held[name] = (successes + 1, key.window_end + 1)
 
     def _run(self, commands: Any) -> list[Any]:
         if time.monotonic() < self.down_until:
