@@ -2,13 +2,19 @@
 
 The token is checked by the validator the OAuth endpoints use (``UAAOAuth2Validator.validate_bearer_token``,
 as for userinfo): a JWT access token (``typ`` at+jwt) signed with its key's own algorithm by a key this
-server publishes now, stored, not expired, not revoked, its audience this server, its user (if any)
-active and not cut off. Its scopes count only while its client may still be granted them
-(uaa/oauth/scopes.py): a client whose admin scope was taken away, and a user's token, hold none.
+server publishes now, stored, not expired, not revoked, its user (if any) active and not cut off. Its
+audience must be this server *alone* (``aud`` exactly the issuer, as signed and as stored): a token that
+also names another resource server was handed to that server too, which could replay it here (RFC 9068
+§4, RFC 8707 §1, RFC 9700 §2.3); it is ``invalid_token`` (RFC 6750 §3.1), as one for another audience.
+Its scopes count only while its client may still be granted them (uaa/oauth/scopes.py): a client whose
+admin scope was taken away, and a user's token, hold none.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +93,29 @@ def _bearer(header: str) -> str:
     return token
 
 
+def signed_audiences(token: str) -> list[str] | None:
+    """The ``aud`` of a JWT whose signature was already verified, as a list (RFC 7519 §4.1.3: a string or
+    an array of strings); ``None`` when it is neither."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return None
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list) and all(isinstance(value, str) for value in aud):
+        return aud
+    return None
+
+
+def for_this_api_alone(token: str, access_token: Any) -> bool:
+    """RFC 9068 §4 and RFC 9700 §2.3: the token's audience is UAA and nothing else, both in the signed
+    ``aud`` and in the stored record (its RFC 8707 resources; empty for a token of no known audience)."""
+    own = [settings.UAA_ISSUER]
+    return signed_audiences(token) == own and list(access_token.resource or []) == own
+
+
 class AccessTokenAuthentication(BaseAuthentication):
     """RFC 6750 §2.1: the token in the ``Authorization`` header only (never the query or the body)."""
 
@@ -105,7 +134,7 @@ class AccessTokenAuthentication(BaseAuthentication):
             raise InvalidToken()
         access_token = checked.access_token
         client = access_token.application
-        if client is None:
+        if client is None or not for_this_api_alone(token, access_token):
             raise InvalidToken()
         admin = set(settings.UAA_ADMIN_SCOPES)
         scopes = set(access_token.scope.split()) & set(scopes_for_client(client)) & admin
