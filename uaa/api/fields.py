@@ -4,7 +4,6 @@ name, never ignored (no mass assignment)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +11,11 @@ from urllib.parse import urlsplit
 from rest_framework import serializers
 
 MAX_URI = 2048
-LOOPBACK_NAMES = frozenset({"localhost"})
+# RFC 8252 §7.3: "http://127.0.0.1:{port}/{path} for IPv4, and http://[::1]:{port}/{path} for IPv6", the
+# literals the authorization endpoint gives any port (uaa/oauth/rfc8252.py, django-oauth-toolkit). Not
+# "localhost" (§8.3: NOT RECOMMENDED; a name a resolver or hosts file may send off the machine), nor other
+# spellings or addresses of 127.0.0.0/8, which would be plain http matched port and all.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 
 
 class StrictCharField(serializers.CharField):
@@ -51,17 +54,9 @@ class StrictListField(serializers.ListField):
         return list(super().to_internal_value(data))
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_redirect_uri(uri: str) -> str:
-    """RFC 6749 §3.1.2: absolute, no fragment; RFC 9700 §2.1 / RFC 8252 §7.3: https, or http on loopback."""
+    """RFC 6749 §3.1.2: absolute, no fragment; RFC 9700 §2.1 / RFC 8252 §7.3: https, or http on the
+    loopback IP literals ``127.0.0.1`` and ``[::1]`` only."""
     if len(uri) > MAX_URI or any(ch.isspace() for ch in uri) or not uri.isprintable():
         raise serializers.ValidationError(f"A URI of at most {MAX_URI} characters, without spaces.")
     try:
@@ -74,9 +69,11 @@ def check_redirect_uri(uri: str) -> str:
         raise serializers.ValidationError("An absolute URI (scheme and host).")
     if "#" in uri:
         raise serializers.ValidationError("A redirect URI has no fragment (RFC 6749 §3.1.2).")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
         return uri
-    raise serializers.ValidationError("https, or http on a loopback address only (RFC 9700 §2.1).")
+    raise serializers.ValidationError(
+        "https, or http on 127.0.0.1 or [::1] only (RFC 8252 §7.3; not localhost, §8.3)."
+    )
 
 
 def uri_list(**kwargs: Any) -> StrictListField:
