@@ -7,11 +7,12 @@ import unicodedata
 import uuid
 import zoneinfo
 from datetime import date, datetime
+from encodings import idna as idna_codec
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator, URLValidator
+from django.core.validators import RegexValidator, URLValidator, validate_email
 from django.db import models
 from django.utils import timezone
 
@@ -33,6 +34,72 @@ def canonical_email(value: str) -> str:
     """
     text = unicodedata.normalize("NFKC", (value or "").strip())
     return unicodedata.normalize("NFKC", text.lower())
+
+
+# --- an address a new account may have: never a look-alike of another --------------------------------------
+NOT_AN_ADDRESS = (
+    "Enter an e-mail address: a mailbox name in ASCII letters, digits and dots, @, a domain name."
+)
+LOOK_ALIKE = "Each part of the domain name must be a valid internationalised name written in one script."
+# RFC 5321 §4.1.2 Dot-string (RFC 5322 §3.4.1 dot-atom) in lower case, ASCII only: no quoted string (a
+# quoted ``"alice"`` is the mailbox ``alice``), no RFC 6531 UTF-8 mailbox (where look-alike letters live).
+DOT_ATOM = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*", re.ASCII)
+# UTS #39 §5.2 "highly restrictive": one script, or Latin with Han and one of the scripts written with it.
+SCRIPT_MIXES = (
+    {"LATIN", "CJK", "HIRAGANA", "KATAKANA"},
+    {"LATIN", "CJK", "HANGUL"},
+    {"LATIN", "CJK", "BOPOMOFO"},
+)
+
+
+def _scripts(label: str) -> set[str]:
+    """The scripts of a label's letters, by the first word of their Unicode names (``CYRILLIC SMALL
+    LETTER A``); digits, hyphens and combining marks belong to none."""
+    return {unicodedata.name(ch, "?").split(" ")[0] for ch in label if ch.isalpha()}
+
+
+def _u_label(label: str) -> str | None:
+    """RFC 5890 §2.3.2.1: the label as Unicode if it is a valid IDNA label, else ``None``. An A-label
+    (``xn--``) must decode; a U-label must survive IDNA's mapping unchanged (RFC 3491 nameprep drops a
+    zero-width joiner or a soft hyphen, and folds ``ß``: the mail would go to another name than stored)."""
+    try:
+        if label.isascii():
+            if not label.startswith("xn--"):
+                return label
+            decoded = idna_codec.ToUnicode(label)
+            return decoded if decoded != label else None
+        return label if idna_codec.ToUnicode(idna_codec.ToASCII(label)) == label else None
+    except UnicodeError:
+        return None
+
+
+def validate_account_email(value: str) -> str:
+    """The stored form (``canonical_email``) of an address a new account may have, or ValidationError:
+    the one check of the admin API, the Django admin and ``User.objects.create_user``.
+
+    Case, width and compatibility variants of an address are that address (unique as stored). Refused:
+    anything Django's ``validate_email`` refuses (a trailing dot, ``..``), a quoted or non-ASCII mailbox
+    name, an address literal (``[127.0.0.1]``), and a domain label that is no valid IDNA label or mixes
+    scripts (UTS #39 §5.2: ``ex\u0430mple`` with a Cyrillic a, U+0430; its A-label ``xn--exmple-4nf`` too).
+    Whole-script look-alikes (a label all in Cyrillic letters shaped like Latin ones) are not detected:
+    that needs UTS #39's confusables data.
+    """
+    address = canonical_email(value)
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise ValidationError(NOT_AN_ADDRESS, code="invalid") from None
+    local, _, domain = address.rpartition("@")
+    if not DOT_ATOM.fullmatch(local) or domain.startswith("["):
+        raise ValidationError(NOT_AN_ADDRESS, code="invalid")
+    for label in domain.split("."):
+        unicode_label = _u_label(label)
+        if unicode_label is None:
+            raise ValidationError(LOOK_ALIKE, code="invalid")
+        scripts = _scripts(unicode_label)
+        if len(scripts) > 1 and not any(scripts <= mix for mix in SCRIPT_MIXES):
+            raise ValidationError(LOOK_ALIKE, code="invalid")
+    return address
 
 
 # --- OIDC Core §5.1 profile claims: what a stored value must look like ---------------------------------
@@ -83,6 +150,7 @@ class UserManager(BaseUserManager["User"]):
         address = canonical_email(email)
         if self.filter(email=address).exists():
             raise ValueError("An account with this e-mail address exists.")
+        validate_account_email(address)  # ValidationError: not an address a new account may have
         user = self.model(email=address, **fields)
         user.set_password(password)  # None gives an unusable password
         user.save(using=self._db)
@@ -184,6 +252,11 @@ class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-m
     def clean(self) -> None:
         super().clean()
         self.email = canonical_email(self.email)  # before the form's uniqueness check sees it
+        if self._state.adding or not User.objects.filter(pk=self.pk, email=self.email).exists():
+            try:  # a new address only: an account kept from before this check can still be edited
+                validate_account_email(self.email)
+            except ValidationError as exc:
+                raise ValidationError({"email": exc.messages}) from None
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = canonical_email(self.email)

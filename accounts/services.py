@@ -106,10 +106,15 @@ def change_password(*, request: HttpRequest | None, user: User, password: str | 
     revocation.revoke(user=user, request=request, reason=revocation.Reason.PASSWORD_CHANGED)
 
 
-def deactivate_user(*, request: HttpRequest | None, user: User) -> None:
+def deactivate_user(*, request: HttpRequest | None, user: User, actor: str = "") -> None:
     """The account can no longer sign in; its sessions and grants end, and stay ended if it is
-    reactivated (its not-before time, accounts/revocation.py)."""
-    User.objects.filter(pk=user.pk).update(is_active=False)
+    reactivated (its not-before time, accounts/revocation.py). With ``actor`` (the admin API's calling
+    client) the change is an ``admin.change`` of ``is_active`` naming it, in the change's transaction, as
+    :func:`reactivate_user`'s (the Django admin's deactivation has its ``LogEntry``)."""
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(is_active=False)
+        if actor:
+            _record_admin_change(user=user, actor=actor, action="change", fields=["is_active"])
     user.is_active = False
     revocation.revoke(user=user, request=request, reason=revocation.Reason.DEACTIVATED)
 
@@ -271,22 +276,35 @@ class SignedOutEverywhere:
     authorization_codes: int = 0
 
 
-def _token_revoked(request: HttpRequest, user: User, *, application: Any, **hashes: str) -> None:
+def _by(request: HttpRequest | None, user: User) -> str:
+    """Who acts on ``user``, for ``detail.by``: an admin (a staff user, or the admin API's calling client,
+    whose ``pk`` is its ``client_id``), never the user themself."""
+    actor = getattr(request, "user", None)
+    if actor is None or not actor.is_authenticated or actor.pk == user.pk:
+        return ""
+    return str(actor.pk)
+
+
+def _token_revoked(request: HttpRequest, user: User, *, application: Any, reason: str, **hashes: str) -> None:
+    by = _by(request, user)
     ledger.append_record(
         event=LedgerRecord.Event.TOKEN_REVOKED,
         client_id=getattr(application, "client_id", ""),
         sub=str(user.pk),
         hashes={name: digest for name, digest in hashes.items() if digest},
-        detail={"reason": "sign_out_everywhere"},
+        detail={"reason": reason, **({"by": by} if by else {})},
         **ledger.request_metadata(request),
     )
 
 
-def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEverywhere:
+def revoke_tokens_of_user(
+    *, request: HttpRequest, user: User, reason: str = revocation.Reason.SIGN_OUT_EVERYWHERE
+) -> SignedOutEverywhere:
     """Every token the user's applications hold, revoked as django-oauth-toolkit revokes them (RFC 7009
     §2.1): ``RefreshToken.revoke()`` marks a refresh token revoked and deletes its access token, and
     ``AccessToken.revoke()`` deletes the rest; unredeemed authorization codes are deleted, as redeeming one
-    does. One ledger record per token (its SHA-256 digest only). Call inside the caller's transaction.
+    does. One ledger record per token (its SHA-256 digest only), with ``detail.reason`` and, when an admin
+    revokes them, ``detail.by``. Call inside the caller's transaction.
 
     JWT access tokens that a resource server verifies by itself stay valid there until they expire
     (``UAA_ACCESS_TOKEN_LIFETIME``); introspection and userinfo refuse them at once.
@@ -312,6 +330,7 @@ def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEvery
                 request,
                 user,
                 application=token.application,
+                reason=reason,
                 refresh_token=token.token_checksum,
                 access_token=access.token_checksum if access is not None else "",
             )
@@ -320,7 +339,9 @@ def revoke_tokens_of_user(*, request: HttpRequest, user: User) -> SignedOutEvery
     for access in get_access_token_model().objects.select_related("application").filter(user=user):
         access.revoke()
         accessed += 1
-        _token_revoked(request, user, application=access.application, access_token=access.token_checksum)
+        _token_revoked(
+            request, user, application=access.application, reason=reason, access_token=access.token_checksum
+        )
     grants = get_grant_model()
     codes = grants.objects.filter(user=user).delete()[1].get(grants._meta.label, 0)
     return SignedOutEverywhere(
@@ -377,14 +398,33 @@ def sign_out_everywhere(*, request: HttpRequest, revoke_tokens: bool = False) ->
 def revoke_user_grants(*, request: HttpRequest, user: User) -> SignedOutEverywhere:
     """An admin's "sign this user out everywhere": the not-before time first (its own transaction, as in
     :func:`sign_out_everywhere`), then every SSO session ends and every token is revoked, with their
-    records; ``request.user`` is the admin (named as ``by``)."""
-    revocation.revoke(user=user, request=request, reason=revocation.Reason.ADMIN_REVOKED)
+    records; ``request.user`` is the admin (named as ``by`` on every record). What ended is counted in
+    one ``sign_out`` record (``detail.everywhere``, as the user's own sign out everywhere, with ``by``),
+    in the same transaction: the tokens by digest in their ``token.revoked`` records, never whole."""
+    reason = revocation.Reason.ADMIN_REVOKED
+    not_before = revocation.revoke(user=user, request=request, reason=reason)
+    by = _by(request, user)
     with transaction.atomic():
         open_sessions = SignIn.objects.open().for_user(user)
         keys = list(open_sessions.values_list("session_key", flat=True))
         Session.objects.filter(session_key__in=keys).delete()
         open_sessions.update(ended_at=timezone.now())
-        revoked = revoke_tokens_of_user(request=request, user=user)
+        revoked = revoke_tokens_of_user(request=request, user=user, reason=reason)
+        ledger.append_record(
+            event=LedgerRecord.Event.SIGNED_OUT,
+            sub=str(user.pk),
+            detail={
+                "everywhere": True,
+                "reason": reason,
+                **({"by": by} if by else {}),
+                "not_before": not_before.isoformat(),
+                "sessions": len(keys),
+                "refresh_tokens_revoked": revoked.refresh_tokens,
+                "access_tokens_revoked": revoked.access_tokens,
+                "authorization_codes_revoked": revoked.authorization_codes,
+            },
+            **ledger.request_metadata(request),
+        )
     return SignedOutEverywhere(
         sessions=len(keys),
         refresh_tokens=revoked.refresh_tokens,

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import validate_email
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -24,7 +23,7 @@ from rest_framework.response import Response
 
 from accounts import services, throttling
 from accounts.mfa import enrollment, policy
-from accounts.models import User, canonical_email
+from accounts.models import User, canonical_email, validate_account_email
 from uaa.api.base import AdminViewSet, Pages, created
 from uaa.api.fields import StrictCharField, StrictSerializer
 
@@ -73,13 +72,14 @@ class NewUserSerializer(StrictSerializer):
     family_name = StrictCharField(required=False, allow_blank=True, max_length=150)
 
     def validate_email(self, value: str) -> str:
+        """accounts.models.validate_account_email, as in the Django admin: no look-alike of an account."""
         try:
-            validate_email(value)
-        except DjangoValidationError:
-            raise serializers.ValidationError("Not an e-mail address.") from None
-        if User.objects.filter(email=canonical_email(value)).exists():
+            address = validate_account_email(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        if User.objects.filter(email=address).exists():
             raise serializers.ValidationError("An account with this e-mail address exists.")
-        return value
+        return address
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "password" in attrs:
@@ -168,7 +168,7 @@ class UserViewSet(AdminViewSet):
     @action(detail=True, methods=["post"])
     def deactivate(self, request: Request, user_id: str) -> Response:
         user = self._ordinary()
-        services.deactivate_user(request=request, user=user)  # type: ignore[arg-type]  # a DRF Request
+        services.deactivate_user(request=request, user=user, actor=self.caller.actor)  # type: ignore[arg-type]  # a DRF Request
         return Response(UserSerializer(user).data)
 
     @_action("Reactivate: sign-in allowed again; earlier grants stay ended")
