@@ -320,3 +320,24 @@ def test_token_request_for_a_registered_resource_keeps_working_after_the_admin_a
     Client.objects.filter(pk=service_client.client.pk).update(allowed_resources=f"{API} {REPORTS}")
     response = token_request(service_client, {"grant_type": "client_credentials", "resource": REPORTS})
     assert response.status_code == HTTPStatus.OK, response.content
+
+
+def test_a_resource_named_many_times_is_one_audience(browser, client_factory):
+    """A red team sent one resource fifty times: the token's aud held fifty copies, and so did every
+    refresh after it (the grant was stored with them). §2: the parameter names resources; one named
+    twice is still one."""
+    registered = client_factory(allowed_resources=[API, REPORTS], default_audience=[API])
+    service = client_factory(
+        grant_type=Client.GRANT_CLIENT_CREDENTIALS, redirect_uris=[], default_audience=[API]
+    )
+    issued = _client_credentials(service, *([API] * 50))
+    assert issued.status_code == HTTPStatus.OK, issued.content
+    assert unverified_claims(issued.json()["access_token"])["aud"] == API
+    tokens = _code_flow(browser, registered, [API, REPORTS, API]).json()
+    assert sorted(unverified_claims(tokens["access_token"])["aud"]) == [API, REPORTS]
+    body = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"])]
+    refreshed = form_post(HttpClient(), "/oauth/token", body + [("resource", API)] * 3, auth=registered.basic)
+    assert refreshed.status_code == HTTPStatus.OK, refreshed.content
+    assert unverified_claims(refreshed.json()["access_token"])["aud"] == API
+    again = refresh(registered, refreshed.json()["refresh_token"])
+    assert unverified_claims(again.json()["access_token"])["aud"] == API

@@ -53,15 +53,27 @@ def requested_resources(request: OAuthlibRequest) -> list[str]:
 
     oauthlib keeps the last value of a repeated parameter; django-oauth-toolkit puts a list on the
     request when the consent form was posted. Body values win over query values, as in oauthlib.
+    A resource named twice is one resource: an ``aud`` lists each audience once (a red team sent one
+    resource fifty times and got a token, and every refresh after it, with fifty copies).
     """
     value = getattr(request, "resource", None)
     if isinstance(value, list | tuple):
-        return list(value)
+        return _once(list(value))
     if not value:
         return []
     from_body = [v for k, v in (getattr(request, "decoded_body", None) or []) if k == "resource"]
     from_query = [v for k, v in (getattr(request, "uri_query_params", None) or []) if k == "resource"]
-    return from_body or from_query or [value]
+    return _once(from_body or from_query or [value])
+
+
+def _once(values: list[Any]) -> list[Any]:
+    """``values`` in order, each first occurrence only (compared by ``==``: a value refused later may be
+    unhashable)."""
+    seen: list[Any] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
 
 
 def refuse(request: OAuthlibRequest) -> oauthlib_errors.CustomOAuth2Error:
