@@ -218,13 +218,7 @@ def proven_key(key: WrappedKey) -> ProvenKey | None:
     identity = _identity(key)
     if identity in _proven:
         return _proven[identity]
-    try:
-        proven, _ = _prove(key)
-    except KeyDecryptionError as exc:
-        _remember(key, None, exc)
-        return None
-    _remember(key, proven)
-    return proven
+    return prove_afresh(key)
 
 
 def load_proven_private_key(key: WrappedKey) -> PrivateKey:
