@@ -1,4 +1,18 @@
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _check_mail_settings() -> None:
+    """Register the e-mail settings' check (accounts/mail.py) and refuse to start on its errors, as
+    uaa/apps.py does for the issuer's: a worker with an unreadable EMAIL_URL would send nothing."""
+    from django.core import checks
+
+    from accounts.mail import check_mail_settings
+
+    checks.register(check_mail_settings, checks.Tags.security)
+    errors = [found for found in check_mail_settings() if found.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("Refusing to start: " + " ".join(f"[{e.id}] {e.msg}" for e in errors))
 
 
 class AccountsConfig(AppConfig):
@@ -14,6 +28,8 @@ class AccountsConfig(AppConfig):
         from accounts.mfa.policy import factor_saved
         from accounts.models import WebAuthnCredential
         from accounts.sessions import end_recorded_session
+
+        _check_mail_settings()
 
         # Every way out (our sign-out, RP-initiated logout, the timeouts) closes the sign-in record.
         user_logged_out.connect(end_recorded_session, dispatch_uid="accounts.end_recorded_session")

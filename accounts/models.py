@@ -374,3 +374,15 @@ class ThrottleCounter(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SentMail(models.Model):
+    """A message the backend reported as sent (accounts/mail.py): a retried or redelivered task that finds its
+    message id here sends nothing. Holds the id and the time only, never an address or the content."""
+
+    message_id = models.UUIDField(primary_key=True)
+    template = models.CharField(max_length=100)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.template} {self.message_id}"

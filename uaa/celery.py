@@ -1,4 +1,5 @@
-"""Celery app (schedule only, no logic: tasks live in tokens/tasks.py and uaa/oauth/tasks.py).
+"""Celery app (schedule only, no logic: tasks live in tokens/tasks.py, uaa/oauth/tasks.py and
+accounts/tasks.py).
 
 Beat uses django-celery-beat's database scheduler, so operators see and change the schedule in
 Django admin (Periodic tasks). The default entries are seeded by the migration
@@ -16,4 +17,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "uaa.settings")
 
 app = Celery("uaa")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["tokens", "uaa.oauth"])
+app.autodiscover_tasks(["tokens", "uaa.oauth", "accounts"])

@@ -462,6 +462,98 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"SigningAlgorithmEnum": "uaa.api.clients.ALGORITHMS"},
 }
 
+# E-mail (accounts/mail.py, docs/email.md). EMAIL_URL names the backend: smtp://user:password@host:587/?tls=1
+# (STARTTLS), smtp+ssl://user:password@host:465 (TLS from the first byte), console:// (`make run`: printed),
+# locmem:// (tests). Read with the standard library here; a URL it cannot read sends nothing and is an error
+# at start-up (accounts.E001). Unset without DEBUG: every message is refused, loudly (accounts.W001).
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtp+tls": "django.core.mail.backends.smtp.EmailBackend",
+    "smtp+ssl": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+}
+_REFUSING_EMAIL_BACKEND = "accounts.mail.RefusingBackend"
+
+
+def _email_settings(url: str) -> tuple[dict[str, object], str]:
+    """EMAIL_URL as Django's EMAIL_* settings, and what is wrong with it ("" when nothing); the problem never
+    repeats the URL (it may hold the password)."""
+    from urllib.parse import parse_qs, unquote
+
+    if not url:
+        return {"EMAIL_BACKEND": _REFUSING_EMAIL_BACKEND}, ""
+    refused: dict[str, object] = {"EMAIL_BACKEND": _REFUSING_EMAIL_BACKEND}
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return refused, "EMAIL_URL is not a URL (or its port is not a number)."
+    scheme = parts.scheme
+    if scheme not in _EMAIL_BACKENDS:
+        return refused, "EMAIL_URL's scheme must be smtp, smtp+tls, smtp+ssl, smtps, console or locmem."
+    found: dict[str, object] = {"EMAIL_BACKEND": _EMAIL_BACKENDS[scheme]}
+    if not scheme.startswith("smtp"):
+        return found, ""
+    try:
+        query = {
+            key: values[-1] for key, values in parse_qs(parts.query, strict_parsing=bool(parts.query)).items()
+        }
+    except ValueError:
+        return refused, "EMAIL_URL's query is not key=value pairs."
+    unknown = sorted(set(query) - {"tls", "ssl", "timeout"})
+    if unknown:
+        return refused, f"EMAIL_URL has unknown parameters: {', '.join(unknown)} (tls, ssl, timeout)."
+    flags = {}
+    for key in ("tls", "ssl"):
+        value = query.get(key, "0").lower()
+        if value not in {"0", "1", "true", "false", "yes", "no", "on", "off"}:
+            return refused, f"EMAIL_URL's {key} must be 1 or 0."
+        flags[key] = value in {"1", "true", "yes", "on"}
+    use_ssl = scheme in {"smtp+ssl", "smtps"} or flags["ssl"]
+    use_tls = scheme == "smtp+tls" or flags["tls"]
+    if use_ssl and use_tls:
+        return refused, "EMAIL_URL asks for both STARTTLS (tls) and implicit TLS (ssl, smtps, smtp+ssl)."
+    if not parts.hostname:
+        return refused, "EMAIL_URL names no SMTP host."
+    try:
+        timeout = float(query.get("timeout", "10"))
+    except ValueError:
+        return refused, "EMAIL_URL's timeout must be a number of seconds."
+    if not 0 < timeout <= 300:
+        return refused, "EMAIL_URL's timeout must be more than 0 and at most 300 seconds."
+    found.update(
+        EMAIL_HOST=parts.hostname,
+        EMAIL_PORT=port or (465 if use_ssl else 587 if use_tls else 25),
+        EMAIL_HOST_USER=unquote(parts.username or ""),
+        EMAIL_HOST_PASSWORD=unquote(parts.password or ""),
+        EMAIL_USE_TLS=use_tls,
+        EMAIL_USE_SSL=use_ssl,
+        EMAIL_TIMEOUT=timeout,
+    )
+    return found, ""
+
+
+_EMAIL, UAA_EMAIL_URL_PROBLEM = _email_settings(env.str("EMAIL_URL", default="console://" if DEBUG else ""))
+EMAIL_BACKEND = str(_EMAIL["EMAIL_BACKEND"])
+EMAIL_HOST = str(_EMAIL.get("EMAIL_HOST", "localhost"))
+EMAIL_PORT = int(str(_EMAIL.get("EMAIL_PORT", 25)))
+EMAIL_HOST_USER = str(_EMAIL.get("EMAIL_HOST_USER", ""))
+EMAIL_HOST_PASSWORD = str(_EMAIL.get("EMAIL_HOST_PASSWORD", ""))  # Django's debug page hides *PASSWORD*
+EMAIL_USE_TLS = bool(_EMAIL.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_EMAIL.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = float(str(_EMAIL.get("EMAIL_TIMEOUT", 10)))
+del _EMAIL
+UAA_EMAIL_CONFIGURED = EMAIL_BACKEND != _REFUSING_EMAIL_BACKEND
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"UAA <no-reply@{_ISSUER_HOST or 'localhost'}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = ""
+# A message is tried this many times more after its first failure, waiting 2, 4, 8, ... seconds (at most
+# UAA_EMAIL_RETRY_BACKOFF_MAX, with jitter); then it is logged (accounts.mail.failed) and counted as failed.
+UAA_EMAIL_MAX_RETRIES = env.int("UAA_EMAIL_MAX_RETRIES", default=12)
+UAA_EMAIL_RETRY_BACKOFF_MAX = env.int("UAA_EMAIL_RETRY_BACKOFF_MAX", default=600)
+
 # Celery: Redis (or any broker) in production; an embedded filesystem broker on a laptop.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=env("REDIS_URL", default="filesystem://"))
 CELERY_RESULT_BACKEND = None

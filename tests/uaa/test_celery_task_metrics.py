@@ -46,6 +46,7 @@ def runs(task: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 def test_the_bounded_task_names_are_the_apps_own_tasks() -> None:
     """A task added to tokens/ or uaa/ without its name in uaa.metrics.TASKS would count as ``other``."""
+    import accounts.tasks  # noqa: F401
     import tokens.tasks  # noqa: F401
     import uaa.oauth.tasks  # noqa: F401
     from uaa.celery import app
