@@ -12,6 +12,7 @@ from http import HTTPStatus
 from urllib.parse import urlencode
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client as HttpClient
 
 from tests.oauth_client import AuthorizationRequest, authorize, exchange_code, query_of
@@ -108,10 +109,14 @@ def test_native_client_loopback_path_must_still_match(browser, native_client):
 
 
 def test_native_client_localhost_is_not_a_loopback_ip(browser, client_factory):
-    """RFC 8252 §8.3: "localhost" is NOT RECOMMENDED and gets no port exception; ports match exactly."""
-    registered = client_factory(
-        name="Localhost app", client_type=Client.CLIENT_PUBLIC, redirect_uris=["http://localhost:3101/cb"]
-    )
+    """RFC 8252 §8.3: "localhost" is NOT RECOMMENDED: it is refused at registration (uaa/oauth/rfc8252.py
+    check_redirect_uri), and one stored before that rule gets no port exception; ports match exactly."""
+    with pytest.raises(ValidationError):
+        client_factory(
+            name="Localhost app", client_type=Client.CLIENT_PUBLIC, redirect_uris=["http://localhost:3101/cb"]
+        )
+    registered = client_factory(name="Localhost app", client_type=Client.CLIENT_PUBLIC)
+    Client.objects.filter(pk=registered.client.pk).update(redirect_uris="http://localhost:3101/cb")
     request = AuthorizationRequest(client_id=registered.client_id, redirect_uri="http://localhost:3102/cb")
     _assert_error_page_without_redirect(browser.get(request.url()))
 

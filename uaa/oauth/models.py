@@ -201,6 +201,7 @@ class Client(AbstractApplication):
             super().clean()
         finally:
             self.algorithm = algorithm
+        self._clean_redirect_uris()
         if self.algorithm not in dict(self.SIGNING_ALGORITHMS):
             raise ValidationError({"algorithm": "Choose RS256, ES256 or EdDSA."})
         if self.authorization_grant_type not in (
@@ -220,6 +221,25 @@ class Client(AbstractApplication):
         self._clean_introspection_resources()
         self._clean_allowed_resources()
         self._clean_allowed_scopes()
+
+    def _clean_redirect_uris(self) -> None:
+        """The one redirect URI rule (uaa/oauth/rfc8252.py check_redirect_uri), for sign-in and logout
+        redirects alike: every way a client is registered or changed ends here."""
+        errors: dict[str, list[str]] = {}
+        for field in ("redirect_uris", "post_logout_redirect_uris"):
+            problems = [
+                problem
+                for uri in getattr(self, field).split()
+                if (
+                    problem := rfc8252.redirect_uri_problem(
+                        uri, schemes=self.get_allowed_schemes(), native=self.client_type == self.CLIENT_PUBLIC
+                    )
+                )
+            ]
+            if problems:
+                errors[field] = problems
+        if errors:
+            raise ValidationError(errors)
 
     def _clean_allowed_resources(self) -> None:
         """RFC 8707 §2: absolute URIs without a fragment; the default audience is one of them."""
