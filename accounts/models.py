@@ -58,6 +58,29 @@ def _scripts(label: str) -> set[str]:
     return {unicodedata.name(ch, "?").split(" ")[0] for ch in label if ch.isalpha()}
 
 
+# Characters that show as nothing (or as a blank) where a letter of a name may stand: the Hangul fillers
+# (U+115F, U+1160, U+3164, U+FFA0: Hangul letters to the script rule, which lets them mix with Latin), the
+# combining grapheme joiner, the Khmer inherent vowels, the Mongolian free variation selectors and vowel
+# separator, the variation selectors and the braille blank. IDNA 2008 (RFC 5892) disallows every one.
+_INVISIBLE = frozenset(
+    [
+        *(0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x17B4, 0x17B5, 0x2800),
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    ]
+)
+
+
+def _invisible(label: str) -> bool:
+    """A character of ``label`` that shows as nothing: one of :data:`_INVISIBLE`, or a format, control,
+    separator, private-use or unassigned code point (``Cf``, ``Cc``, ``Z*``, ``Co``, ``Cn``)."""
+    return any(
+        ord(ch) in _INVISIBLE or unicodedata.category(ch) in {"Cf", "Cc", "Zs", "Zl", "Zp", "Co", "Cn"}
+        for ch in label
+    )
+
+
 def _u_label(label: str) -> str | None:
     """RFC 5890 §2.3.2.1: the label as Unicode if it is a valid IDNA label, else ``None``. An A-label
     (``xn--``) must decode; a U-label must survive IDNA's mapping unchanged (RFC 3491 nameprep drops a
@@ -81,8 +104,10 @@ def validate_account_email(value: str) -> str:
     anything Django's ``validate_email`` refuses (a trailing dot, ``..``), a quoted or non-ASCII mailbox
     name, an address literal (``[127.0.0.1]``), and a domain label that is no valid IDNA label or mixes
     scripts (UTS #39 §5.2: ``ex\u0430mple`` with a Cyrillic a, U+0430; its A-label ``xn--exmple-4nf`` too).
-    Whole-script look-alikes (a label all in Cyrillic letters shaped like Latin ones) are not detected:
-    that needs UTS #39's confusables data.
+    A label with a character that shows as nothing (a Hangul filler, a variation selector: ``_invisible``)
+    is refused too. Whole-script look-alikes (a label all in Cyrillic letters shaped like Latin ones) and
+    Latin letters shaped like others (LATIN SMALL LETTER ALPHA, U+0251, for an a; a dotless i) are not
+    detected: that needs UTS #39's confusables data.
     """
     address = canonical_email(value)
     try:
@@ -94,7 +119,7 @@ def validate_account_email(value: str) -> str:
         raise ValidationError(NOT_AN_ADDRESS, code="invalid")
     for label in domain.split("."):
         unicode_label = _u_label(label)
-        if unicode_label is None:
+        if unicode_label is None or _invisible(unicode_label):
             raise ValidationError(LOOK_ALIKE, code="invalid")
         scripts = _scripts(unicode_label)
         if len(scripts) > 1 and not any(scripts <= mix for mix in SCRIPT_MIXES):

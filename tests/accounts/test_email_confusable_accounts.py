@@ -53,6 +53,15 @@ LOOK_ALIKES = [
     "alice@[127.0.0.1]",  # an address literal is no domain to look at
     "alice@xn--zz.com",  # an A-label that does not decode
     "alice@\u0435x\u0430mple.\u0441om",  # mixed scripts in every label
+    # Red team: the Hangul fillers show as nothing and count as Hangul letters (Latin + Hangul is a mix the
+    # script rule allows); every other character that shows as nothing is refused with them.
+    "alice@example\u3164.com",
+    "alice@exam\u1160ple.com",
+    "alice@exam\u115fple.com",
+    "alice@exam\uffa0ple.com",
+    "alice@exam\u034fple.com",  # combining grapheme joiner
+    "alice@exam\ufe0fple.com",  # variation selector
+    "alice@exam\u2800ple.com",  # braille blank
 ]
 ACCEPTED = [
     "bob@example.com",
