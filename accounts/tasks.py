@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from accounts.mail import deliver_sealed_message
+from accounts.mail_delivery import deliver_sealed_message
 
 logger = logging.getLogger(__name__)
 
