@@ -38,7 +38,6 @@ import base64
 import binascii
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +46,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from tokens.clientip import parse_trusted_proxies
+from uaa.oauth.rfc8252 import authority_problem
 from uaa.oauth.services import MAX_SECRET_GRACE_SECONDS
 
 SECRET_KEY_MIN_LENGTH = 50
@@ -97,7 +97,7 @@ def _issuer_problems(issuer: str, *, debug: bool, allow_http: bool) -> list[str]
         )
     if (parts.hostname or "").endswith("."):
         found.append("UAA_ISSUER's host must not end with a dot: write the name as clients know it.")
-    if "@" not in parts.netloc and not _AUTHORITY.fullmatch(parts.netloc):
+    if "@" not in parts.netloc and authority_problem(parts.netloc)[1] is not None:
         # urlsplit ignores what follows "]" ("http://[::1].evil.com" reads as the host ::1)
         found.append(
             "UAA_ISSUER's authority must be a host and an optional port, nothing else: a name, an IPv4 "
@@ -106,11 +106,6 @@ def _issuer_problems(issuer: str, *, debug: bool, allow_http: bool) -> list[str]
     if any(segment in (".", "..") for segment in parts.path.split("/")):
         found.append("UAA_ISSUER's path must not have '.' or '..' segments: write it as clients know it.")
     return found
-
-
-# RFC 3986 §3.2.2 and §3.2.3, narrowed to what an issuer's host can be: a registered name or IPv4 address
-# (letters, digits, "-" and "."), or an IPv6 address in brackets (no zone ID, RFC 6874); a port of digits.
-_AUTHORITY = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?")
 
 
 def http_issuer_off_loopback(issuer: str) -> str | None:

@@ -55,8 +55,11 @@ _PATH_AND_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")  # RFC 3986 p
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def _authority_problem(authority: str) -> tuple[str, str | None]:
-    """``(host, None)`` for an RFC 3986 §3.2 authority without userinfo, else ``("", problem)``."""
+def authority_problem(authority: str) -> tuple[str, str | None]:
+    """``(host, None)`` for an RFC 3986 §3.2 authority without userinfo, else ``("", problem)``: a name or
+    IPv4 address of letters, digits, '-' and '.', or a bracketed IPv6 address without a zone ID, then an
+    optional port 1-65535. Read here, not by ``urlsplit``, which ignores what follows ']'. Also the issuer
+    check's (uaa/checks.py)."""
     if "@" in authority:
         return "", "A redirect URI carries no user name or password (RFC 9700 §4.1.1)."
     if authority.startswith("["):  # §3.2.2 IP-literal: an IPv6 address, no zone ID, no IPvFuture
@@ -97,7 +100,7 @@ def redirect_uri_problem(uri: str, *, schemes: Iterable[str], native: bool) -> s
         if not rest.startswith("//"):
             return "An absolute URI with a host (RFC 3986 §3.2)."
         end = min((i for i in (rest.find("/", 2), rest.find("?", 2)) if i != -1), default=len(rest))
-        host, problem = _authority_problem(rest[2:end])
+        host, problem = authority_problem(rest[2:end])
         if problem:
             return problem
         if scheme == "http" and host not in LOOPBACK_HOSTS:
